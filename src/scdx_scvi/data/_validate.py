@@ -1,0 +1,251 @@
+"""Checks of a user's MuData before it is registered, with errors that say how to fix the input.
+
+Nothing here changes the user's data, with one documented exception: a layer stored as a scipy
+sparse *array* is re-wrapped as the equivalent sparse *matrix* (same values, same buffers),
+because scvi-tools 1.4 cannot read sparse arrays.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from mudata import MuData
+from scipy import sparse
+
+from scdx_scvi._constants import MODALITIES, MODALITY_ALIASES
+
+logger = logging.getLogger(__name__)
+
+#: Rows per block when a dense layer is scanned, to bound memory.
+_DENSE_CHUNK = 4096
+#: Cells named in an error message, at most.
+_N_EXAMPLES = 5
+
+COUNT_MODALITIES = ("rna", "protein")
+"""Modalities scored by a count likelihood: their layers must hold non-negative integers."""
+
+
+def resolve_modalities(
+    mdata: MuData, modalities: Mapping[str, str] | None, setup_args: Mapping[str, object]
+) -> dict[str, str]:
+    """Return the ``modalities`` mapping of ``setup_mudata``, inferred from modality names if needed.
+
+    Parameters
+    ----------
+    mdata
+        The user's MuData.
+    modalities
+        Mapping from ``setup_mudata`` argument names (``"rna_layer"``, ``"atac_layer"``,
+        ``"protein_layer"``, ``"batch_key"``, ``"labels_key"``) to modality names in
+        ``mdata.mod``, or ``None`` to infer the data modalities from common names
+        (``"rna"``, ``"atac"``, ``"protein"``, ``"prot"``, ``"adt"``, ...).
+    setup_args
+        The other arguments of ``setup_mudata`` (used only in messages).
+    """
+    if not isinstance(mdata, MuData):
+        hint = (
+            " Wrap your modalities in a MuData, e.g. "
+            "`mudata.MuData({'rna': rna_adata, 'atac': atac_adata})`."
+            if isinstance(mdata, AnnData)
+            else ""
+        )
+        raise TypeError(f"SCDX.setup_mudata expects a MuData, got {type(mdata).__name__}.{hint}")
+    available = list(mdata.mod.keys())
+    if modalities is None:
+        modalities = {}
+        for name, spec in MODALITIES.items():
+            found = [alias for alias in MODALITY_ALIASES[name] if alias in mdata.mod]
+            if found:
+                modalities[spec.setup_arg] = found[0]
+        if len(modalities) < 2:
+            raise ValueError(
+                f"Could not tell which of the modalities {available} are RNA, ATAC and protein. "
+                "Pass them explicitly, e.g. "
+                "`modalities={'rna_layer': 'rna', 'atac_layer': 'atac'}`."
+            )
+        logger.info("Using modalities %s (inferred from the names in mdata.mod).", modalities)
+    else:
+        modalities = dict(modalities)
+    allowed = {spec.setup_arg for spec in MODALITIES.values()} | {"batch_key", "labels_key"}
+    extra = sorted(set(modalities) - allowed)
+    if extra:
+        raise ValueError(
+            f"Unknown key(s) {extra} in `modalities`; allowed keys are {sorted(allowed)}."
+        )
+    for arg, mod in modalities.items():
+        if mod not in mdata.mod:
+            raise ValueError(
+                f"`modalities[{arg!r}]` is {mod!r}, but mdata has no such modality; "
+                f"available modalities: {available}."
+            )
+    data_args = [spec.setup_arg for spec in MODALITIES.values() if spec.setup_arg in modalities]
+    if len(data_args) < 2:
+        raise ValueError(
+            "SCDX needs at least two modalities among RNA, ATAC and protein; `modalities` names "
+            f"only {data_args}. Add e.g. 'atac_layer': 'atac' or 'protein_layer': 'protein'."
+        )
+    for arg in ("batch_key", "labels_key"):
+        if setup_args.get(arg) is None and arg in modalities:
+            raise ValueError(f"`modalities[{arg!r}]` is given but `{arg}` is None.")
+    return modalities
+
+
+def data_modalities(modalities: Mapping[str, str]) -> dict[str, str]:
+    """Return ``{canonical modality: name in mdata.mod}`` in the canonical order."""
+    return {
+        name: modalities[spec.setup_arg]
+        for name, spec in MODALITIES.items()
+        if spec.setup_arg in modalities
+    }
+
+
+def check_mudata(
+    mdata: MuData,
+    layers: Mapping[str, tuple[str, str | None]],
+    obs_keys: Mapping[str, tuple[str | None, str | None]],
+) -> None:
+    """Validate a MuData before registration; raise with a fix for every problem found.
+
+    Parameters
+    ----------
+    mdata
+        The user's MuData.
+    layers
+        ``{canonical modality: (name in mdata.mod, layer or None for .X)}``.
+    obs_keys
+        ``{setup argument: (obs column or None, modality holding it or None for mdata.obs)}``.
+    """
+    if mdata.is_view:
+        raise ValueError(
+            "mdata is a view (a subset of another MuData). Registration writes keys into the "
+            "object, so make it an actual object first: `mdata = mdata.copy()`."
+        )
+    for modality, (mod, layer) in layers.items():
+        adata = mdata.mod[mod]
+        _check_paired(mdata, mod, adata)
+        _coerce_sparse_array(adata, mod, layer)
+        x = _get_layer(adata, mod, layer)
+        check_values(x, modality, f"mdata.mod[{mod!r}].{_where(layer)}")
+    for arg, (key, mod) in obs_keys.items():
+        if key is None:
+            continue
+        obs = mdata.obs if mod is None else mdata.mod[mod].obs
+        where = "mdata.obs" if mod is None else f"mdata.mod[{mod!r}].obs"
+        if key not in obs.columns:
+            raise KeyError(
+                f"`{arg}={key!r}` is not a column of {where}; columns: {list(obs.columns)}."
+            )
+        n_missing = int(pd.isna(obs[key]).sum())
+        if n_missing:
+            raise ValueError(
+                f"{where}[{key!r}] has {n_missing} missing value(s). Fill or drop them first, "
+                f"e.g. `{where}[{key!r}] = {where}[{key!r}].astype(str).fillna('unknown')`, "
+                f"or subset to labelled cells."
+            )
+
+
+def check_values(x, modality: str, where: str) -> None:
+    """Check that ``x`` (a layer of ``modality``) is finite, non-negative, and counts if needed.
+
+    Sparse layers are checked through their stored values; dense layers block by block, so the
+    check never holds a second dense copy of the layer.
+    """
+    must_be_integer = modality in COUNT_MODALITIES
+    n_cells = x.shape[0]
+    row_totals = np.zeros(n_cells, dtype=np.float64)
+    for start, block in _blocks(x):
+        values = block.data if sparse.issparse(block) else np.asarray(block)
+        if not np.issubdtype(values.dtype, np.number):
+            raise TypeError(f"{where} has non-numeric dtype {values.dtype}.")
+        if not np.isfinite(values).all():
+            raise ValueError(
+                f"{where} contains NaN or infinite values. SCDX needs raw counts; "
+                "check the layer, or replace missing values before setup."
+            )
+        if (values < 0).any():
+            raise ValueError(
+                f"{where} contains negative values (min {values.min():g}). SCDX needs raw, "
+                "non-negative counts: pass the layer holding counts, not scaled or centred data."
+            )
+        if must_be_integer and (values != np.round(values)).any():
+            raise ValueError(
+                f"{where} contains non-integer values, but the {modality} likelihood is a "
+                "negative binomial on raw counts. Pass the raw-count layer (e.g. "
+                f"`{MODALITIES[modality].setup_arg}='counts'`), not normalised or log data."
+            )
+        stop = start + block.shape[0]
+        row_totals[start:stop] = np.asarray(block.sum(axis=1)).ravel()
+    empty = np.flatnonzero(row_totals == 0)
+    if empty.size:
+        raise ValueError(
+            f"{empty.size} cell(s) have no counts in {where} (positions "
+            f"{empty[:_N_EXAMPLES].tolist()}{'...' if empty.size > _N_EXAMPLES else ''}). "
+            "A fully paired model needs every modality measured in every cell: remove them, "
+            "e.g. `mdata = mdata[keep].copy()` with `keep` the cells with counts."
+        )
+
+
+def _blocks(x) -> Iterator[tuple[int, object]]:
+    if sparse.issparse(x) and x.format == "csr":
+        yield 0, x
+        return
+    if sparse.issparse(x):
+        yield 0, x.tocsr()
+        return
+    for start in range(0, x.shape[0], _DENSE_CHUNK):
+        yield start, np.asarray(x[start : start + _DENSE_CHUNK])
+
+
+def _check_paired(mdata: MuData, mod: str, adata: AnnData) -> None:
+    if adata.n_obs != mdata.n_obs or not adata.obs_names.equals(mdata.obs_names):
+        n_shared = len(adata.obs_names.intersection(mdata.obs_names))
+        same_set = n_shared == adata.n_obs == mdata.n_obs
+        problem = (
+            "lists the same cells in a different order"
+            if same_set
+            else f"has {adata.n_obs} cells, {n_shared} of the {mdata.n_obs} cells of mdata"
+        )
+        raise ValueError(
+            f"Modality {mod!r} {problem}. SCDX needs paired data: every modality with the same "
+            "cells in the same order. Take the shared cells with "
+            "`muon.pp.intersect_obs(mdata)`, or rebuild the MuData from modalities subset to "
+            "the same `obs_names` order."
+        )
+
+
+def _where(layer: str | None) -> str:
+    return "X" if layer is None else f"layers[{layer!r}]"
+
+
+def _get_layer(adata: AnnData, mod: str, layer: str | None):
+    if layer is None:
+        if adata.X is None:
+            raise ValueError(f"mdata.mod[{mod!r}].X is empty; name the layer holding the counts.")
+        return adata.X
+    if layer not in adata.layers:
+        raise KeyError(
+            f"Layer {layer!r} not found in mdata.mod[{mod!r}]; available layers: "
+            f"{list(adata.layers.keys())} (None means .X)."
+        )
+    return adata.layers[layer]
+
+
+def _coerce_sparse_array(adata: AnnData, mod: str, layer: str | None) -> None:
+    x = adata.X if layer is None else adata.layers[layer] if layer in adata.layers else None
+    if isinstance(x, sparse.sparray):
+        coerced = sparse.csr_matrix(x) if x.format == "csr" else sparse.csc_matrix(x)
+        if layer is None:
+            adata.X = coerced
+        else:
+            adata.layers[layer] = coerced
+        logger.info(
+            "mdata.mod[%r].%s is a scipy sparse array; re-wrapped it as a %s (same values) "
+            "because scvi-tools reads sparse matrices only.",
+            mod,
+            _where(layer),
+            type(coerced).__name__,
+        )

@@ -1,0 +1,5 @@
+"""Metrics on observed and predicted single-cell profiles."""
+
+from ._reconstruction import auroc_per_feature, log_cp10k, pearson_per_feature
+
+__all__ = ["auroc_per_feature", "log_cp10k", "pearson_per_feature"]

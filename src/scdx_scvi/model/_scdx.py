@@ -1,0 +1,654 @@
+"""The SCDX model: registration, training and getters (the user-facing scvi-tools class)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from mudata import MuData
+from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager, fields
+from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
+from scvi.train import TrainingPlan
+
+from scdx_scvi._compat import (
+    _SETUP_ARGS_KEY,
+    _get_batch_code_from_category,
+    devices_dsp,
+    setup_anndata_dsp,
+)
+from scdx_scvi._constants import MODALITIES, MODULE_KEYS
+from scdx_scvi.data import check_mudata, data_modalities, resolve_modalities
+from scdx_scvi.module import PRESETS, SCDXModule
+
+if TYPE_CHECKING:
+    from scdx_scvi.module._likelihoods import EncoderInput
+    from scdx_scvi.module._presets import Architecture
+    from scdx_scvi.module._scdx_module import ReconstructionWeights
+
+logger = logging.getLogger(__name__)
+
+LatentModality = Literal["joint", "rna", "atac", "protein"]
+
+
+class SCDX(UnsupervisedTrainingMixin, BaseModelClass):
+    """Multimodal latent diffusion with Dual Cross Attention (scDiffusion-X) :cite:p:`Luo2026`.
+
+    Stage 1, implemented here, is a multimodal autoencoder: one deterministic encoder/decoder pair
+    per modality compresses RNA, ATAC and/or protein into one latent vector per modality. RNA and
+    protein are decoded as ``softmax * library`` with a negative binomial likelihood, ATAC as a
+    Bernoulli on binarised accessibility. Every default reproduces the reference implementation;
+    every deviation is a named option.
+
+    Parameters
+    ----------
+    adata
+        MuData registered with :meth:`setup_mudata` (at least two of RNA, ATAC, protein).
+    architecture
+        Size preset of the reference: ``"small"`` (RNA 300-150-64, ATAC 512-256-64, layer norm,
+        recommended below 5k genes and 15k peaks), ``"default"`` (RNA 512-300-100, ATAC
+        1024-512-100, batch norm) or ``"large"`` (RNA 1024-512-150, ATAC 2048-1024-200, layer
+        norm, above 50k genes or 200k peaks). Protein: 128-64-16, 256-128-32, 512-256-64.
+    n_hidden
+        Override the preset's hidden widths per modality, e.g. ``{"rna": [256, 128]}``.
+    n_latent
+        Override the preset's latent size: one int for every modality or a mapping per modality.
+    norm
+        Override the preset's normalisation (``"batchnorm"`` or ``"layernorm"``).
+    dropout_rate
+        Dropout after each hidden layer (0, as in the reference).
+    encoder_input
+        What the RNA/protein encoders see: ``"counts"`` (raw counts, the reference) or
+        ``"log1p"`` (log1p of counts per 10k; better conditioned inputs).
+    reconstruction_weights
+        ``"sum"`` (the reference: per-modality NLLs summed over features, then added, so ATAC
+        dominates), ``"per_feature"`` (each modality's NLL divided by its feature count) or a
+        mapping ``{modality: weight}``.
+    use_batch
+        Condition the encoders and decoders on the batch registered with ``batch_key`` (the
+        reference has no batch covariate). Ignored when no batch key is registered.
+
+    Examples
+    --------
+    >>> import mudata as md
+    >>> import scdx_scvi
+    >>> mdata = md.read_h5mu("multiome.h5mu")
+    >>> scdx_scvi.model.SCDX.setup_mudata(
+    ...     mdata, labels_key="cell_type", modalities={"rna_layer": "rna", "atac_layer": "atac"}
+    ... )
+    >>> model = scdx_scvi.model.SCDX(mdata)
+    >>> model.train()
+    >>> z_rna = model.get_latent_representation(modality="rna")
+    >>> accessibility = model.get_normalized_accessibility()
+    """
+
+    _module_cls = SCDXModule
+    _training_plan_cls = TrainingPlan
+
+    def __init__(
+        self,
+        adata: MuData | None = None,
+        registry: dict | None = None,
+        architecture: Architecture = "default",
+        n_hidden: Mapping[str, Sequence[int]] | None = None,
+        n_latent: int | Mapping[str, int] | None = None,
+        norm: Literal["batchnorm", "layernorm"] | None = None,
+        dropout_rate: float = 0.0,
+        encoder_input: EncoderInput = "counts",
+        reconstruction_weights: ReconstructionWeights = "sum",
+        use_batch: bool = True,
+    ):
+        super().__init__(adata, registry=registry)
+        if architecture not in PRESETS:
+            raise ValueError(
+                f"architecture must be one of {list(PRESETS)}, got {architecture!r}."
+            )
+        preset = PRESETS[architecture]
+        self._modality_names = data_modalities(self.registry_[_SETUP_ARGS_KEY]["modalities"])
+        mods = tuple(self._modality_names)
+        n_features = {m: int(self.summary_stats[MODALITIES[m].summary_stat]) for m in mods}
+        hidden = {m: tuple((n_hidden or {}).get(m, preset.n_hidden[m])) for m in mods}
+        if isinstance(n_latent, int):
+            latent = dict.fromkeys(mods, n_latent)
+        else:
+            latent = {m: (n_latent or {}).get(m, preset.n_latent[m]) for m in mods}
+        self._preset = preset
+        self.module = self._module_cls(
+            n_features=n_features,
+            n_hidden=hidden,
+            n_latent=latent,
+            n_batch=int(self.summary_stats.n_batch),
+            use_batch=use_batch,
+            norm=norm or preset.norm,
+            dropout_rate=dropout_rate,
+            encoder_input=encoder_input,
+            reconstruction_weights=reconstruction_weights,
+        )
+        if adata is not None:
+            self.feature_names_ = {
+                m: adata.mod[mod].var_names.to_numpy().astype(str)
+                for m, mod in self._modality_names.items()
+            }
+        self._model_summary_string = (
+            f"SCDX autoencoder: modalities {list(mods)}, latents "
+            f"{[latent[m] for m in mods]}, preset {architecture!r}, norm {norm or preset.norm!r}, "
+            f"encoder input {encoder_input!r}, batch covariate {self.module.use_batch}."
+        )
+        self.init_params_ = self._get_init_params(locals())
+
+    # ------------------------------------------------------------------ registration
+
+    @classmethod
+    def setup_anndata(cls, *args, **kwargs):
+        """Not supported: SCDX is multimodal, use :meth:`setup_mudata`."""
+        raise NotImplementedError("SCDX needs a MuData: use `SCDX.setup_mudata(mdata, ...)`.")
+
+    @classmethod
+    @setup_anndata_dsp.dedent
+    def setup_mudata(
+        cls,
+        mdata: MuData,
+        rna_layer: str | None = None,
+        atac_layer: str | None = None,
+        protein_layer: str | None = None,
+        labels_key: str | None = None,
+        batch_key: str | None = None,
+        modalities: dict[str, str] | None = None,
+        **kwargs,
+    ):
+        """%(summary_mdata)s.
+
+        Registers at least two of RNA (raw counts), ATAC (counts or binary accessibility,
+        binarised at > 0) and protein (raw ADT counts). The data is checked first, and every
+        problem raises an error that says how to fix it: modalities with different cells or cell
+        order, missing layers, NaN/inf or negative values, non-integer RNA/protein counts, cells
+        with no counts in a modality, views, labels or batches with missing values. Layers stored
+        as scipy sparse *arrays* are re-wrapped as sparse matrices (same values; logged). The
+        object is otherwise left as it is, apart from scvi-tools' registration keys.
+
+        Parameters
+        ----------
+        %(param_mdata)s
+        rna_layer
+            Layer of the RNA modality with raw counts (``None`` for ``.X``).
+        atac_layer
+            Layer of the ATAC modality with counts or binary accessibility (``None`` for ``.X``).
+        protein_layer
+            Layer of the protein modality with raw ADT counts (``None`` for ``.X``).
+        labels_key
+            Column with cell-type labels (used to condition generation).
+        batch_key
+            Column with the batch (used by the autoencoder when ``use_batch=True``).
+        modalities
+            Mapping from these argument names to modality names in ``mdata.mod``, e.g.
+            ``{"rna_layer": "rna", "atac_layer": "atac", "labels_key": "rna"}``. A data modality
+            is registered if and only if its layer argument is a key here; ``labels_key`` and
+            ``batch_key`` are read from ``mdata.obs`` unless mapped to a modality. ``None``
+            infers RNA/ATAC/protein from common modality names (``rna``, ``atac``,
+            ``protein``, ``prot``, ``adt``, ...).
+        """
+        setup_method_args = cls._get_setup_method_args(**locals())
+        modalities = resolve_modalities(
+            mdata, modalities, {"labels_key": labels_key, "batch_key": batch_key}
+        )
+        setup_method_args[_SETUP_ARGS_KEY]["modalities"] = modalities
+        layer_args = {"rna": rna_layer, "atac": atac_layer, "protein": protein_layer}
+        mods = data_modalities(modalities)
+        check_mudata(
+            mdata,
+            layers={m: (mod, layer_args[m]) for m, mod in mods.items()},
+            obs_keys={
+                "labels_key": (labels_key, modalities.get("labels_key")),
+                "batch_key": (batch_key, modalities.get("batch_key")),
+            },
+        )
+        mudata_fields = [
+            fields.MuDataLayerField(
+                MODALITIES[m].registry_key,
+                layer_args[m],
+                mod_key=mod,
+                is_count_data=m != "atac",
+                mod_required=True,
+            )
+            for m, mod in mods.items()
+        ]
+        mudata_fields += [
+            fields.MuDataCategoricalObsField(
+                REGISTRY_KEYS.BATCH_KEY, batch_key, mod_key=modalities.get("batch_key")
+            ),
+            fields.MuDataCategoricalObsField(
+                REGISTRY_KEYS.LABELS_KEY, labels_key, mod_key=modalities.get("labels_key")
+            ),
+        ]
+        adata_manager = AnnDataManager(fields=mudata_fields, setup_method_args=setup_method_args)
+        adata_manager.register_fields(mdata, **kwargs)
+        cls.register_manager(adata_manager)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """Registered modalities, in canonical order (``rna``, ``atac``, ``protein``)."""
+        return self.module.modalities
+
+    def _validate_anndata(self, adata: MuData | None = None, copy_if_view: bool = True) -> MuData:
+        """Validate (and, for new data, check and set up) a MuData; features must match by name."""
+        if adata is not None:
+            if not isinstance(adata, MuData):
+                raise TypeError(f"SCDX expects a MuData, got {type(adata).__name__}.")
+            if copy_if_view and adata.is_view:
+                logger.info("Received a view of a MuData; working on a copy.")
+                adata = adata.copy()
+            if self.get_anndata_manager(adata) is None:
+                self._check_new_mudata(adata)
+        adata = super()._validate_anndata(adata, copy_if_view=copy_if_view)
+        return adata
+
+    def _check_new_mudata(self, mdata: MuData) -> None:
+        setup_args = self.registry_[_SETUP_ARGS_KEY]
+        layer_args = {m: setup_args[MODALITIES[m].setup_arg] for m in self._modality_names}
+        for m, mod in self._modality_names.items():
+            if mod not in mdata.mod:
+                raise ValueError(
+                    f"The model was trained with modality {mod!r} ({m}); the MuData has "
+                    f"{list(mdata.mod.keys())}."
+                )
+            expected = self.feature_names_[m]
+            found = mdata.mod[mod].var_names.to_numpy().astype(str)
+            if len(found) != len(expected) or not np.array_equal(found, expected):
+                raise ValueError(_feature_mismatch_message(m, mod, expected, found))
+        check_mudata(
+            mdata,
+            layers={m: (mod, layer_args[m]) for m, mod in self._modality_names.items()},
+            obs_keys={},
+        )
+
+    # ------------------------------------------------------------------ training
+
+    @devices_dsp.dedent
+    def train_autoencoder(
+        self,
+        max_epochs: int = 300,
+        lr: float | None = None,
+        weight_decay: float | None = None,
+        batch_size: int = 256,
+        train_size: float = 0.9,
+        validation_size: float | None = None,
+        early_stopping: bool = True,
+        early_stopping_patience: int = 20,
+        gradient_clip_val: float | None = 1.0,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        plan_kwargs: dict | None = None,
+        datasplitter_kwargs: dict | None = None,
+        **trainer_kwargs,
+    ):
+        """Train the autoencoder (stage 1).
+
+        Defaults are the reference's: AdamW with the preset's learning rate (1e-3; 5e-4 for
+        ``"small"``) and weight decay 1e-4, batch size 256, gradient clipping at 1, 90/10
+        train/validation split, 300 epochs. One deviation: training stops early when the
+        validation reconstruction loss has not improved for ``early_stopping_patience`` epochs
+        (the reference always runs 300 epochs), and validation runs every epoch, so
+        ``model.history`` holds ``reconstruction_loss_<modality>_{train,validation}``.
+
+        Parameters
+        ----------
+        max_epochs
+            Maximum number of passes over the training cells.
+        lr
+            Learning rate (default: the preset's).
+        weight_decay
+            AdamW weight decay (default: the preset's, 1e-4).
+        batch_size
+            Cells per minibatch.
+        train_size
+            Share of cells used for training; the rest is validation (and test, see below).
+        validation_size
+            Share of cells for validation (default ``1 - train_size``).
+        early_stopping
+            Stop when ``reconstruction_loss_validation`` stops improving.
+        early_stopping_patience
+            Epochs without improvement before stopping.
+        gradient_clip_val
+            Clip the gradient norm at this value (``None`` disables clipping).
+        %(param_accelerator)s
+        %(param_devices)s
+        plan_kwargs
+            Keyword arguments for :class:`scvi.train.TrainingPlan`; they override the above.
+        datasplitter_kwargs
+            Keyword arguments for :class:`scvi.dataloaders.DataSplitter`.
+        **trainer_kwargs
+            Keyword arguments for :class:`scvi.train.Trainer` (e.g. ``enable_progress_bar``,
+            ``max_steps``, ``precision``).
+        """
+        # A later stage freezes the autoencoder; make sure this stage trains it again.
+        for part in (self.module.encoders, self.module.decoders, self.module.likelihoods):
+            part.requires_grad_(True)
+        plan = {
+            "optimizer": "AdamW",
+            "lr": self._preset.lr if lr is None else lr,
+            "weight_decay": self._preset.weight_decay if weight_decay is None else weight_decay,
+            "eps": 1e-8,
+            **(plan_kwargs or {}),
+        }
+        trainer_kwargs.setdefault("early_stopping_monitor", "reconstruction_loss_validation")
+        trainer_kwargs.setdefault("early_stopping_patience", early_stopping_patience)
+        trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+        if gradient_clip_val is not None:
+            trainer_kwargs.setdefault("gradient_clip_val", gradient_clip_val)
+        return UnsupervisedTrainingMixin.train(
+            self,
+            max_epochs=max_epochs,
+            accelerator=accelerator,
+            devices=devices,
+            train_size=train_size,
+            validation_size=validation_size,
+            batch_size=batch_size,
+            early_stopping=early_stopping,
+            datasplitter_kwargs=datasplitter_kwargs,
+            plan_kwargs=plan,
+            **trainer_kwargs,
+        )
+
+    def train(self, *args, **kwargs):
+        """Train SCDX. Runs :meth:`train_autoencoder` with the same arguments."""
+        return self.train_autoencoder(*args, **kwargs)
+
+    # ------------------------------------------------------------------ getters
+
+    def _parse_modalities(self, modality: str) -> tuple[str, ...]:
+        if modality == "joint":
+            return self.modalities
+        if modality not in self.modalities:
+            raise ValueError(
+                f"Unknown modality {modality!r}; this model has {list(self.modalities)} "
+                "(or 'joint' for all of them)."
+            )
+        return (modality,)
+
+    def _data_loader(self, adata, indices, batch_size, modalities: Sequence[str]):
+        keys = [MODALITIES[m].registry_key for m in modalities] + [REGISTRY_KEYS.BATCH_KEY]
+        return self._make_data_loader(
+            adata=adata, indices=indices, batch_size=batch_size, data_and_attributes=keys
+        )
+
+    @torch.inference_mode()
+    def get_latent_representation(
+        self,
+        adata: MuData | None = None,
+        indices: Sequence[int] | None = None,
+        modality: LatentModality = "joint",
+        batch_size: int | None = None,
+        *,
+        mdata: MuData | None = None,
+    ) -> np.ndarray:
+        """Return the autoencoder latents of each cell.
+
+        Parameters
+        ----------
+        adata
+            MuData with the registered modalities (default: the data the model was set up with).
+        indices
+            Cells to use (default: all).
+        modality
+            ``"rna"``, ``"atac"``, ``"protein"``, or ``"joint"`` for the concatenation of every
+            modality's latent in canonical order (what the diffusion stage models).
+        batch_size
+            Cells per minibatch (default: ``scvi.settings.batch_size``).
+        mdata
+            Alias of ``adata``.
+
+        Returns
+        -------
+        Array of shape (cells, latent size).
+        """
+        self._check_if_trained(warn=True)
+        adata = self._validate_anndata(_one_of(adata, mdata))
+        mods = self._parse_modalities(modality)
+        latents = []
+        for tensors in self._data_loader(adata, indices, batch_size, mods):
+            z = self.module.inference(**self.module._get_inference_input(tensors))[MODULE_KEYS.Z]
+            latents.append(torch.cat([z[m] for m in mods], dim=-1).cpu())
+        return torch.cat(latents).numpy()
+
+    @torch.inference_mode()
+    def _get_normalized(
+        self,
+        modality: str,
+        adata: MuData | None,
+        indices: Sequence[int] | None,
+        feature_list: Sequence[str] | None,
+        library_size: float | Literal["observed"],
+        transform_batch: str | int | None,
+        batch_size: int | None,
+        return_numpy: bool,
+    ) -> pd.DataFrame | np.ndarray:
+        self._check_if_trained(warn=True)
+        if modality not in self.modalities:
+            raise ValueError(f"This model has no {modality!r} modality ({list(self.modalities)}).")
+        adata = self._validate_anndata(adata)
+        names = pd.Index(self.feature_names_[modality])
+        columns = np.arange(len(names))
+        if feature_list is not None:
+            columns = names.get_indexer(list(feature_list))
+            if (columns < 0).any():
+                missing = [f for f, c in zip(feature_list, columns, strict=True) if c < 0]
+                raise ValueError(
+                    f"{len(missing)} requested {MODALITIES[modality].feature_noun}(s) are not in "
+                    f"the model, e.g. {missing[:5]}."
+                )
+        batch_code = self._batch_code(transform_batch)
+        lik = self.module.likelihoods[modality]
+        out = []
+        for tensors in self._data_loader(adata, indices, batch_size, (modality,)):
+            inference_inputs = self.module._get_inference_input(tensors)
+            inf = self.module.inference(**inference_inputs)
+            batch_index = inference_inputs[MODULE_KEYS.BATCH_INDEX]
+            if batch_code is not None:
+                batch_index = torch.full_like(batch_index, batch_code)
+            logits = self.module.decode_logits(inf[MODULE_KEYS.Z], batch_index)[modality]
+            size = inf[MODULE_KEYS.LIBRARY][modality] if library_size == "observed" else library_size
+            out.append(lik.normalized(logits, size)[:, columns].cpu())
+        values = torch.cat(out).numpy()
+        if return_numpy:
+            return values
+        obs_names = adata.obs_names if indices is None else adata.obs_names[np.asarray(indices)]
+        return pd.DataFrame(values, index=obs_names, columns=names[columns])
+
+    def _batch_code(self, transform_batch: str | int | None) -> int | None:
+        if transform_batch is None:
+            return None
+        if not self.module.use_batch:
+            raise ValueError(
+                "transform_batch needs a model conditioned on the batch: register `batch_key` "
+                "in setup_mudata and keep `use_batch=True`."
+            )
+        return int(_get_batch_code_from_category(self.adata_manager, transform_batch)[0])
+
+    def get_normalized_expression(
+        self,
+        adata: MuData | None = None,
+        indices: Sequence[int] | None = None,
+        gene_list: Sequence[str] | None = None,
+        library_size: float | Literal["observed"] = 1.0,
+        transform_batch: str | int | None = None,
+        batch_size: int | None = None,
+        return_numpy: bool = False,
+        *,
+        mdata: MuData | None = None,
+    ) -> pd.DataFrame | np.ndarray:
+        """Return the decoded RNA expression of each cell.
+
+        Parameters
+        ----------
+        adata
+            MuData with the registered modalities (default: the data the model was set up with).
+        indices
+            Cells to use (default: all).
+        gene_list
+            Genes to return (default: all, in training order).
+        library_size
+            Scale of the output: 1 gives proportions, 1e4 counts per 10k, ``"observed"`` each
+            cell's own total counts (the reconstruction mean).
+        transform_batch
+            Decode every cell as if it came from this batch (needs a batch-conditioned model).
+        batch_size
+            Cells per minibatch.
+        return_numpy
+            Return an array instead of a DataFrame.
+        mdata
+            Alias of ``adata``.
+
+        Returns
+        -------
+        Cells x genes, as a DataFrame indexed by ``obs_names`` unless ``return_numpy``.
+        """
+        return self._get_normalized(
+            "rna", _one_of(adata, mdata), indices, gene_list, library_size, transform_batch,
+            batch_size, return_numpy,
+        )  # fmt: skip
+
+    def get_normalized_accessibility(
+        self,
+        adata: MuData | None = None,
+        indices: Sequence[int] | None = None,
+        region_list: Sequence[str] | None = None,
+        transform_batch: str | int | None = None,
+        batch_size: int | None = None,
+        return_numpy: bool = False,
+        *,
+        mdata: MuData | None = None,
+    ) -> pd.DataFrame | np.ndarray:
+        """Return the decoded probability that each peak is accessible in each cell.
+
+        Parameters
+        ----------
+        adata
+            MuData with the registered modalities (default: the data the model was set up with).
+        indices
+            Cells to use (default: all).
+        region_list
+            Peaks to return (default: all, in training order).
+        transform_batch
+            Decode every cell as if it came from this batch (needs a batch-conditioned model).
+        batch_size
+            Cells per minibatch.
+        return_numpy
+            Return an array instead of a DataFrame.
+        mdata
+            Alias of ``adata``.
+
+        Returns
+        -------
+        Cells x peaks, as a DataFrame indexed by ``obs_names`` unless ``return_numpy``.
+        """
+        return self._get_normalized(
+            "atac", _one_of(adata, mdata), indices, region_list, 1.0, transform_batch,
+            batch_size, return_numpy,
+        )  # fmt: skip
+
+    def get_normalized_protein(
+        self,
+        adata: MuData | None = None,
+        indices: Sequence[int] | None = None,
+        protein_list: Sequence[str] | None = None,
+        library_size: float | Literal["observed"] = 1.0,
+        transform_batch: str | int | None = None,
+        batch_size: int | None = None,
+        return_numpy: bool = False,
+        *,
+        mdata: MuData | None = None,
+    ) -> pd.DataFrame | np.ndarray:
+        """Return the decoded protein (ADT) abundance of each cell.
+
+        Parameters
+        ----------
+        adata
+            MuData with the registered modalities (default: the data the model was set up with).
+        indices
+            Cells to use (default: all).
+        protein_list
+            Proteins to return (default: all, in training order).
+        library_size
+            Scale of the output: 1 gives proportions of the cell's ADT counts, ``"observed"``
+            each cell's own total ADT counts (the reconstruction mean).
+        transform_batch
+            Decode every cell as if it came from this batch (needs a batch-conditioned model).
+        batch_size
+            Cells per minibatch.
+        return_numpy
+            Return an array instead of a DataFrame.
+        mdata
+            Alias of ``adata``.
+
+        Returns
+        -------
+        Cells x proteins, as a DataFrame indexed by ``obs_names`` unless ``return_numpy``.
+        """
+        return self._get_normalized(
+            "protein", _one_of(adata, mdata), indices, protein_list, library_size,
+            transform_batch, batch_size, return_numpy,
+        )  # fmt: skip
+
+    @torch.inference_mode()
+    def get_reconstruction_error(
+        self,
+        adata: MuData | None = None,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+        *,
+        mdata: MuData | None = None,
+    ) -> dict[str, float]:
+        """Return each modality's negative log-likelihood per cell, averaged over the cells.
+
+        Parameters
+        ----------
+        adata
+            MuData with the registered modalities (default: the data the model was set up with).
+        indices
+            Cells to use (default: all).
+        batch_size
+            Cells per minibatch.
+        mdata
+            Alias of ``adata``.
+
+        Returns
+        -------
+        ``{"reconstruction_loss_<modality>": value}`` for each modality.
+        """
+        self._check_if_trained(warn=True)
+        adata = self._validate_anndata(_one_of(adata, mdata))
+        totals: dict[str, float] = {}
+        n_cells = 0
+        for tensors in self._data_loader(adata, indices, batch_size, self.modalities):
+            _, _, losses = self.module(tensors)
+            n = next(iter(losses.reconstruction_loss.values())).shape[0]
+            n_cells += n
+            for key, value in losses.reconstruction_loss.items():
+                totals[key] = totals.get(key, 0.0) + float(value.sum())
+        return {key: value / n_cells for key, value in totals.items()}
+
+
+def _one_of(adata: MuData | None, mdata: MuData | None) -> MuData | None:
+    if adata is not None and mdata is not None:
+        raise ValueError("Pass the data as `adata` or as `mdata`, not both.")
+    return adata if adata is not None else mdata
+
+
+def _feature_mismatch_message(modality: str, mod: str, expected, found) -> str:
+    noun = MODALITIES[modality].feature_noun
+    if len(found) != len(expected):
+        detail = f"the model has {len(expected)} {noun}s, the MuData {len(found)}"
+    elif set(found) == set(expected):
+        detail = f"the same {noun}s in a different order"
+    else:
+        i = int(np.flatnonzero(found != expected)[0])
+        detail = f"{noun} {i} is {found[i]!r} where the model has {expected[i]!r}"
+    return (
+        f"The {mod!r} features of the MuData do not match the model's: {detail}. Subset and "
+        f"order them as the model was trained, e.g. `mdata.mod[{mod!r}][:, model_{noun}s]`, "
+        "where the training features are in `model.feature_names_`."
+    )

@@ -1,0 +1,7 @@
+"""PyTorch modules (the scvi-tools ``BaseModuleClass`` side of SCDX)."""
+
+from ._likelihoods import BernoulliLikelihood, CountLikelihood
+from ._presets import PRESETS, AutoencoderPreset
+from ._scdx_module import SCDXModule
+
+__all__ = ["PRESETS", "AutoencoderPreset", "BernoulliLikelihood", "CountLikelihood", "SCDXModule"]

@@ -1,0 +1,109 @@
+"""Per-modality observation models: what the encoder sees and how the decoder output is scored.
+
+Each likelihood turns raw layer values into (1) the target it scores, (2) a per-cell library size
+and (3) the encoder input, and turns decoder logits into a distribution over the target and into
+normalised values (the quantity the ``get_normalized_*`` getters return).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from scvi.distributions import NegativeBinomial
+from torch import nn
+from torch.distributions import Bernoulli
+
+EncoderInput = Literal["counts", "log1p"]
+
+#: Target library size of the ``"log1p"`` encoder input (log1p of counts per 10,000).
+LOG1P_TARGET_SUM = 1e4
+
+
+class CountLikelihood(nn.Module):
+    """Negative binomial on counts, mean ``softmax(logits) * library``, one dispersion per feature.
+
+    Used for RNA (as in the reference) and for protein (ADT) counts.
+
+    Parameters
+    ----------
+    n_features
+        Number of features (genes or proteins).
+    encoder_input
+        ``"counts"``: the encoder sees raw counts (the reference behaviour).
+        ``"log1p"``: the encoder sees ``log1p(counts / library * 1e4)``.
+    """
+
+    binary = False
+
+    def __init__(self, n_features: int, encoder_input: EncoderInput = "counts"):
+        super().__init__()
+        if encoder_input not in ("counts", "log1p"):
+            raise ValueError(f"encoder_input must be 'counts' or 'log1p', got {encoder_input!r}.")
+        self.encoder_input = encoder_input
+        # Reference: theta = exp(param), param initialised from a standard normal.
+        self.log_theta = nn.Parameter(torch.randn(n_features))
+
+    def observed(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the values the likelihood scores (the counts themselves)."""
+        return x
+
+    def library(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the observed total counts per cell, shape (cells, 1)."""
+        return x.sum(dim=-1, keepdim=True)
+
+    def encode_input(self, x: torch.Tensor, library: torch.Tensor) -> torch.Tensor:
+        """Return the encoder input for raw values ``x``."""
+        if self.encoder_input == "counts":
+            return x
+        return torch.log1p(x / library.clamp(min=1.0) * LOG1P_TARGET_SUM)
+
+    def distribution(self, logits: torch.Tensor, library: torch.Tensor) -> NegativeBinomial:
+        """Return the negative binomial for decoder ``logits`` and per-cell ``library``."""
+        scale = torch.softmax(logits, dim=-1)
+        return NegativeBinomial(mu=scale * library, theta=self.log_theta.exp(), scale=scale)
+
+    def normalized(self, logits: torch.Tensor, library_size: float | torch.Tensor) -> torch.Tensor:
+        """Return the expected counts at ``library_size`` (1 gives proportions)."""
+        return torch.softmax(logits, dim=-1) * library_size
+
+
+class BernoulliLikelihood(nn.Module):
+    """Bernoulli on binarised values (``x > 0``), probability ``sigmoid(logits)``.
+
+    Used for ATAC, as in the reference; counts are binarised on the fly, so a layer with raw
+    fragment counts and a layer with 0/1 accessibility give the same model.
+    """
+
+    binary = True
+
+    def observed(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the binarised accessibility."""
+        return (x > 0).to(x.dtype)
+
+    def library(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the number of accessible features per cell, shape (cells, 1)."""
+        return (x > 0).sum(dim=-1, keepdim=True).to(x.dtype)
+
+    def encode_input(self, x: torch.Tensor, library: torch.Tensor) -> torch.Tensor:
+        """Return the binarised accessibility, the encoder input of the reference."""
+        return self.observed(x)
+
+    def distribution(self, logits: torch.Tensor, library: torch.Tensor | None = None) -> Bernoulli:
+        """Return the Bernoulli for decoder ``logits`` (the library is not used)."""
+        return Bernoulli(logits=logits)
+
+    def normalized(
+        self, logits: torch.Tensor, library_size: float | torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Return the accessibility probabilities."""
+        return torch.sigmoid(logits)
+
+
+def make_likelihood(modality: str, n_features: int, encoder_input: EncoderInput) -> nn.Module:
+    """Return the likelihood of ``modality`` (``"rna"``, ``"atac"`` or ``"protein"``)."""
+    if modality == "atac":
+        return BernoulliLikelihood()
+    if modality in ("rna", "protein"):
+        return CountLikelihood(n_features, encoder_input=encoder_input)
+    raise ValueError(f"Unknown modality {modality!r}; expected 'rna', 'atac' or 'protein'.")

@@ -1,0 +1,218 @@
+"""The SCDX module: one deterministic autoencoder per modality (stage 1 of scDiffusion-X)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import torch
+from scvi import REGISTRY_KEYS
+from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
+from torch import nn
+
+from scdx_scvi._constants import MODALITIES, MODULE_KEYS
+from scdx_scvi.nn import MLP
+
+from ._likelihoods import EncoderInput, make_likelihood
+
+ReconstructionWeights = Literal["sum", "per_feature"] | Mapping[str, float]
+
+
+class SCDXModule(BaseModuleClass):
+    """Multimodal autoencoder of scDiffusion-X :cite:p:`Luo2026`.
+
+    Every modality has its own deterministic MLP encoder (features -> latent) and decoder
+    (latent -> features); there are no joint layers, so a cell has one latent vector per
+    modality. RNA and protein are decoded as ``softmax * library`` with a negative binomial
+    likelihood (one dispersion per feature); ATAC is decoded as a Bernoulli on binarised
+    accessibility.
+
+    Parameters
+    ----------
+    n_features
+        Number of features of each modality, e.g. ``{"rna": 2000, "atac": 30000}``. The order
+        of the keys is the order of the modalities everywhere (latents, losses, outputs).
+    n_hidden
+        Hidden widths of each modality's encoder; the decoder uses them in reverse.
+    n_latent
+        Latent size of each modality.
+    n_batch
+        Number of batches. With ``use_batch`` and more than one batch, the one-hot batch is
+        injected into every hidden layer of the encoders and decoders.
+    use_batch
+        Whether to condition the autoencoder on the batch (the reference does not).
+    norm
+        ``"batchnorm"`` or ``"layernorm"`` after each hidden linear layer.
+    dropout_rate
+        Dropout after each hidden activation (0 in the reference).
+    encoder_input
+        What the RNA and protein encoders see: ``"counts"`` (raw counts, the reference) or
+        ``"log1p"`` (log1p of counts per 10,000). ATAC encoders always see binarised values.
+    reconstruction_weights
+        How the per-modality negative log-likelihoods (each summed over features) are combined:
+        ``"sum"`` adds them (the reference; the modality with most features dominates),
+        ``"per_feature"`` divides each by its number of features, a mapping gives one weight per
+        modality.
+    """
+
+    def __init__(
+        self,
+        n_features: Mapping[str, int],
+        n_hidden: Mapping[str, Sequence[int]],
+        n_latent: Mapping[str, int],
+        n_batch: int = 0,
+        use_batch: bool = False,
+        norm: Literal["batchnorm", "layernorm"] = "batchnorm",
+        dropout_rate: float = 0.0,
+        encoder_input: EncoderInput = "counts",
+        reconstruction_weights: ReconstructionWeights = "sum",
+    ):
+        super().__init__()
+        unknown = set(n_features) - set(MODALITIES)
+        if unknown:
+            raise ValueError(f"Unknown modalities {sorted(unknown)}; expected {list(MODALITIES)}.")
+        if len(n_features) < 2:
+            raise ValueError(f"SCDX needs at least two modalities, got {list(n_features)}.")
+        self.modalities: tuple[str, ...] = tuple(n_features)
+        self.n_features = dict(n_features)
+        self.n_latent = {m: int(n_latent[m]) for m in self.modalities}
+        self.n_batch = n_batch
+        self.use_batch = use_batch and n_batch > 1
+        self.reconstruction_weights = _resolve_weights(reconstruction_weights, self.n_features)
+        cat_list = [n_batch] if self.use_batch else None
+
+        self.encoders = nn.ModuleDict()
+        self.decoders = nn.ModuleDict()
+        self.likelihoods = nn.ModuleDict()
+        for m in self.modalities:
+            hidden = tuple(n_hidden[m])
+            self.encoders[m] = MLP(
+                n_features[m], self.n_latent[m], hidden, cat_list, norm, dropout_rate
+            )
+            self.decoders[m] = MLP(
+                self.n_latent[m], n_features[m], hidden[::-1], cat_list, norm, dropout_rate
+            )
+            self.likelihoods[m] = make_likelihood(m, n_features[m], encoder_input)
+
+    def _covariates(self, batch_index: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        return (batch_index,) if self.use_batch and batch_index is not None else ()
+
+    def _get_inference_input(self, tensors: dict[str, torch.Tensor], **kwargs) -> dict:
+        return {
+            MODULE_KEYS.X: {
+                m: tensors[MODALITIES[m].registry_key]
+                for m in self.modalities
+                if MODALITIES[m].registry_key in tensors
+            },
+            MODULE_KEYS.BATCH_INDEX: tensors.get(REGISTRY_KEYS.BATCH_KEY),
+        }
+
+    @auto_move_data
+    def inference(
+        self, x: Mapping[str, torch.Tensor], batch_index: torch.Tensor | None = None
+    ) -> dict[str, dict[str, torch.Tensor]]:
+        """Encode each modality present in ``x`` (raw layer values) into its latent.
+
+        Returns
+        -------
+        ``{"z": {modality: latent}, "library": {modality: library size}}``.
+        """
+        cov = self._covariates(batch_index)
+        z, library = {}, {}
+        for m, x_m in x.items():
+            lik = self.likelihoods[m]
+            library[m] = lik.library(x_m)
+            z[m] = self.encoders[m](lik.encode_input(x_m, library[m]), *cov)
+        return {MODULE_KEYS.Z: z, MODULE_KEYS.LIBRARY: library}
+
+    def _get_generative_input(
+        self, tensors: dict[str, torch.Tensor], inference_outputs: dict, **kwargs
+    ) -> dict:
+        return {
+            MODULE_KEYS.Z: inference_outputs[MODULE_KEYS.Z],
+            MODULE_KEYS.LIBRARY: inference_outputs[MODULE_KEYS.LIBRARY],
+            MODULE_KEYS.BATCH_INDEX: tensors.get(REGISTRY_KEYS.BATCH_KEY),
+        }
+
+    def decode_logits(
+        self, z: Mapping[str, torch.Tensor], batch_index: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Decode each latent in ``z`` into feature logits."""
+        cov = self._covariates(batch_index)
+        return {m: self.decoders[m](z_m, *cov) for m, z_m in z.items()}
+
+    @auto_move_data
+    def generative(
+        self,
+        z: Mapping[str, torch.Tensor],
+        library: Mapping[str, torch.Tensor],
+        batch_index: torch.Tensor | None = None,
+    ) -> dict[str, dict]:
+        """Decode each latent in ``z`` into its likelihood.
+
+        Returns
+        -------
+        ``{"px": {modality: distribution}}``.
+        """
+        logits = self.decode_logits(z, batch_index)
+        return {
+            MODULE_KEYS.PX: {
+                m: self.likelihoods[m].distribution(logits[m], library.get(m)) for m in logits
+            }
+        }
+
+    def loss(
+        self, tensors: dict[str, torch.Tensor], inference_outputs: dict, generative_outputs: dict
+    ) -> LossOutput:
+        """Weighted sum of the per-modality negative log-likelihoods, averaged over cells.
+
+        Each modality's unweighted negative log-likelihood (summed over features, averaged over
+        cells) is also reported in ``extra_metrics`` as ``reconstruction_loss_<modality>``.
+        """
+        nll = {}
+        for m, px in generative_outputs[MODULE_KEYS.PX].items():
+            x = tensors[MODALITIES[m].registry_key]
+            nll[m] = -px.log_prob(self.likelihoods[m].observed(x)).sum(dim=-1)
+        weighted = sum(self.reconstruction_weights[m] * v for m, v in nll.items())
+        return LossOutput(
+            loss=weighted.mean(),
+            reconstruction_loss={f"reconstruction_loss_{m}": v for m, v in nll.items()},
+            extra_metrics={f"reconstruction_loss_{m}": v.mean().detach() for m, v in nll.items()},
+        )
+
+    @torch.inference_mode()
+    def sample(self, tensors: dict[str, torch.Tensor], n_samples: int = 1) -> dict:
+        """Draw reconstructions of the cells in ``tensors`` from each modality's likelihood.
+
+        Returns
+        -------
+        ``{modality: samples}``, each of shape (``n_samples``, cells, features), or (cells,
+        features) when ``n_samples`` is 1.
+        """
+        _, generative_outputs = self.forward(tensors, compute_loss=False)
+        out = {}
+        for m, px in generative_outputs[MODULE_KEYS.PX].items():
+            draws = px.sample((n_samples,)) if n_samples > 1 else px.sample()
+            out[m] = draws
+        return out
+
+
+def _resolve_weights(weights: ReconstructionWeights, n_features: Mapping[str, int]) -> dict:
+    if isinstance(weights, str):
+        if weights == "sum":
+            return {m: 1.0 for m in n_features}
+        if weights == "per_feature":
+            return {m: 1.0 / n for m, n in n_features.items()}
+        raise ValueError(
+            f"reconstruction_weights must be 'sum', 'per_feature' or a mapping, got {weights!r}."
+        )
+    missing = set(n_features) - set(weights)
+    extra = set(weights) - set(n_features)
+    if missing or extra:
+        raise ValueError(
+            f"reconstruction_weights must give one weight per modality {list(n_features)}; "
+            f"missing {sorted(missing)}, unexpected {sorted(extra)}."
+        )
+    if any(float(w) < 0 for w in weights.values()):
+        raise ValueError(f"reconstruction_weights must be non-negative, got {dict(weights)}.")
+    return {m: float(weights[m]) for m in n_features}

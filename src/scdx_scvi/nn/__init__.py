@@ -1,0 +1,5 @@
+"""Neural-network building blocks."""
+
+from ._mlp import MLP
+
+__all__ = ["MLP"]

@@ -1,0 +1,73 @@
+"""Multilayer perceptrons with per-layer widths, built from :class:`scvi.nn.FCLayers`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from scvi.nn import FCLayers
+from torch import nn
+
+Norm = Literal["batchnorm", "layernorm", "none"]
+
+
+class MLP(nn.Module):
+    """A stack ``Linear -> norm -> ELU`` per hidden width, then a plain ``Linear`` output layer.
+
+    This is the encoder/decoder body of the scDiffusion-X autoencoder: every layer but the last
+    is a linear map followed by a normalisation and an ELU; the last layer has no normalisation
+    and no activation. Each hidden layer is an :class:`scvi.nn.FCLayers` block, so categorical
+    covariates (batch) are one-hot encoded and injected into every hidden layer when
+    ``n_cat_list`` is given.
+
+    Parameters
+    ----------
+    n_input
+        Number of input features.
+    n_output
+        Number of output features.
+    n_hidden
+        Width of each hidden layer, in order (e.g. ``(512, 300)``). May be empty.
+    n_cat_list
+        Number of categories of each categorical covariate injected into the hidden layers.
+        Covariates with a single category are ignored, as in scvi-tools.
+    norm
+        Normalisation after each hidden linear layer.
+    dropout_rate
+        Dropout after each hidden activation (the reference uses none).
+    """
+
+    def __init__(
+        self,
+        n_input: int,
+        n_output: int,
+        n_hidden: Sequence[int],
+        n_cat_list: Sequence[int] | None = None,
+        norm: Norm = "batchnorm",
+        dropout_rate: float = 0.0,
+    ):
+        super().__init__()
+        if norm not in ("batchnorm", "layernorm", "none"):
+            raise ValueError(f"norm must be 'batchnorm', 'layernorm' or 'none', got {norm!r}.")
+        widths = [n_input, *n_hidden]
+        self.hidden = nn.ModuleList(
+            FCLayers(
+                n_in=n_in,
+                n_out=n_out,
+                n_cat_list=list(n_cat_list or []),
+                n_layers=1,
+                dropout_rate=dropout_rate,
+                use_batch_norm=norm == "batchnorm",
+                use_layer_norm=norm == "layernorm",
+                activation_fn=nn.ELU,
+            )
+            for n_in, n_out in zip(widths[:-1], widths[1:], strict=True)
+        )
+        self.output = nn.Linear(widths[-1], n_output)
+
+    def forward(self, x: torch.Tensor, *cat_list: torch.Tensor) -> torch.Tensor:
+        """Map ``x`` (cells x ``n_input``) to cells x ``n_output``; ``cat_list`` holds covariate codes."""
+        for layer in self.hidden:
+            x = layer(x, *cat_list)
+        return self.output(x)
