@@ -29,7 +29,9 @@ class ModalitySpec(NamedTuple):
 MODALITIES: dict[str, ModalitySpec] = {
     "rna": ModalitySpec(REGISTRY_KEYS.X_KEY, "rna_layer", "n_vars", "gene"),
     "atac": ModalitySpec(REGISTRY_KEYS.ATAC_X_KEY, "atac_layer", "n_atac", "peak"),
-    "protein": ModalitySpec(REGISTRY_KEYS.PROTEIN_EXP_KEY, "protein_layer", "n_proteins", "protein"),
+    "protein": ModalitySpec(
+        REGISTRY_KEYS.PROTEIN_EXP_KEY, "protein_layer", "n_proteins", "protein"
+    ),
 }
 """Supported modalities, in the canonical order used for latents and outputs."""
 
@@ -41,7 +43,7 @@ MODALITY_ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 
-class MODULE_KEYS:  # noqa: N801 (mirrors ``scvi.module._constants.MODULE_KEYS``)
+class MODULE_KEYS:
     """Keys of the dictionaries that flow between ``inference``, ``generative`` and ``loss``."""
 
     X = "x"

@@ -32,7 +32,7 @@ COUNT_MODALITIES = ("rna", "protein")
 def resolve_modalities(
     mdata: MuData, modalities: Mapping[str, str] | None, setup_args: Mapping[str, object]
 ) -> dict[str, str]:
-    """Return the ``modalities`` mapping of ``setup_mudata``, inferred from modality names if needed.
+    """Return the ``modalities`` mapping of ``setup_mudata``, inferred from names if not given.
 
     Parameters
     ----------

@@ -1,5 +1,10 @@
 """Metrics on observed and predicted single-cell profiles."""
 
-from ._reconstruction import auroc_per_feature, log_cp10k, pearson_per_feature
+from ._reconstruction import (
+    auroc_per_feature,
+    log_cp10k,
+    pearson_per_feature,
+    reconstruction_scores,
+)
 
-__all__ = ["auroc_per_feature", "log_cp10k", "pearson_per_feature"]
+__all__ = ["auroc_per_feature", "log_cp10k", "pearson_per_feature", "reconstruction_scores"]

@@ -87,3 +87,39 @@ def auroc_per_feature(y_true, y_score) -> np.ndarray:
             auc = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
         out[start : start + truth.shape[1]] = np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
     return out
+
+
+def reconstruction_scores(observed: dict, predicted: dict[str, np.ndarray]) -> dict[str, float]:
+    """Summarise paired reconstruction or translation quality, one headline metric per modality.
+
+    Parameters
+    ----------
+    observed
+        ``{modality: cells x features raw counts}`` (dense or sparse).
+    predicted
+        ``{modality: cells x features predictions}``: expected counts per 10k for ``"rna"`` and
+        ``"protein"``, accessibility probabilities for ``"atac"``.
+
+    Returns
+    -------
+    ``rna_pearson_per_gene`` and ``protein_pearson_per_protein``: mean per-feature Pearson on
+    log1p(counts per 10k); ``atac_auroc_per_peak``: mean per-peak AUROC over peaks with both
+    classes, with ``atac_peaks_scored`` and the share of accessible entries
+    ``atac_prevalence``.
+    """
+    out: dict[str, float] = {}
+    for modality, name in (
+        ("rna", "rna_pearson_per_gene"),
+        ("protein", "protein_pearson_per_protein"),
+    ):
+        if modality in predicted:
+            r = pearson_per_feature(log_cp10k(observed[modality]), np.log1p(predicted[modality]))
+            out[name] = float(r.mean())
+    if "atac" in predicted:
+        auroc = auroc_per_feature(observed["atac"], predicted["atac"])
+        out["atac_auroc_per_peak"] = float(np.nanmean(auroc))
+        out["atac_peaks_scored"] = int(np.isfinite(auroc).sum())
+        truth = observed["atac"]
+        n_open = truth.count_nonzero() if sparse.issparse(truth) else np.count_nonzero(truth)
+        out["atac_prevalence"] = float(n_open / np.prod(truth.shape))
+    return out

@@ -104,9 +104,7 @@ class SCDX(UnsupervisedTrainingMixin, BaseModelClass):
     ):
         super().__init__(adata, registry=registry)
         if architecture not in PRESETS:
-            raise ValueError(
-                f"architecture must be one of {list(PRESETS)}, got {architecture!r}."
-            )
+            raise ValueError(f"architecture must be one of {list(PRESETS)}, got {architecture!r}.")
         preset = PRESETS[architecture]
         self._modality_names = data_modalities(self.registry_[_SETUP_ARGS_KEY]["modalities"])
         mods = tuple(self._modality_names)
@@ -234,21 +232,24 @@ class SCDX(UnsupervisedTrainingMixin, BaseModelClass):
         return self.module.modalities
 
     def _validate_anndata(self, adata: MuData | None = None, copy_if_view: bool = True) -> MuData:
-        """Validate (and, for new data, check and set up) a MuData; features must match by name."""
+        """Validate a MuData (checking new data first); its features must match by name."""
         if adata is not None:
             if not isinstance(adata, MuData):
                 raise TypeError(f"SCDX expects a MuData, got {type(adata).__name__}.")
             if copy_if_view and adata.is_view:
                 logger.info("Received a view of a MuData; working on a copy.")
                 adata = adata.copy()
+            self._check_features(adata)
             if self.get_anndata_manager(adata) is None:
-                self._check_new_mudata(adata)
-        adata = super()._validate_anndata(adata, copy_if_view=copy_if_view)
-        return adata
+                setup_args = self.registry_[_SETUP_ARGS_KEY]
+                layers = {
+                    m: (mod, setup_args[MODALITIES[m].setup_arg])
+                    for m, mod in self._modality_names.items()
+                }
+                check_mudata(adata, layers=layers, obs_keys={})
+        return super()._validate_anndata(adata, copy_if_view=copy_if_view)
 
-    def _check_new_mudata(self, mdata: MuData) -> None:
-        setup_args = self.registry_[_SETUP_ARGS_KEY]
-        layer_args = {m: setup_args[MODALITIES[m].setup_arg] for m in self._modality_names}
+    def _check_features(self, mdata: MuData) -> None:
         for m, mod in self._modality_names.items():
             if mod not in mdata.mod:
                 raise ValueError(
@@ -259,11 +260,6 @@ class SCDX(UnsupervisedTrainingMixin, BaseModelClass):
             found = mdata.mod[mod].var_names.to_numpy().astype(str)
             if len(found) != len(expected) or not np.array_equal(found, expected):
                 raise ValueError(_feature_mismatch_message(m, mod, expected, found))
-        check_mudata(
-            mdata,
-            layers={m: (mod, layer_args[m]) for m, mod in self._modality_names.items()},
-            obs_keys={},
-        )
 
     # ------------------------------------------------------------------ training
 
@@ -450,7 +446,9 @@ class SCDX(UnsupervisedTrainingMixin, BaseModelClass):
             if batch_code is not None:
                 batch_index = torch.full_like(batch_index, batch_code)
             logits = self.module.decode_logits(inf[MODULE_KEYS.Z], batch_index)[modality]
-            size = inf[MODULE_KEYS.LIBRARY][modality] if library_size == "observed" else library_size
+            size = (
+                inf[MODULE_KEYS.LIBRARY][modality] if library_size == "observed" else library_size
+            )
             out.append(lik.normalized(logits, size)[:, columns].cpu())
         values = torch.cat(out).numpy()
         if return_numpy:
@@ -593,6 +591,49 @@ class SCDX(UnsupervisedTrainingMixin, BaseModelClass):
             transform_batch, batch_size, return_numpy,
         )  # fmt: skip
 
+    def get_normalized_modalities(
+        self,
+        adata: MuData | None = None,
+        indices: Sequence[int] | None = None,
+        library_size: float = 1e4,
+        batch_size: int | None = None,
+        *,
+        mdata: MuData | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Return every modality's decoded values, as arrays in training feature order.
+
+        Parameters
+        ----------
+        adata
+            MuData with the registered modalities (default: the data the model was set up with).
+        indices
+            Cells to use (default: all).
+        library_size
+            Scale of RNA and protein outputs (1e4: counts per 10k).
+        batch_size
+            Cells per minibatch.
+        mdata
+            Alias of ``adata``.
+
+        Returns
+        -------
+        ``{modality: cells x features}``: expression and protein at ``library_size``,
+        accessibility probabilities for ATAC.
+        """
+        adata = _one_of(adata, mdata)
+        getters = {
+            "rna": lambda: self.get_normalized_expression(
+                adata, indices, library_size=library_size, batch_size=batch_size, return_numpy=True
+            ),
+            "atac": lambda: self.get_normalized_accessibility(
+                adata, indices, batch_size=batch_size, return_numpy=True
+            ),
+            "protein": lambda: self.get_normalized_protein(
+                adata, indices, library_size=library_size, batch_size=batch_size, return_numpy=True
+            ),
+        }
+        return {m: getters[m]() for m in self.modalities}
+
     @torch.inference_mode()
     def get_reconstruction_error(
         self,
@@ -646,9 +687,9 @@ def _feature_mismatch_message(modality: str, mod: str, expected, found) -> str:
         detail = f"the same {noun}s in a different order"
     else:
         i = int(np.flatnonzero(found != expected)[0])
-        detail = f"{noun} {i} is {found[i]!r} where the model has {expected[i]!r}"
+        detail = f"{noun} {i} is {str(found[i])!r} where the model has {str(expected[i])!r}"
     return (
         f"The {mod!r} features of the MuData do not match the model's: {detail}. Subset and "
-        f"order them as the model was trained, e.g. `mdata.mod[{mod!r}][:, model_{noun}s]`, "
-        "where the training features are in `model.feature_names_`."
+        "order them as in training, e.g. build the MuData from "
+        f"`mdata.mod[{mod!r}][:, model.feature_names_[{modality!r}]]`."
     )

@@ -200,7 +200,7 @@ class SCDXModule(BaseModuleClass):
 def _resolve_weights(weights: ReconstructionWeights, n_features: Mapping[str, int]) -> dict:
     if isinstance(weights, str):
         if weights == "sum":
-            return {m: 1.0 for m in n_features}
+            return dict.fromkeys(n_features, 1.0)
         if weights == "per_feature":
             return {m: 1.0 / n for m, n in n_features.items()}
         raise ValueError(

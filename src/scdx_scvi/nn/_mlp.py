@@ -67,7 +67,7 @@ class MLP(nn.Module):
         self.output = nn.Linear(widths[-1], n_output)
 
     def forward(self, x: torch.Tensor, *cat_list: torch.Tensor) -> torch.Tensor:
-        """Map ``x`` (cells x ``n_input``) to cells x ``n_output``; ``cat_list`` holds covariate codes."""
+        """Map ``x`` (cells x inputs) to cells x outputs; ``cat_list`` holds covariate codes."""
         for layer in self.hidden:
             x = layer(x, *cat_list)
         return self.output(x)

@@ -1,0 +1,225 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from scdx_scvi import SCDX
+
+COMBINATIONS = [
+    ("rna", "atac"),
+    ("rna", "protein"),
+    ("atac", "protein"),
+    ("rna", "atac", "protein"),
+]
+GETTERS = {
+    "rna": "get_normalized_expression",
+    "atac": "get_normalized_accessibility",
+    "protein": "get_normalized_protein",
+}
+
+
+def _trained(mdata, kwargs, accelerator, **model_kwargs):
+    SCDX.setup_mudata(mdata, **kwargs)
+    model = SCDX(mdata, architecture="small", **model_kwargs)
+    model.train(max_epochs=2, accelerator=accelerator, enable_progress_bar=False)
+    return model
+
+
+@pytest.mark.parametrize("modalities", COMBINATIONS)
+@pytest.mark.parametrize("sparse", [False, True])
+def test_scdx_trains_and_every_getter_works(
+    modalities, sparse, make_mudata, setup_kwargs, accelerator
+):
+    mdata = make_mudata(modalities, sparse=sparse)
+    model = _trained(mdata, setup_kwargs(modalities), accelerator)
+
+    assert model.is_trained
+    assert model.modalities == modalities
+    for m in modalities:
+        for split in ("train", "validation"):
+            assert f"reconstruction_loss_{m}_{split}" in model.history
+            assert np.isfinite(model.history[f"reconstruction_loss_{m}_{split}"].to_numpy(dtype=float)).all()
+
+    n_latent = {m: model.module.n_latent[m] for m in modalities}
+    joint = model.get_latent_representation()
+    assert joint.shape == (mdata.n_obs, sum(n_latent.values()))
+    offset = 0
+    for m in modalities:
+        z = model.get_latent_representation(modality=m)
+        assert z.shape == (mdata.n_obs, n_latent[m])
+        np.testing.assert_allclose(joint[:, offset : offset + n_latent[m]], z, rtol=1e-5)
+        offset += n_latent[m]
+
+    for m in modalities:
+        mod = setup_kwargs(modalities)["modalities"][f"{m}_layer"]
+        values = getattr(model, GETTERS[m])()
+        assert isinstance(values, pd.DataFrame)
+        assert values.shape == (mdata.n_obs, mdata[mod].n_vars)
+        assert list(values.columns) == list(mdata[mod].var_names)
+        assert list(values.index) == list(mdata.obs_names)
+        assert np.isfinite(values.to_numpy(dtype=float)).all()
+        if m == "atac":
+            assert ((values.to_numpy() > 0) & (values.to_numpy() < 1)).all()
+        else:
+            np.testing.assert_allclose(values.sum(axis=1), 1.0, rtol=1e-4)
+
+    errors = model.get_reconstruction_error()
+    assert set(errors) == {f"reconstruction_loss_{m}" for m in modalities}
+    assert all(np.isfinite(v) and v > 0 for v in errors.values())
+    normalized = model.get_normalized_modalities(library_size=1e4)
+    assert set(normalized) == set(modalities)
+
+
+def test_getter_options(make_mudata, setup_kwargs, accelerator):
+    mods = ("rna", "atac")
+    mdata = make_mudata(mods)
+    model = _trained(mdata, setup_kwargs(mods), accelerator)
+
+    genes = list(mdata["rna"].var_names[[5, 2]])
+    subset = model.get_normalized_expression(indices=[3, 0, 7], gene_list=genes)
+    full = model.get_normalized_expression()
+    assert list(subset.columns) == genes
+    assert list(subset.index) == list(mdata.obs_names[[3, 0, 7]])
+    np.testing.assert_allclose(subset.to_numpy(), full.loc[subset.index, genes].to_numpy(), 1e-5)
+
+    scaled = model.get_normalized_expression(library_size=1e4, return_numpy=True)
+    np.testing.assert_allclose(scaled, 1e4 * full.to_numpy(), rtol=1e-4)
+    observed = model.get_normalized_expression(library_size="observed", return_numpy=True)
+    totals = np.asarray(mdata["rna"].X.sum(axis=1)).ravel()
+    np.testing.assert_allclose(observed.sum(axis=1), totals, rtol=1e-4)
+
+    as_batch_0 = model.get_normalized_expression(transform_batch="batch_0", return_numpy=True)
+    as_batch_1 = model.get_normalized_expression(transform_batch="batch_1", return_numpy=True)
+    assert not np.allclose(as_batch_0, as_batch_1)
+    with pytest.raises(ValueError, match="not a valid batch"):
+        model.get_normalized_expression(transform_batch="batch_9")
+
+    peaks = list(mdata["accessibility"].var_names[:4])
+    assert model.get_normalized_accessibility(region_list=peaks).shape == (mdata.n_obs, 4)
+    with pytest.raises(ValueError, match="not in the model"):
+        model.get_normalized_accessibility(region_list=["no_such_peak"])
+    with pytest.raises(ValueError, match="Unknown modality"):
+        model.get_latent_representation(modality="methylation")
+    with pytest.raises(ValueError, match="no 'protein' modality"):
+        model.get_normalized_protein()
+    with pytest.raises(ValueError, match="not both"):
+        model.get_latent_representation(mdata, mdata=mdata)
+    np.testing.assert_allclose(
+        model.get_latent_representation(mdata=mdata), model.get_latent_representation(), 1e-6
+    )
+
+
+def test_transform_batch_needs_a_batch_model(make_mudata, setup_kwargs, accelerator):
+    mods = ("rna", "atac")
+    mdata = make_mudata(mods)
+    model = _trained(mdata, setup_kwargs(mods), accelerator, use_batch=False)
+    assert not model.module.use_batch
+    with pytest.raises(ValueError, match="conditioned on the batch"):
+        model.get_normalized_expression(transform_batch="batch_0")
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("encoder_input", "log1p"),
+        ("reconstruction_weights", "per_feature"),
+        ("reconstruction_weights", {"rna": 2.0, "atac": 0.5}),
+        ("norm", "layernorm"),
+        ("norm", "batchnorm"),
+        ("n_latent", 8),
+        ("n_hidden", {"rna": [32], "atac": [48, 16]}),
+        ("dropout_rate", 0.1),
+    ],
+)
+def test_model_options(option, value, make_mudata, setup_kwargs, accelerator):
+    mods = ("rna", "atac")
+    mdata = make_mudata(mods)
+    model = _trained(mdata, setup_kwargs(mods), accelerator, **{option: value})
+    assert np.isfinite(model.history["train_loss"].to_numpy(dtype=float)).all()
+    assert np.isfinite(model.get_latent_representation()).all()
+    if option == "n_latent":
+        assert model.get_latent_representation(modality="rna").shape[1] == 8
+    if option == "n_hidden":
+        assert [layer.fc_layers[0][0].out_features for layer in model.module.encoders["atac"].hidden] == [48, 16]
+
+
+def test_presets_follow_the_reference(make_mudata, setup_kwargs):
+    mods = ("rna", "atac")
+    mdata = make_mudata(mods)
+    SCDX.setup_mudata(mdata, **setup_kwargs(mods))
+    default = SCDX(mdata)
+    widths = [layer.fc_layers[0][0].out_features for layer in default.module.encoders["atac"].hidden]
+    assert widths == [1024, 512]
+    assert default.module.n_latent == {"rna": 100, "atac": 100}
+    assert isinstance(default.module.encoders["rna"].hidden[0].fc_layers[0][1], torch.nn.BatchNorm1d)
+    large = SCDX(mdata, architecture="large")
+    assert large.module.n_latent == {"rna": 150, "atac": 200}
+    assert isinstance(large.module.encoders["rna"].hidden[0].fc_layers[0][2], torch.nn.LayerNorm)
+    decoder = [layer.fc_layers[0][0].out_features for layer in large.module.decoders["rna"].hidden]
+    assert decoder == [512, 1024]
+    with pytest.raises(ValueError, match="architecture must be one of"):
+        SCDX(mdata, architecture="huge")
+
+
+def test_train_defaults_are_the_reference(make_mudata, setup_kwargs, accelerator):
+    mods = ("rna", "atac")
+    mdata = make_mudata(mods)
+    model = _trained(mdata, setup_kwargs(mods), accelerator)
+    optimizer = model.trainer.optimizers[0]
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert optimizer.defaults["lr"] == 5e-4  # the "small" preset
+    assert optimizer.defaults["weight_decay"] == 1e-4
+    assert model.trainer.gradient_clip_val == 1.0
+    assert len(model.train_indices) == pytest.approx(0.9 * mdata.n_obs, abs=2)
+
+
+def test_early_stopping_stops_on_validation_reconstruction(make_mudata, setup_kwargs, accelerator):
+    mods = ("rna", "protein")
+    mdata = make_mudata(mods)
+    SCDX.setup_mudata(mdata, **setup_kwargs(mods))
+    model = SCDX(mdata, architecture="small")
+    # A learning rate of 0 cannot improve the validation loss: patience 2 stops after 3 epochs.
+    model.train_autoencoder(
+        max_epochs=50, lr=0.0, early_stopping_patience=2, enable_progress_bar=False,
+        accelerator=accelerator,
+    )  # fmt: skip
+    assert len(model.history["reconstruction_loss_validation"]) == 3
+
+
+def test_retraining_after_freezing_updates_the_autoencoder(make_mudata, setup_kwargs, accelerator):
+    mods = ("rna", "atac")
+    mdata = make_mudata(mods)
+    model = _trained(mdata, setup_kwargs(mods), accelerator)
+    model.module.requires_grad_(False)
+    before = model.get_latent_representation()
+    model.train(max_epochs=1, accelerator=accelerator, enable_progress_bar=False)
+    assert not np.allclose(before, model.get_latent_representation())
+
+
+def test_getters_on_new_mudata_transfer_the_setup(make_mudata, setup_kwargs, accelerator):
+    mods = ("rna", "atac")
+    mdata = make_mudata(mods)
+    model = _trained(mdata, setup_kwargs(mods), accelerator)
+    other = mdata[:50].copy()
+    for key in ("_scvi_uuid", "_scvi_manager_uuid"):
+        other.uns.pop(key, None)
+    full = model.get_latent_representation()
+    np.testing.assert_allclose(model.get_latent_representation(other), full[:50], atol=1e-5)
+    view = mdata[10:20]
+    np.testing.assert_allclose(model.get_latent_representation(view), full[10:20], atol=1e-5)
+    assert view.is_view
+
+
+def test_view_anndata_setup_and_repr(make_mudata, setup_kwargs, capsys):
+    mods = ("rna", "atac", "protein")
+    mdata = make_mudata(mods)
+    SCDX.setup_mudata(mdata, **setup_kwargs(mods))
+    model = SCDX(mdata)
+    model.view_anndata_setup()
+    assert "accessibility" in capsys.readouterr().out
+    repr(model)  # scvi-tools prints the summary
+    assert "modalities ['rna', 'atac', 'protein']" in capsys.readouterr().out.replace("\n", " ")
+    with pytest.raises(NotImplementedError, match="setup_mudata"):
+        SCDX.setup_anndata(mdata["rna"])
