@@ -33,9 +33,7 @@ def accelerator(request) -> str:
     return request.config.getoption("--accelerator")
 
 
-def synthetic_mudata(
-    modalities=("rna", "atac"), sparse: bool = False, n_obs: int = 200
-) -> MuData:
+def synthetic_mudata(modalities=("rna", "atac"), sparse: bool = False, n_obs: int = 200) -> MuData:
     """Synthetic paired MuData with the requested modalities, batch and labels in ``obs``."""
     full = scvi.data.synthetic_iid(
         batch_size=n_obs // 2,

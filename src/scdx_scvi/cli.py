@@ -53,7 +53,8 @@ def demo(args: argparse.Namespace) -> int:
     model = SCDX(train, architecture=args.architecture)
     start = time.perf_counter()
     model.train(max_epochs=args.max_epochs, accelerator=args.accelerator)
-    print(f"trained {len(model.history['train_loss'])} epochs in {time.perf_counter() - start:.1f} s")
+    seconds = time.perf_counter() - start
+    print(f"trained {len(model.history['train_loss'])} epochs in {seconds:.1f} s")
 
     nll = model.get_reconstruction_error(held_out)
     scores = reconstruction_scores(

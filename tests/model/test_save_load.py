@@ -67,8 +67,8 @@ def test_load_keeps_the_batch_mapping_of_training(trained, tmp_path):
     model, mdata = trained
     model.save(tmp_path / "model")
     other = _fresh_copy(mdata)
-    other.obs["batch"] = other.obs["batch"].astype("category").cat.reorder_categories(
-        ["batch_1", "batch_0"]
+    other.obs["batch"] = (
+        other.obs["batch"].astype("category").cat.reorder_categories(["batch_1", "batch_0"])
     )
     loaded = SCDX.load(tmp_path / "model", adata=other, accelerator="cpu")
     np.testing.assert_array_equal(

@@ -20,6 +20,10 @@ GETTERS = {
 }
 
 
+def _widths(mlp) -> list[int]:
+    return [layer.fc_layers[0][0].out_features for layer in mlp.hidden]
+
+
 def _trained(mdata, kwargs, accelerator, **model_kwargs):
     SCDX.setup_mudata(mdata, **kwargs)
     model = SCDX(mdata, architecture="small", **model_kwargs)
@@ -40,7 +44,9 @@ def test_scdx_trains_and_every_getter_works(
     for m in modalities:
         for split in ("train", "validation"):
             assert f"reconstruction_loss_{m}_{split}" in model.history
-            assert np.isfinite(model.history[f"reconstruction_loss_{m}_{split}"].to_numpy(dtype=float)).all()
+            assert np.isfinite(
+                model.history[f"reconstruction_loss_{m}_{split}"].to_numpy(dtype=float)
+            ).all()
 
     n_latent = {m: model.module.n_latent[m] for m in modalities}
     joint = model.get_latent_representation()
@@ -142,7 +148,7 @@ def test_model_options(option, value, make_mudata, setup_kwargs, accelerator):
     if option == "n_latent":
         assert model.get_latent_representation(modality="rna").shape[1] == 8
     if option == "n_hidden":
-        assert [layer.fc_layers[0][0].out_features for layer in model.module.encoders["atac"].hidden] == [48, 16]
+        assert _widths(model.module.encoders["atac"]) == [48, 16]
 
 
 def test_presets_follow_the_reference(make_mudata, setup_kwargs):
@@ -150,15 +156,14 @@ def test_presets_follow_the_reference(make_mudata, setup_kwargs):
     mdata = make_mudata(mods)
     SCDX.setup_mudata(mdata, **setup_kwargs(mods))
     default = SCDX(mdata)
-    widths = [layer.fc_layers[0][0].out_features for layer in default.module.encoders["atac"].hidden]
-    assert widths == [1024, 512]
+    assert _widths(default.module.encoders["atac"]) == [1024, 512]
     assert default.module.n_latent == {"rna": 100, "atac": 100}
-    assert isinstance(default.module.encoders["rna"].hidden[0].fc_layers[0][1], torch.nn.BatchNorm1d)
+    first_block = default.module.encoders["rna"].hidden[0].fc_layers[0]
+    assert isinstance(first_block[1], torch.nn.BatchNorm1d)
     large = SCDX(mdata, architecture="large")
     assert large.module.n_latent == {"rna": 150, "atac": 200}
     assert isinstance(large.module.encoders["rna"].hidden[0].fc_layers[0][2], torch.nn.LayerNorm)
-    decoder = [layer.fc_layers[0][0].out_features for layer in large.module.decoders["rna"].hidden]
-    assert decoder == [512, 1024]
+    assert _widths(large.module.decoders["rna"]) == [512, 1024]
     with pytest.raises(ValueError, match="architecture must be one of"):
         SCDX(mdata, architecture="huge")
 
@@ -223,3 +228,15 @@ def test_view_anndata_setup_and_repr(make_mudata, setup_kwargs, capsys):
     assert "modalities ['rna', 'atac', 'protein']" in capsys.readouterr().out.replace("\n", " ")
     with pytest.raises(NotImplementedError, match="setup_mudata"):
         SCDX.setup_anndata(mdata["rna"])
+
+
+def test_docstring_templates_are_rendered():
+    for method in (
+        SCDX.setup_mudata,
+        SCDX.train_autoencoder,
+        SCDX.get_latent_representation,
+        SCDX.get_normalized_expression,
+    ):
+        assert method.__doc__ and "%(" not in method.__doc__
+    assert "accelerator" in SCDX.train_autoencoder.__doc__
+    assert "MuData" in SCDX.setup_mudata.__doc__

@@ -1,0 +1,34 @@
+# Set-up is part of every target: the first run creates .venv and installs the package.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.scdx-installed
+
+.PHONY: install demo test lint format clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first: 2.13.0 resolves to the local CPU build here and to the CUDA build on GPU hosts.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/scdx demo
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks tutorials
+	$(BIN)/ruff format --check src tests benchmarks tutorials
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix src tests benchmarks tutorials
+	$(BIN)/ruff format src tests benchmarks tutorials
+
+clean:
+	rm -rf $(VENV) demo_output .pytest_cache .ruff_cache

@@ -1,0 +1,212 @@
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+from mudata import MuData
+from scipy import sparse
+
+from scdx_scvi import SCDX
+
+MODS = ("rna", "atac")
+
+
+@pytest.fixture
+def mdata(make_mudata):
+    return make_mudata(MODS, sparse=True)
+
+
+@pytest.fixture
+def kwargs(setup_kwargs):
+    return setup_kwargs(MODS)
+
+
+def _snapshot(mdata: MuData) -> dict:
+    return {
+        "mods": list(mdata.mod.keys()),
+        "obs": mdata.obs.copy(),
+        "uns": set(mdata.uns.keys()),
+        **{f"{m}.X": mdata[m].X.copy() for m in mdata.mod},
+        **{f"{m}.var": mdata[m].var.copy() for m in mdata.mod},
+        **{f"{m}.obs": mdata[m].obs.copy() for m in mdata.mod},
+    }
+
+
+def test_setup_changes_nothing_but_registration_keys(mdata, kwargs):
+    before = _snapshot(mdata)
+    SCDX.setup_mudata(mdata, **kwargs)
+    SCDX(mdata).train(max_epochs=1, enable_progress_bar=False)
+    after = _snapshot(mdata)
+
+    assert after["mods"] == before["mods"]
+    assert after["uns"] - before["uns"] <= {"_scvi_uuid", "_scvi_manager_uuid"}
+    added = set(after["obs"].columns) - set(before["obs"].columns)
+    assert all(c.startswith("_scvi") for c in added)
+    pd.testing.assert_frame_equal(after["obs"][before["obs"].columns], before["obs"])
+    for m in mdata.mod:
+        assert (after[f"{m}.X"] != before[f"{m}.X"]).nnz == 0
+        pd.testing.assert_frame_equal(after[f"{m}.var"], before[f"{m}.var"])
+        pd.testing.assert_frame_equal(after[f"{m}.obs"], before[f"{m}.obs"])
+
+
+def test_modalities_are_inferred_from_common_names(make_mudata):
+    mdata = make_mudata(MODS)
+    renamed = MuData({"rna": mdata["rna"], "atac": mdata["accessibility"]})
+    SCDX.setup_mudata(renamed)
+    model = SCDX(renamed)
+    assert model.modalities == ("rna", "atac")
+    assert model.registry_["setup_args"]["modalities"] == {"rna_layer": "rna", "atac_layer": "atac"}
+
+
+@pytest.mark.parametrize(
+    ("modalities", "error", "match"),
+    [
+        ({"rna_layer": "rna", "atac_layer": "chromatin"}, ValueError, "no such modality"),
+        ({"rna_layer": "rna"}, ValueError, "at least two modalities"),
+        ({"rna_layer": "rna", "atac_layer": "accessibility", "rna_obs": "rna"}, ValueError,
+         "Unknown key"),
+    ],
+)  # fmt: skip
+def test_bad_modalities(mdata, modalities, error, match):
+    with pytest.raises(error, match=match):
+        SCDX.setup_mudata(mdata, modalities=modalities)
+
+
+def test_modalities_that_cannot_be_inferred(mdata):
+    odd = MuData({"first": mdata["rna"].copy(), "second": mdata["accessibility"].copy()})
+    with pytest.raises(ValueError, match="Could not tell"):
+        SCDX.setup_mudata(odd)
+
+
+def test_anndata_instead_of_mudata(mdata):
+    with pytest.raises(TypeError, match="expects a MuData"):
+        SCDX.setup_mudata(mdata["rna"])
+
+
+def test_unpaired_mudata(mdata, kwargs):
+    atac = mdata["accessibility"][: mdata.n_obs - 10].copy()
+    unpaired = MuData({"rna": mdata["rna"].copy(), "accessibility": atac})
+    with pytest.raises(ValueError, match="has 190 cells, 190 of the 200 cells"):
+        SCDX.setup_mudata(unpaired, **kwargs)
+
+
+def test_modalities_in_different_cell_order(mdata, kwargs):
+    reordered = MuData(
+        {"rna": mdata["rna"].copy(), "accessibility": mdata["accessibility"][::-1].copy()}
+    )
+    with pytest.raises(ValueError, match="same cells in a different order"):
+        SCDX.setup_mudata(reordered, **kwargs)
+
+
+def test_missing_layer(mdata, kwargs):
+    with pytest.raises(KeyError, match="Layer 'counts' not found"):
+        SCDX.setup_mudata(mdata, rna_layer="counts", **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [(-1.0, "negative values"), (np.nan, "NaN or infinite"), (np.inf, "NaN or infinite"),
+     (0.5, "non-integer values")],
+)  # fmt: skip
+@pytest.mark.parametrize("dense", [False, True])
+def test_bad_rna_values(mdata, kwargs, value, match, dense):
+    x = mdata["rna"].X.toarray().astype(np.float32)
+    x[3, 4] = value
+    mdata["rna"].X = x if dense else sparse.csr_matrix(x)
+    with pytest.raises(ValueError, match=match):
+        SCDX.setup_mudata(mdata, **kwargs)
+
+
+def test_non_integer_accessibility_is_binarised(mdata, kwargs):
+    tfidf = mdata["accessibility"].X.copy()
+    tfidf.data = tfidf.data * 0.37
+    mdata["accessibility"].X = tfidf
+    SCDX.setup_mudata(mdata, **kwargs)
+    with pytest.raises(ValueError, match="negative"):
+        tfidf.data[0] = -0.1
+        SCDX.setup_mudata(mdata, **kwargs)
+
+
+def test_non_integer_protein(make_mudata, setup_kwargs):
+    mdata = make_mudata(("rna", "protein"))
+    mdata["protein_expression"].X = mdata["protein_expression"].X + 0.25
+    with pytest.raises(ValueError, match="protein likelihood is a negative binomial"):
+        SCDX.setup_mudata(mdata, **setup_kwargs(("rna", "protein")))
+
+
+def test_cells_without_counts(mdata, kwargs):
+    x = mdata["accessibility"].X.tolil()
+    x[[7, 11], :] = 0
+    mdata["accessibility"].X = x.tocsr()
+    with pytest.raises(ValueError, match=r"2 cell\(s\) have no counts.*positions \[7, 11\]"):
+        SCDX.setup_mudata(mdata, **kwargs)
+
+
+def test_sparse_arrays_are_rewrapped(mdata, kwargs, caplog):
+    original = mdata["rna"].X.copy()
+    mdata["rna"].X = sparse.csr_array(original)
+    with caplog.at_level(logging.INFO, logger="scdx_scvi"):
+        SCDX.setup_mudata(mdata, **kwargs)
+    assert "sparse array" in caplog.text
+    assert isinstance(mdata["rna"].X, sparse.csr_matrix)
+    assert (mdata["rna"].X != original).nnz == 0
+    SCDX(mdata).train(max_epochs=1, enable_progress_bar=False)
+
+
+def test_dense_layers(make_mudata, setup_kwargs):
+    mods = ("rna", "atac", "protein")
+    mdata = make_mudata(mods, sparse=False)
+    mdata["rna"].layers["counts"] = mdata["rna"].X.copy()
+    SCDX.setup_mudata(mdata, rna_layer="counts", **setup_kwargs(mods))
+    model = SCDX(mdata)
+    model.train(max_epochs=1, enable_progress_bar=False)
+    assert model.get_latent_representation(modality="rna").shape == (mdata.n_obs, 100)
+
+
+def test_views_are_refused_at_setup(mdata, kwargs):
+    with pytest.raises(ValueError, match=r"is a view.*mdata.copy\(\)"):
+        SCDX.setup_mudata(mdata[:100], **kwargs)
+
+
+@pytest.mark.parametrize("key", ["labels_key", "batch_key"])
+def test_missing_category_values(mdata, kwargs, key):
+    column = kwargs[key]
+    values = mdata.obs[column].astype(object).to_numpy()
+    values[[1, 5]] = None
+    mdata.obs[column] = values
+    with pytest.raises(ValueError, match="2 missing value"):
+        SCDX.setup_mudata(mdata, **kwargs)
+
+
+def test_unknown_obs_column(mdata, kwargs):
+    with pytest.raises(KeyError, match="labels_key='cell_type'.* is not a column of mdata.obs"):
+        SCDX.setup_mudata(mdata, **{**kwargs, "labels_key": "cell_type"})
+
+
+def test_obs_keys_in_a_modality(mdata, kwargs):
+    mdata["rna"].obs["cell_type"] = mdata.obs["labels"].to_numpy()
+    SCDX.setup_mudata(
+        mdata,
+        labels_key="cell_type",
+        modalities={"rna_layer": "rna", "atac_layer": "accessibility", "labels_key": "rna"},
+    )
+    model = SCDX(mdata)
+    assert model.summary_stats.n_labels == 3
+
+
+def test_new_data_is_checked_before_use(mdata, kwargs):
+    SCDX.setup_mudata(mdata, **kwargs)
+    model = SCDX(mdata)
+    model.train(max_epochs=1, enable_progress_bar=False)
+    bad = mdata.copy()
+    for key in ("_scvi_uuid", "_scvi_manager_uuid"):
+        bad.uns.pop(key)
+    x = bad["rna"].X.toarray()
+    x[0, 0] = -3
+    bad["rna"].X = sparse.csr_matrix(x)
+    with pytest.raises(ValueError, match="negative values"):
+        model.get_latent_representation(bad)
+    with pytest.raises(TypeError, match="expects a MuData"):
+        model.get_latent_representation(mdata["rna"])

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from scvi import REGISTRY_KEYS
+
+from scdx_scvi.module import SCDXModule
+
+
+def _module(**kwargs) -> SCDXModule:
+    return SCDXModule(
+        n_features={"rna": 5, "atac": 4},
+        n_hidden={"rna": (8,), "atac": (6,)},
+        n_latent={"rna": 3, "atac": 2},
+        **kwargs,
+    ).eval()
+
+
+def _tensors() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return {
+        REGISTRY_KEYS.X_KEY: torch.poisson(torch.full((6, 5), 3.0), generator=g),
+        REGISTRY_KEYS.ATAC_X_KEY: torch.tensor([[0, 2, 1, 0]] * 3 + [[1, 0, 0, 3]] * 3).float(),
+        REGISTRY_KEYS.BATCH_KEY: torch.zeros(6, 1, dtype=torch.long),
+    }
+
+
+def _nb_log_prob(x, mu, theta):
+    return (
+        torch.lgamma(x + theta) - torch.lgamma(theta) - torch.lgamma(x + 1)
+        + theta * torch.log(theta / (theta + mu)) + x * torch.log(mu / (theta + mu))
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("weights", ["sum", "per_feature", {"rna": 0.3, "atac": 2.0}])
+def test_loss_is_the_weighted_sum_of_hand_computed_likelihoods(weights):
+    module = _module(reconstruction_weights=weights)
+    tensors = _tensors()
+    with torch.no_grad():
+        inference, generative, losses = module(tensors)
+        x_rna, x_atac = tensors[REGISTRY_KEYS.X_KEY], tensors[REGISTRY_KEYS.ATAC_X_KEY]
+        library = x_rna.sum(1, keepdim=True)
+        z_rna = module.encoders["rna"](x_rna)  # raw counts in, as the reference
+        z_atac = module.encoders["atac"]((x_atac > 0).float())  # binarised accessibility
+        torch.testing.assert_close(inference["z"]["rna"], z_rna)
+        mu = torch.softmax(module.decoders["rna"](z_rna), -1) * library
+        theta = module.likelihoods["rna"].log_theta.exp()
+        nll_rna = -_nb_log_prob(x_rna, mu, theta).sum(-1)
+        logits = module.decoders["atac"](z_atac)
+        target = (x_atac > 0).float()
+        nll_atac = torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, target, reduction="none"
+        ).sum(-1)
+
+    w = {"sum": {"rna": 1.0, "atac": 1.0}, "per_feature": {"rna": 1 / 5, "atac": 1 / 4}}.get(
+        weights if isinstance(weights, str) else "", weights
+    )
+    expected = (w["rna"] * nll_rna + w["atac"] * nll_atac).mean()
+    torch.testing.assert_close(losses.loss, expected, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(losses.extra_metrics["reconstruction_loss_rna"], nll_rna.mean())
+    torch.testing.assert_close(losses.extra_metrics["reconstruction_loss_atac"], nll_atac.mean())
+    assert set(losses.reconstruction_loss) == {
+        "reconstruction_loss_rna",
+        "reconstruction_loss_atac",
+    }
+
+
+def test_log1p_encoder_input():
+    module = _module(encoder_input="log1p")
+    x = _tensors()[REGISTRY_KEYS.X_KEY]
+    library = x.sum(1, keepdim=True)
+    expected = torch.log1p(x / library * 1e4)
+    torch.testing.assert_close(module.likelihoods["rna"].encode_input(x, library), expected)
+    with torch.no_grad():
+        z = module.inference({"rna": x})["z"]["rna"]
+        torch.testing.assert_close(z, module.encoders["rna"](expected))
+
+
+def test_batch_is_injected_only_when_asked():
+    tensors = _tensors()
+    tensors[REGISTRY_KEYS.BATCH_KEY][3:] = 1
+    plain = _module(n_batch=2, use_batch=False)
+    assert plain.encoders["rna"].hidden[0].n_cat_list == []
+    conditioned = _module(n_batch=2, use_batch=True)
+    assert conditioned.encoders["rna"].hidden[0].n_cat_list == [2]
+    with torch.no_grad():
+        z_as_given = conditioned(tensors, compute_loss=False)[0]["z"]["rna"]
+        tensors[REGISTRY_KEYS.BATCH_KEY][:] = 0
+        z_as_batch_0 = conditioned(tensors, compute_loss=False)[0]["z"]["rna"]
+    torch.testing.assert_close(z_as_given[:3], z_as_batch_0[:3])
+    assert not torch.allclose(z_as_given[3:], z_as_batch_0[3:])
+
+
+def test_sample_draws_counts_and_binary_values():
+    module = _module()
+    draws = module.sample(_tensors(), n_samples=3)
+    assert draws["rna"].shape == (3, 6, 5)
+    assert torch.equal(draws["rna"], draws["rna"].round())
+    assert set(draws["atac"].unique().tolist()) <= {0.0, 1.0}
+    assert module.sample(_tensors())["atac"].shape == (6, 4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"reconstruction_weights": "mean"}, "must be 'sum', 'per_feature' or a mapping"),
+        ({"reconstruction_weights": {"rna": 1.0}}, r"missing \['atac'\]"),
+        ({"reconstruction_weights": {"rna": 1.0, "atac": -1.0}}, "non-negative"),
+        ({"encoder_input": "scaled"}, "encoder_input must be"),
+        ({"norm": "groupnorm"}, "norm must be"),
+    ],
+)
+def test_bad_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _module(**kwargs)
+
+
+def test_needs_two_known_modalities():
+    with pytest.raises(ValueError, match="at least two"):
+        SCDXModule({"rna": 3}, {"rna": (4,)}, {"rna": 2})
+    with pytest.raises(ValueError, match="Unknown modalities"):
+        SCDXModule({"rna": 3, "hic": 3}, {"rna": (4,), "hic": (4,)}, {"rna": 2, "hic": 2})
