@@ -41,6 +41,7 @@ CONFIGS = {
     "log1p": {"encoder_input": "log1p"},
     "per_feature": {"reconstruction_weights": "per_feature"},
     "log1p+per_feature": {"encoder_input": "log1p", "reconstruction_weights": "per_feature"},
+    "batch": {"use_batch": True},
 }
 
 
@@ -54,7 +55,9 @@ def observed(test: md.MuData) -> dict:
 
 
 def run_scdx(train, test, modalities, config, args) -> dict:
-    SCDX.setup_mudata(train, modalities=modalities)
+    # Only the "batch" configuration registers the batch: the reference has no batch covariate.
+    batch_key = "batch" if config == "batch" else None
+    SCDX.setup_mudata(train, modalities=modalities, batch_key=batch_key)
     model = SCDX(train, architecture=args.architecture, **CONFIGS[config])
     start = time.perf_counter()
     model.train(max_epochs=args.max_epochs, enable_progress_bar=False)

@@ -190,11 +190,8 @@ def check_values(x, modality: str, where: str) -> None:
 
 
 def _blocks(x) -> Iterator[tuple[int, object]]:
-    if sparse.issparse(x) and x.format == "csr":
+    if sparse.issparse(x):  # stored values and row sums need no dense copy
         yield 0, x
-        return
-    if sparse.issparse(x):
-        yield 0, x.tocsr()
         return
     for start in range(0, x.shape[0], _DENSE_CHUNK):
         yield start, np.asarray(x[start : start + _DENSE_CHUNK])
