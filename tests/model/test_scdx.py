@@ -236,6 +236,10 @@ def test_docstring_templates_are_rendered():
         SCDX.train_autoencoder,
         SCDX.get_latent_representation,
         SCDX.get_normalized_expression,
+        SCDX.get_normalized_accessibility,
+        SCDX.get_normalized_protein,
+        SCDX.get_normalized_modalities,
+        SCDX.get_reconstruction_error,
     ):
         assert method.__doc__ and "%(" not in method.__doc__
     assert "accelerator" in SCDX.train_autoencoder.__doc__

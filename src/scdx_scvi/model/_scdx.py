@@ -22,6 +22,7 @@ from scdx_scvi._compat import (
     setup_anndata_dsp,
 )
 from scdx_scvi._constants import MODALITIES, MODULE_KEYS
+from scdx_scvi._docs import getter_dsp
 from scdx_scvi.data import check_mudata, data_modalities, resolve_modalities
 from scdx_scvi.module import PRESETS, SCDXModule
 
@@ -372,6 +373,7 @@ class SCDX(UnsupervisedTrainingMixin, BaseModelClass):
         )
 
     @torch.inference_mode()
+    @getter_dsp.dedent
     def get_latent_representation(
         self,
         adata: MuData | None = None,
@@ -385,17 +387,13 @@ class SCDX(UnsupervisedTrainingMixin, BaseModelClass):
 
         Parameters
         ----------
-        adata
-            MuData with the registered modalities (default: the data the model was set up with).
-        indices
-            Cells to use (default: all).
+        %(param_adata)s
+        %(param_indices)s
         modality
             ``"rna"``, ``"atac"``, ``"protein"``, or ``"joint"`` for the concatenation of every
             modality's latent in canonical order (what the diffusion stage models).
-        batch_size
-            Cells per minibatch (default: ``scvi.settings.batch_size``).
-        mdata
-            Alias of ``adata``.
+        %(param_batch_size)s
+        %(param_mdata)s
 
         Returns
         -------
@@ -466,6 +464,7 @@ class SCDX(UnsupervisedTrainingMixin, BaseModelClass):
             )
         return int(_get_batch_code_from_category(self.adata_manager, transform_batch)[0])
 
+    @getter_dsp.dedent
     def get_normalized_expression(
         self,
         adata: MuData | None = None,
@@ -482,23 +481,17 @@ class SCDX(UnsupervisedTrainingMixin, BaseModelClass):
 
         Parameters
         ----------
-        adata
-            MuData with the registered modalities (default: the data the model was set up with).
-        indices
-            Cells to use (default: all).
+        %(param_adata)s
+        %(param_indices)s
         gene_list
             Genes to return (default: all, in training order).
         library_size
             Scale of the output: 1 gives proportions, 1e4 counts per 10k, ``"observed"`` each
             cell's own total counts (the reconstruction mean).
-        transform_batch
-            Decode every cell as if it came from this batch (needs a batch-conditioned model).
-        batch_size
-            Cells per minibatch.
-        return_numpy
-            Return an array instead of a DataFrame.
-        mdata
-            Alias of ``adata``.
+        %(param_transform_batch)s
+        %(param_batch_size)s
+        %(param_return_numpy)s
+        %(param_mdata)s
 
         Returns
         -------
@@ -509,6 +502,7 @@ class SCDX(UnsupervisedTrainingMixin, BaseModelClass):
             batch_size, return_numpy,
         )  # fmt: skip
 
+    @getter_dsp.dedent
     def get_normalized_accessibility(
         self,
         adata: MuData | None = None,
@@ -524,20 +518,14 @@ class SCDX(UnsupervisedTrainingMixin, BaseModelClass):
 
         Parameters
         ----------
-        adata
-            MuData with the registered modalities (default: the data the model was set up with).
-        indices
-            Cells to use (default: all).
+        %(param_adata)s
+        %(param_indices)s
         region_list
             Peaks to return (default: all, in training order).
-        transform_batch
-            Decode every cell as if it came from this batch (needs a batch-conditioned model).
-        batch_size
-            Cells per minibatch.
-        return_numpy
-            Return an array instead of a DataFrame.
-        mdata
-            Alias of ``adata``.
+        %(param_transform_batch)s
+        %(param_batch_size)s
+        %(param_return_numpy)s
+        %(param_mdata)s
 
         Returns
         -------
@@ -548,6 +536,7 @@ class SCDX(UnsupervisedTrainingMixin, BaseModelClass):
             batch_size, return_numpy,
         )  # fmt: skip
 
+    @getter_dsp.dedent
     def get_normalized_protein(
         self,
         adata: MuData | None = None,
@@ -564,23 +553,17 @@ class SCDX(UnsupervisedTrainingMixin, BaseModelClass):
 
         Parameters
         ----------
-        adata
-            MuData with the registered modalities (default: the data the model was set up with).
-        indices
-            Cells to use (default: all).
+        %(param_adata)s
+        %(param_indices)s
         protein_list
             Proteins to return (default: all, in training order).
         library_size
             Scale of the output: 1 gives proportions of the cell's ADT counts, ``"observed"``
             each cell's own total ADT counts (the reconstruction mean).
-        transform_batch
-            Decode every cell as if it came from this batch (needs a batch-conditioned model).
-        batch_size
-            Cells per minibatch.
-        return_numpy
-            Return an array instead of a DataFrame.
-        mdata
-            Alias of ``adata``.
+        %(param_transform_batch)s
+        %(param_batch_size)s
+        %(param_return_numpy)s
+        %(param_mdata)s
 
         Returns
         -------
@@ -591,6 +574,7 @@ class SCDX(UnsupervisedTrainingMixin, BaseModelClass):
             transform_batch, batch_size, return_numpy,
         )  # fmt: skip
 
+    @getter_dsp.dedent
     def get_normalized_modalities(
         self,
         adata: MuData | None = None,
@@ -604,16 +588,12 @@ class SCDX(UnsupervisedTrainingMixin, BaseModelClass):
 
         Parameters
         ----------
-        adata
-            MuData with the registered modalities (default: the data the model was set up with).
-        indices
-            Cells to use (default: all).
+        %(param_adata)s
+        %(param_indices)s
         library_size
             Scale of RNA and protein outputs (1e4: counts per 10k).
-        batch_size
-            Cells per minibatch.
-        mdata
-            Alias of ``adata``.
+        %(param_batch_size)s
+        %(param_mdata)s
 
         Returns
         -------
@@ -635,6 +615,7 @@ class SCDX(UnsupervisedTrainingMixin, BaseModelClass):
         return {m: getters[m]() for m in self.modalities}
 
     @torch.inference_mode()
+    @getter_dsp.dedent
     def get_reconstruction_error(
         self,
         adata: MuData | None = None,
@@ -647,14 +628,10 @@ class SCDX(UnsupervisedTrainingMixin, BaseModelClass):
 
         Parameters
         ----------
-        adata
-            MuData with the registered modalities (default: the data the model was set up with).
-        indices
-            Cells to use (default: all).
-        batch_size
-            Cells per minibatch.
-        mdata
-            Alias of ``adata``.
+        %(param_adata)s
+        %(param_indices)s
+        %(param_batch_size)s
+        %(param_mdata)s
 
         Returns
         -------
