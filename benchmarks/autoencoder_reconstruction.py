@@ -60,7 +60,7 @@ def run_scdx(train, test, modalities, config, args) -> dict:
     SCDX.setup_mudata(train, modalities=modalities, batch_key=batch_key)
     model = SCDX(train, architecture=args.architecture, **CONFIGS[config])
     start = time.perf_counter()
-    model.train(max_epochs=args.max_epochs, enable_progress_bar=False)
+    model.train_autoencoder(max_epochs=args.max_epochs, enable_progress_bar=False)
     seconds = time.perf_counter() - start
     preds = model.get_normalized_modalities(test, library_size=1e4)
     epochs = len(model.history["train_loss"])
@@ -76,7 +76,7 @@ def run_peer(train, test, modalities, args) -> dict:
     if "atac" in test.mod:
         scvi.model.MULTIVI.setup_mudata(train, modalities=modalities)
         model = scvi.model.MULTIVI(train)
-        model.train(max_epochs=args.peer_max_epochs, enable_progress_bar=False)
+        model.train_autoencoder(max_epochs=args.peer_max_epochs, enable_progress_bar=False)
         seconds = time.perf_counter() - start
         test.obs["_indices"] = np.arange(test.n_obs)
         preds = {
@@ -87,7 +87,7 @@ def run_peer(train, test, modalities, args) -> dict:
     else:
         scvi.model.TOTALVI.setup_mudata(train, modalities=modalities)
         model = scvi.model.TOTALVI(train)
-        model.train(max_epochs=args.peer_max_epochs, enable_progress_bar=False)
+        model.train_autoencoder(max_epochs=args.peer_max_epochs, enable_progress_bar=False)
         seconds = time.perf_counter() - start
         rna, protein = model.get_normalized_expression(test, return_numpy=True)
         # totalVI's protein output is background-removed foreground: score it on the same scale.

@@ -19,7 +19,7 @@ def test_train_getters_and_reload_on_starter_sets(name, shared_mudata, accelerat
     mdata = shared_mudata(name)
     SCDX.setup_mudata(mdata, labels_key="cell_type", batch_key="batch")
     model = SCDX(mdata, architecture="small")
-    model.train(max_epochs=20, accelerator=accelerator, enable_progress_bar=False)
+    model.train_autoencoder(max_epochs=20, accelerator=accelerator, enable_progress_bar=False)
     assert model.modalities == SMALL_SETS[name]
     assert model.summary_stats.n_labels == mdata.obs["cell_type"].nunique()
 
@@ -46,7 +46,7 @@ def test_main_benchmark_set_registers_and_trains(shared_mudata, accelerator):
     SCDX.setup_mudata(mdata, labels_key="cell_type", batch_key="batch")
     model = SCDX(mdata, architecture="small")
     assert model.module.n_features == {"rna": 1677, "atac": 25734}
-    model.train(
+    model.train_autoencoder(
         max_epochs=1,
         limit_train_batches=2,
         limit_val_batches=1,

@@ -41,7 +41,7 @@ print(train)
 # %%
 SCDX.setup_mudata(train, labels_key="cell_type", batch_key="batch")
 model = SCDX(train, architecture="small")
-model.train(max_epochs=MAX_EPOCHS)
+model.train_autoencoder(max_epochs=MAX_EPOCHS)
 
 # %% [markdown]
 # Each modality's reconstruction loss is logged separately, for training and validation cells.

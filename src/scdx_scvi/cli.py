@@ -52,7 +52,7 @@ def demo(args: argparse.Namespace) -> int:
     SCDX.setup_mudata(train)
     model = SCDX(train, architecture=args.architecture)
     start = time.perf_counter()
-    model.train(max_epochs=args.max_epochs, accelerator=args.accelerator)
+    model.train_autoencoder(max_epochs=args.max_epochs, accelerator=args.accelerator)
     seconds = time.perf_counter() - start
     print(f"trained {len(model.history['train_loss'])} epochs in {seconds:.1f} s")
 

@@ -37,7 +37,7 @@ def _snapshot(mdata: MuData) -> dict:
 def test_setup_changes_nothing_but_registration_keys(mdata, kwargs):
     before = _snapshot(mdata)
     SCDX.setup_mudata(mdata, **kwargs)
-    SCDX(mdata).train(max_epochs=1, enable_progress_bar=False)
+    SCDX(mdata).train_autoencoder(max_epochs=1, enable_progress_bar=False)
     after = _snapshot(mdata)
 
     assert after["mods"] == before["mods"]
@@ -152,7 +152,7 @@ def test_sparse_arrays_are_rewrapped(mdata, kwargs, caplog):
     assert "sparse array" in caplog.text
     assert isinstance(mdata["rna"].X, sparse.csr_matrix)
     assert (mdata["rna"].X != original).nnz == 0
-    SCDX(mdata).train(max_epochs=1, enable_progress_bar=False)
+    SCDX(mdata).train_autoencoder(max_epochs=1, enable_progress_bar=False)
 
 
 def test_dense_layers(make_mudata, setup_kwargs):
@@ -161,7 +161,7 @@ def test_dense_layers(make_mudata, setup_kwargs):
     mdata["rna"].layers["counts"] = mdata["rna"].X.copy()
     SCDX.setup_mudata(mdata, rna_layer="counts", **setup_kwargs(mods))
     model = SCDX(mdata)
-    model.train(max_epochs=1, enable_progress_bar=False)
+    model.train_autoencoder(max_epochs=1, enable_progress_bar=False)
     assert model.get_latent_representation(modality="rna").shape == (mdata.n_obs, 100)
 
 
@@ -199,7 +199,7 @@ def test_obs_keys_in_a_modality(mdata, kwargs):
 def test_new_data_is_checked_before_use(mdata, kwargs):
     SCDX.setup_mudata(mdata, **kwargs)
     model = SCDX(mdata)
-    model.train(max_epochs=1, enable_progress_bar=False)
+    model.train_autoencoder(max_epochs=1, enable_progress_bar=False)
     bad = mdata.copy()
     for key in ("_scvi_uuid", "_scvi_manager_uuid"):
         bad.uns.pop(key)

@@ -12,7 +12,7 @@ def trained(make_mudata, setup_kwargs, accelerator):
     mdata = make_mudata(mods)
     SCDX.setup_mudata(mdata, **setup_kwargs(mods))
     model = SCDX(mdata, architecture="small", encoder_input="log1p")
-    model.train(max_epochs=2, accelerator=accelerator, enable_progress_bar=False)
+    model.train_autoencoder(max_epochs=2, accelerator=accelerator, enable_progress_bar=False)
     return model, mdata
 
 

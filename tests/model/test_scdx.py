@@ -27,7 +27,7 @@ def _widths(mlp) -> list[int]:
 def _trained(mdata, kwargs, accelerator, **model_kwargs):
     SCDX.setup_mudata(mdata, **kwargs)
     model = SCDX(mdata, architecture="small", **model_kwargs)
-    model.train(max_epochs=2, accelerator=accelerator, enable_progress_bar=False)
+    model.train_autoencoder(max_epochs=2, accelerator=accelerator, enable_progress_bar=False)
     return model
 
 
@@ -199,7 +199,7 @@ def test_retraining_after_freezing_updates_the_autoencoder(make_mudata, setup_kw
     model = _trained(mdata, setup_kwargs(mods), accelerator)
     model.module.requires_grad_(False)
     before = model.get_latent_representation()
-    model.train(max_epochs=1, accelerator=accelerator, enable_progress_bar=False)
+    model.train_autoencoder(max_epochs=1, accelerator=accelerator, enable_progress_bar=False)
     assert not np.allclose(before, model.get_latent_representation())
 
 

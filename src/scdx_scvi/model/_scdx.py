@@ -26,7 +26,10 @@ from scdx_scvi._docs import getter_dsp
 from scdx_scvi.data import check_mudata, data_modalities, resolve_modalities
 from scdx_scvi.module import PRESETS, SCDXModule
 
+from ._diffusion_mixin import LatentDiffusionMixin
+
 if TYPE_CHECKING:
+    from scdx_scvi.module._latent_diffusion import Denoiser, LatentScaling
     from scdx_scvi.module._likelihoods import EncoderInput
     from scdx_scvi.module._presets import Architecture
     from scdx_scvi.module._scdx_module import ReconstructionWeights
@@ -36,7 +39,7 @@ logger = logging.getLogger(__name__)
 LatentModality = Literal["joint", "rna", "atac", "protein"]
 
 
-class SCDX(UnsupervisedTrainingMixin, BaseModelClass):
+class SCDX(LatentDiffusionMixin, UnsupervisedTrainingMixin, BaseModelClass):
     """Multimodal latent diffusion with Dual Cross Attention (scDiffusion-X) :cite:p:`Luo2026`.
 
     Stage 1, implemented here, is a multimodal autoencoder: one deterministic encoder/decoder pair
@@ -72,6 +75,22 @@ class SCDX(UnsupervisedTrainingMixin, BaseModelClass):
     use_batch
         Condition the encoders and decoders on the batch registered with ``batch_key`` (the
         reference has no batch covariate). Ignored when no batch key is registered.
+    denoiser
+        Stage-2 denoiser: ``"faithful"`` (the reference DCA U-Net) or ``"improved"`` (feature
+        cross-attention with learned feature identity, multi-head, pre-norm, zero-initialised
+        outputs).
+    n_channels
+        Base width of the U-Net (128 in the reference).
+    latent_scaling
+        ``"scalar"`` (the reference: one scale per modality, average latent SD 0.1) or
+        ``"per_dim"`` (each latent dimension standardised).
+    label_dropout
+        Share of training cells whose label is replaced by the null label, which enables
+        classifier-free guidance (the reference has no guidance: 0).
+    diffusion_batch
+        Condition the diffusion on the batch too (needs a registered ``batch_key``).
+    denoiser_kwargs
+        Further options of :class:`~scdx_scvi.nn.DCAUNet`.
 
     Examples
     --------
@@ -102,6 +121,12 @@ class SCDX(UnsupervisedTrainingMixin, BaseModelClass):
         encoder_input: EncoderInput = "counts",
         reconstruction_weights: ReconstructionWeights = "sum",
         use_batch: bool = True,
+        denoiser: Denoiser = "faithful",
+        n_channels: int = 128,
+        latent_scaling: LatentScaling = "scalar",
+        label_dropout: float = 0.1,
+        diffusion_batch: bool = False,
+        denoiser_kwargs: dict | None = None,
     ):
         super().__init__(adata, registry=registry)
         if architecture not in PRESETS:
@@ -126,7 +151,18 @@ class SCDX(UnsupervisedTrainingMixin, BaseModelClass):
             dropout_rate=dropout_rate,
             encoder_input=encoder_input,
             reconstruction_weights=reconstruction_weights,
+            n_labels=self._n_labels(),
+            diffusion_batch=diffusion_batch,
+            diffusion_kwargs={
+                "denoiser": denoiser,
+                "n_channels": n_channels,
+                "latent_scaling": latent_scaling,
+                "label_dropout": label_dropout,
+                "denoiser_kwargs": denoiser_kwargs,
+            },
         )
+        self.is_diffusion_trained_ = False
+        self.diffusion_history_ = None
         if adata is not None:
             self.feature_names_ = {
                 m: adata.mod[mod].var_names.to_numpy().astype(str)
@@ -135,9 +171,17 @@ class SCDX(UnsupervisedTrainingMixin, BaseModelClass):
         self._model_summary_string = (
             f"SCDX autoencoder: modalities {list(mods)}, latents "
             f"{[latent[m] for m in mods]}, preset {architecture!r}, norm {norm or preset.norm!r}, "
-            f"encoder input {encoder_input!r}, batch covariate {self.module.use_batch}."
+            f"encoder input {encoder_input!r}, batch covariate {self.module.use_batch}; "
+            f"denoiser {denoiser!r} (C={n_channels}), conditioned on "
+            f"{self.module.n_labels} labels."
         )
         self.init_params_ = self._get_init_params(locals())
+
+    def _n_labels(self) -> int:
+        """Return the number of label categories if ``labels_key`` was registered, else 0."""
+        if self.registry_[_SETUP_ARGS_KEY].get("labels_key") is None:
+            return 0
+        return int(self.summary_stats.n_labels)
 
     # ------------------------------------------------------------------ registration
 
@@ -350,9 +394,43 @@ class SCDX(UnsupervisedTrainingMixin, BaseModelClass):
             **trainer_kwargs,
         )
 
-    def train(self, *args, **kwargs):
-        """Train SCDX. Runs :meth:`train_autoencoder` with the same arguments."""
-        return self.train_autoencoder(*args, **kwargs)
+    @devices_dsp.dedent
+    def train(
+        self,
+        max_epochs: int = 300,
+        max_steps_diffusion: int = 100_000,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        autoencoder_kwargs: dict | None = None,
+        diffusion_kwargs: dict | None = None,
+        **trainer_kwargs,
+    ):
+        """Train SCDX: the autoencoder (stage 1), then the latent diffusion (stage 2).
+
+        Parameters
+        ----------
+        max_epochs
+            Maximum epochs of :meth:`train_autoencoder`.
+        max_steps_diffusion
+            Maximum optimiser steps of :meth:`train_diffusion`.
+        %(param_accelerator)s
+        %(param_devices)s
+        autoencoder_kwargs
+            Further arguments of :meth:`train_autoencoder`.
+        diffusion_kwargs
+            Further arguments of :meth:`train_diffusion`.
+        **trainer_kwargs
+            Keyword arguments for :class:`scvi.train.Trainer`, used by both stages (e.g.
+            ``enable_progress_bar``).
+        """
+        self.train_autoencoder(
+            max_epochs=max_epochs, accelerator=accelerator, devices=devices,
+            **{**trainer_kwargs, **(autoencoder_kwargs or {})},
+        )  # fmt: skip
+        self.train_diffusion(
+            max_steps=max_steps_diffusion, accelerator=accelerator, devices=devices,
+            **{**trainer_kwargs, **(diffusion_kwargs or {})},
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ getters
 

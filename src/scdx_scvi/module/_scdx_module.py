@@ -13,6 +13,7 @@ from torch import nn
 from scdx_scvi._constants import MODALITIES, MODULE_KEYS
 from scdx_scvi.nn import MLP
 
+from ._latent_diffusion import LatentDiffusion
 from ._likelihoods import EncoderInput, make_likelihood
 
 ReconstructionWeights = Literal["sum", "per_feature"] | Mapping[str, float]
@@ -53,6 +54,13 @@ class SCDXModule(BaseModuleClass):
         ``"sum"`` adds them (the reference; the modality with most features dominates),
         ``"per_feature"`` divides each by its number of features, a mapping gives one weight per
         modality.
+    n_labels
+        Number of label categories (cell types) the diffusion is conditioned on; 0 for an
+        unconditional diffusion. Also the number of per-label library-size priors.
+    diffusion_batch
+        Condition the diffusion on the batch as well (needs ``n_batch > 1``).
+    diffusion_kwargs
+        Options of :class:`~scdx_scvi.module.LatentDiffusion` (denoiser, latent scaling, ...).
     """
 
     def __init__(
@@ -66,6 +74,9 @@ class SCDXModule(BaseModuleClass):
         dropout_rate: float = 0.0,
         encoder_input: EncoderInput = "counts",
         reconstruction_weights: ReconstructionWeights = "sum",
+        n_labels: int = 0,
+        diffusion_batch: bool = False,
+        diffusion_kwargs: Mapping | None = None,
     ):
         super().__init__()
         unknown = set(n_features) - set(MODALITIES)
@@ -93,6 +104,23 @@ class SCDXModule(BaseModuleClass):
                 self.n_latent[m], n_features[m], hidden[::-1], cat_list, norm, dropout_rate
             )
             self.likelihoods[m] = make_likelihood(m, n_features[m], encoder_input)
+            if not self.likelihoods[m].binary:
+                # log-normal prior of the library size per label, fitted on training cells
+                self.register_buffer(f"library_log_mean_{m}", torch.zeros(max(n_labels, 1)))
+                self.register_buffer(f"library_log_std_{m}", torch.ones(max(n_labels, 1)))
+        self.n_labels = n_labels
+        self.register_buffer("label_counts", torch.zeros(max(n_labels, 1)))
+        self.diffusion = LatentDiffusion(
+            self.n_latent,
+            n_labels=n_labels,
+            n_batch=n_batch if diffusion_batch and n_batch > 1 else 0,
+            **(diffusion_kwargs or {}),
+        )
+
+    @property
+    def autoencoder(self) -> tuple[nn.Module, ...]:
+        """The parts of stage 1 (frozen while the diffusion trains)."""
+        return (self.encoders, self.decoders, self.likelihoods)
 
     def _covariates(self, batch_index: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
         return (batch_index,) if self.use_batch and batch_index is not None else ()
@@ -179,6 +207,66 @@ class SCDXModule(BaseModuleClass):
             reconstruction_loss={f"reconstruction_loss_{m}": v for m, v in nll.items()},
             extra_metrics={f"reconstruction_loss_{m}": v.mean().detach() for m, v in nll.items()},
         )
+
+    @torch.no_grad()
+    def fit_library_prior(self, library: Mapping[str, torch.Tensor], labels: torch.Tensor) -> None:
+        """Fit the per-label log-normal of each count modality's library size.
+
+        Also records the number of training cells per label (``label_counts``), the default
+        label proportions of generated cells.
+
+        Parameters
+        ----------
+        library
+            Observed library sizes ``{modality: (cells,)}`` of training cells.
+        labels
+            Label codes ``(cells,)`` (all zero for an unlabelled model). Labels without cells
+            get the prior of all cells; labels with one cell get the standard deviation of all
+            cells.
+        """
+        labels = labels.reshape(-1).long()
+        if self.n_labels:
+            self.label_counts.copy_(torch.bincount(labels, minlength=self.n_labels).float())
+        else:
+            self.label_counts.fill_(labels.numel())
+        for m, lib in library.items():
+            log_lib = torch.log(lib.reshape(-1).double().clamp(min=1.0))
+            mean = getattr(self, f"library_log_mean_{m}")
+            std = getattr(self, f"library_log_std_{m}")
+            overall_std = float(log_lib.std()) if log_lib.numel() > 1 else 0.0
+            for c in range(mean.shape[0]):
+                values = log_lib[labels == c] if self.n_labels else log_lib
+                if values.numel() == 0:
+                    values = log_lib
+                mean[c] = float(values.mean())
+                std[c] = float(values.std()) if values.numel() > 1 else overall_std
+
+    def sample_library(self, modality: str, labels: torch.Tensor) -> torch.Tensor:
+        """Draw library sizes ``(cells, 1)`` from the per-label log-normal (global RNG)."""
+        codes = labels.reshape(-1).long() if self.n_labels else torch.zeros_like(labels).long()
+        mean = getattr(self, f"library_log_mean_{modality}")[codes]
+        std = getattr(self, f"library_log_std_{modality}")[codes]
+        return torch.exp(mean + std * torch.randn_like(mean)).unsqueeze(-1)
+
+    @torch.no_grad()
+    def sample_counts(
+        self,
+        z: Mapping[str, torch.Tensor],
+        labels: torch.Tensor,
+        batch_index: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Decode latents and draw counts (NB) and accessibility (Bernoulli).
+
+        Count libraries come from the per-label prior. Draws use the global RNG: wrap the call
+        in :func:`torch.random.fork_rng` for reproducible, side-effect-free sampling.
+        """
+        logits = self.decode_logits(z, batch_index)
+        out = {}
+        for m, lg in logits.items():
+            lik = self.likelihoods[m]
+            library = None if lik.binary else self.sample_library(m, labels)
+            out[m] = lik.distribution(lg, library).sample()
+        return out
 
     @torch.inference_mode()
     def sample(self, tensors: dict[str, torch.Tensor], n_samples: int = 1) -> dict:

@@ -1,0 +1,315 @@
+"""Stage 2 of SCDX on the model side: diffusion training and generation of paired cells."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from anndata import AnnData
+from mudata import MuData
+from scipy import sparse
+from scvi import REGISTRY_KEYS
+from scvi.train import TrainRunner
+
+from scdx_scvi._compat import (
+    _FIELD_REGISTRIES_KEY,
+    _SETUP_ARGS_KEY,
+    _STATE_REGISTRY_KEY,
+    devices_dsp,
+)
+from scdx_scvi._constants import MODULE_KEYS
+from scdx_scvi.diffusion import classifier_free_guidance, get_sampler, sample_noise
+from scdx_scvi.train import LatentDataModule, LatentDiffusionTrainingPlan
+
+logger = logging.getLogger(__name__)
+
+#: Default number of denoiser evaluations of each sampler in :meth:`generate`.
+DEFAULT_STEPS = {"ddpm": 1000, "ddim": 100, "dpm++2m": 25}
+
+
+class LatentDiffusionMixin:
+    """``train_diffusion`` and ``generate`` of :class:`~scdx_scvi.model.SCDX`."""
+
+    _diffusion_training_plan_cls = LatentDiffusionTrainingPlan
+
+    # ------------------------------------------------------------------ training
+
+    @torch.no_grad()
+    def _encode_all(self, batch_size: int | None = None) -> tuple[dict, dict, np.ndarray, ...]:
+        """Latents, libraries, label and batch codes of every registered cell, in minibatches."""
+        module = self.module
+        module.eval()
+        z = {m: [] for m in self.modalities}
+        library = {m: [] for m in self.modalities if not module.likelihoods[m].binary}
+        labels, batches = [], []
+        loader = self._make_data_loader(adata=self.adata, batch_size=batch_size)
+        for tensors in loader:
+            out = module.inference(**module._get_inference_input(tensors))
+            for m in self.modalities:
+                z[m].append(out[MODULE_KEYS.Z][m].cpu())
+            for m in library:
+                library[m].append(out[MODULE_KEYS.LIBRARY][m].reshape(-1).cpu())
+            labels.append(tensors[REGISTRY_KEYS.LABELS_KEY].reshape(-1).long())
+            batches.append(tensors[REGISTRY_KEYS.BATCH_KEY].reshape(-1).long())
+        cat = torch.cat
+        return (
+            {m: cat(v) for m, v in z.items()},
+            {m: cat(v) for m, v in library.items()},
+            cat(labels),
+            cat(batches),
+        )
+
+    @devices_dsp.dedent
+    def train_diffusion(
+        self,
+        max_steps: int = 100_000,
+        batch_size: int = 128,
+        lr: float = 1e-4,
+        weight_decay: float = 1e-4,
+        ema_decay: float = 0.9999,
+        lr_decay: bool = True,
+        early_stopping: bool = True,
+        early_stopping_patience: int = 30,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        plan_kwargs: dict | None = None,
+        **trainer_kwargs,
+    ):
+        """Train the latent diffusion (stage 2) on the frozen autoencoder's latents.
+
+        The latents of every cell are computed once (in minibatches, without gradients), scaled
+        with statistics of the training cells, and the denoiser is trained on the autoencoder's
+        train/validation split with the DDPM objective. Defaults are the reference's (AdamW,
+        learning rate 1e-4 decayed linearly to 0, weight decay 1e-4, batch 128, EMA 0.9999),
+        except for the number of steps (the reference runs 800k steps and stops by hand; here
+        at most ``max_steps`` with early stopping on the EMA denoiser's validation loss). The
+        per-label library-size priors used by :meth:`generate` are fitted on the training
+        cells as well. History: ``model.diffusion_history``.
+
+        Parameters
+        ----------
+        max_steps
+            Maximum number of optimiser steps.
+        batch_size
+            Cells per minibatch.
+        lr
+            AdamW learning rate.
+        weight_decay
+            AdamW weight decay.
+        ema_decay
+            Decay of the exponential moving average of the denoiser weights.
+        lr_decay
+            Decay the learning rate linearly to 0 over ``max_steps`` (the reference).
+        early_stopping
+            Stop when ``diffusion_loss_validation`` has not improved for
+            ``early_stopping_patience`` epochs (passes over the training cells).
+        early_stopping_patience
+            Epochs without improvement before stopping.
+        %(param_accelerator)s
+        %(param_devices)s
+        plan_kwargs
+            Keyword arguments for :class:`~scdx_scvi.train.LatentDiffusionTrainingPlan`.
+        **trainer_kwargs
+            Keyword arguments for :class:`scvi.train.Trainer`.
+        """
+        self._check_if_trained(warn=False, message="Train the autoencoder first.")
+        z, library, labels, batches = self._encode_all()
+        train_idx = self.train_indices
+        diffusion = self.module.diffusion
+        diffusion.fit_scaling({m: v[train_idx] for m, v in z.items()})
+        self.module.fit_library_prior(
+            {m: v[train_idx] for m, v in library.items()}, labels[train_idx]
+        )
+        scaled = diffusion.scale(z)
+        datamodule = LatentDataModule(
+            scaled, labels, batches, train_idx, self.validation_indices, self.test_indices,
+            batch_size=batch_size,
+        )  # fmt: skip
+        plan = self._diffusion_training_plan_cls(
+            self.module,
+            datamodule.unpack,
+            **{
+                "lr": lr,
+                "weight_decay": weight_decay,
+                "ema_decay": ema_decay,
+                "lr_decay_steps": max_steps if lr_decay else None,
+                **(plan_kwargs or {}),
+            },
+        )
+        early_stopping = early_stopping and datamodule.n_val > 0
+        trainer_kwargs.setdefault("early_stopping_monitor", "diffusion_loss_validation")
+        trainer_kwargs.setdefault("early_stopping_patience", early_stopping_patience)
+        if datamodule.n_val:
+            trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+        runner = TrainRunner(
+            self, training_plan=plan, data_splitter=datamodule, max_epochs=max_steps,
+            max_steps=max_steps, accelerator=accelerator, devices=devices,
+            early_stopping=early_stopping, **trainer_kwargs,
+        )  # fmt: skip
+        # The runner writes into ``history_``: keep the autoencoder's history apart.
+        autoencoder_history, self.history_, self.is_trained_ = self.history_, None, False
+        try:
+            runner()
+            self.diffusion_history_ = self.history_
+        finally:
+            self.history_, self.is_trained_ = autoencoder_history, True
+        self.module.eval()
+        self.is_diffusion_trained_ = True
+
+    @property
+    def diffusion_history(self) -> dict[str, pd.DataFrame] | None:
+        """Per-epoch losses of :meth:`train_diffusion`."""
+        return self.diffusion_history_
+
+    # ------------------------------------------------------------------ generation
+
+    def _label_codes(
+        self, labels: Mapping[str, int] | Sequence[str] | None, n_cells: int | None, seed: int
+    ) -> tuple[np.ndarray, list | None]:
+        categories = self._categories(REGISTRY_KEYS.LABELS_KEY)
+        conditional = self.module.n_labels > 0
+        if labels is None:
+            if n_cells is None:
+                raise ValueError("Give `n_cells`, or `labels` as a dict {label: n_cells} or list.")
+            if not conditional:
+                return np.zeros(n_cells, dtype=int), None
+            # as the reference: labels drawn with the proportions of the training cells
+            counts = self.module.label_counts.cpu().double().numpy()
+            rng = np.random.default_rng(seed)
+            return rng.choice(len(counts), size=n_cells, p=counts / counts.sum()), categories
+        if not conditional:
+            raise ValueError(
+                "This model's diffusion is unconditional (no `labels_key` at setup): "
+                "generate with `n_cells` only."
+            )
+        if isinstance(labels, Mapping):
+            names = [name for name, count in labels.items() for _ in range(int(count))]
+        elif isinstance(labels, str):
+            raise TypeError("`labels` must be a dict {label: n_cells} or a list of labels.")
+        else:
+            names = list(labels)
+        unknown = sorted({str(n) for n in names} - {str(c) for c in categories})
+        if unknown:
+            raise ValueError(f"Unknown label(s) {unknown}; the model knows {categories}.")
+        lookup = {str(c): i for i, c in enumerate(categories)}
+        if n_cells is not None and n_cells != len(names):
+            raise ValueError(f"`n_cells`={n_cells} but `labels` asks for {len(names)} cells.")
+        return np.array([lookup[str(n)] for n in names], dtype=int), categories
+
+    def _categories(self, registry_key: str) -> list:
+        """Categories of a registered categorical field, read from the saved registry."""
+        state = self.registry_[_FIELD_REGISTRIES_KEY][registry_key][_STATE_REGISTRY_KEY]
+        return list(state["categorical_mapping"])
+
+    @torch.no_grad()
+    def generate(
+        self,
+        n_cells: int | None = None,
+        labels: Mapping[str, int] | Sequence[str] | None = None,
+        batch: str | None = None,
+        sampler: str = "dpm++2m",
+        n_steps: int | None = None,
+        guidance_scale: float = 1.0,
+        seed: int | None = None,
+        batch_size: int = 1024,
+        progress: bool = False,
+    ) -> MuData:
+        """Generate paired multi-omics cells, optionally of chosen cell types.
+
+        Latents are sampled with the EMA denoiser, unscaled, decoded by the autoencoder and
+        turned into observations: RNA and protein counts from the negative binomial with a
+        library size drawn from the log-normal fitted per label on training cells (as the
+        reference does), ATAC from the Bernoulli. Work is done in chunks of ``batch_size``
+        cells and each chunk is stored sparse, so memory is bounded whatever ``n_cells`` is.
+
+        Parameters
+        ----------
+        n_cells
+            Number of cells. Without ``labels``, labels are drawn with the training-cell
+            proportions (conditional model).
+        labels
+            ``{"L5 IT": 300, "Astro": 100}`` or a list with one label per cell.
+        batch
+            Batch category to generate (only for a model with ``diffusion_batch=True``).
+        sampler
+            ``"dpm++2m"`` (DPM-Solver++ 2M, default 25 steps), ``"ddim"`` (100 steps) or
+            ``"ddpm"`` (ancestral, 1000 steps, the reference's sampler).
+        n_steps
+            Number of denoiser evaluations (default: see ``sampler``).
+        guidance_scale
+            Classifier-free guidance ``w``: 1 is the plain conditional model, 0 the
+            unconditional one, above 1 strengthens the label.
+        seed
+            Seed of all random draws (same seed, same cells); ``None`` draws a fresh seed.
+        batch_size
+            Cells per chunk.
+        progress
+            Show a progress bar over the sampler steps.
+
+        Returns
+        -------
+        MuData with one AnnData per modality (sparse CSR counts, float32; ATAC as 0/1), the
+        training ``var_names``, and ``obs`` with the label (column named as ``labels_key``) of
+        every cell.
+        """
+        if not getattr(self, "is_diffusion_trained_", False):
+            raise RuntimeError("Train the diffusion first: `model.train()` or `train_diffusion()`.")
+        seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else int(seed)
+        codes, categories = self._label_codes(labels, n_cells, seed)
+        batch_code = self._diffusion_batch_code(batch)
+        device = self.module.device
+        diffusion = self.module.diffusion
+        draw = get_sampler(sampler)
+        n_steps = n_steps or DEFAULT_STEPS[sampler]
+        generator = torch.Generator(device=device).manual_seed(seed)
+        dims = {m: diffusion.denoiser.latent_dims[m] for m in self.modalities}
+        chunks = {m: [] for m in self.modalities}
+        devices = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed + 1)
+            for start in range(0, len(codes), batch_size):
+                y = torch.as_tensor(codes[start : start + batch_size], device=device)
+                cond = torch.stack([y, torch.full_like(y, batch_code)], dim=1)
+                null = torch.tensor([diffusion.n_labels, diffusion.n_batch], device=device)
+                eps_fn = classifier_free_guidance(
+                    diffusion.labelled_denoiser(), cond, null, guidance_scale
+                )
+                noise = sample_noise(dims, len(y), generator)
+                x0 = draw(eps_fn, noise, diffusion.schedule, n_steps, generator, progress=progress)
+                batch_index = torch.full((len(y), 1), batch_code, device=device)
+                counts = self.module.sample_counts(diffusion.unscale(x0), y, batch_index)
+                for m, values in counts.items():
+                    chunks[m].append(sparse.csr_matrix(values.cpu().numpy().astype(np.float32)))
+        return self._generated_mudata(chunks, codes, categories, batch)
+
+    def _diffusion_batch_code(self, batch: str | None) -> int:
+        n_batch = self.module.diffusion.n_batch
+        if batch is None:
+            return n_batch  # the null batch (also a valid placeholder when unused)
+        if n_batch == 0:
+            raise ValueError("This model's diffusion is not conditioned on the batch.")
+        categories = [str(c) for c in self._categories(REGISTRY_KEYS.BATCH_KEY)]
+        if str(batch) not in categories:
+            raise ValueError(f"Unknown batch {batch!r}; the model knows {categories}.")
+        return categories.index(str(batch))
+
+    def _generated_mudata(self, chunks, codes, categories, batch) -> MuData:
+        n = len(codes)
+        obs = pd.DataFrame(index=pd.Index([f"generated_{i}" for i in range(n)], dtype=str))
+        setup_args = self.registry_[_SETUP_ARGS_KEY]
+        if categories is not None:
+            column = setup_args.get("labels_key") or "label"
+            obs[column] = pd.Categorical([categories[c] for c in codes], categories=categories)
+        if batch is not None:
+            obs[setup_args.get("batch_key") or "batch"] = str(batch)
+        mods = {}
+        for m, mod in self._modality_names.items():
+            x = sparse.vstack(chunks[m], format="csr") if chunks[m] else sparse.csr_matrix((0, 0))
+            var = pd.DataFrame(index=pd.Index(self.feature_names_[m], dtype=str))
+            mods[mod] = AnnData(X=x, obs=obs.copy(), var=var)
+        mdata = MuData(mods)
+        mdata.obs = obs.loc[mdata.obs_names]
+        return mdata

@@ -1,0 +1,217 @@
+"""Stage 2 of SCDX: a DDPM over the (scaled) per-modality latents of the frozen autoencoder."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from scdx_scvi.diffusion import NoiseSchedule
+from scdx_scvi.nn import DCAUNet
+
+LatentScaling = Literal["scalar", "per_dim"]
+Denoiser = Literal["faithful", "improved"]
+
+#: Constructor options of :class:`~scdx_scvi.nn.DCAUNet` for each named denoiser.
+DENOISERS: dict[str, dict] = {
+    "faithful": {"cross_attention": "dca"},
+    "improved": {"cross_attention": "feature", "zero_init_head": True, "zero_init_residual": True},
+}
+
+
+class LatentDiffusion(nn.Module):
+    r"""Denoiser, its EMA copy, the latent scaling and the noise schedule of SCDX.
+
+    Training minimises the DDPM objective of the reference: for a cell with scaled latents
+    :math:`x_0^m` (one per modality), a timestep :math:`t \sim U\{0..T-1\}` shared by the
+    modalities and independent noises :math:`\varepsilon^m`,
+    :math:`\mathcal{L} = \sum_m \mathrm{mean}_d (\hat\varepsilon^m(x_t, t, y) - \varepsilon^m)^2`
+    (equal-weight per-modality MSE), with :math:`x_t^m = \sqrt{\bar\alpha_t} x_0^m +
+    \sqrt{1 - \bar\alpha_t} \varepsilon^m` on the linear schedule (T = 1000, beta 1e-4..0.02).
+
+    Parameters
+    ----------
+    latent_dims
+        Latent size of each modality.
+    n_labels
+        Number of labels the denoiser is conditioned on (0: unconditional).
+    n_batch
+        Number of batches the denoiser is conditioned on (0: none, the reference).
+    denoiser
+        ``"faithful"``: the reference DCA U-Net (scalar-token Dual Cross Attention).
+        ``"improved"``: the same U-Net with feature cross-attention (learned feature identity,
+        multi-head, pre-norm) and zero-initialised output layers.
+    n_channels
+        Base width ``C`` of the U-Net (128 in the reference).
+    latent_scaling
+        ``"scalar"`` (the reference): each modality's latent is divided by
+        ``10 * mean_d(std_d)``, so the average per-dimension standard deviation is 0.1.
+        ``"per_dim"``: each dimension is centred and divided by its standard deviation.
+    label_dropout
+        Probability of replacing a cell's label (and batch) by the null token during training,
+        which trains the unconditional model used by classifier-free guidance (0 in the
+        reference, which has no guidance).
+    n_timesteps
+        Number of diffusion steps ``T``.
+    denoiser_kwargs
+        Further options of :class:`~scdx_scvi.nn.DCAUNet`.
+    """
+
+    def __init__(
+        self,
+        latent_dims: Mapping[str, int],
+        n_labels: int = 0,
+        n_batch: int = 0,
+        denoiser: Denoiser = "faithful",
+        n_channels: int = 128,
+        latent_scaling: LatentScaling = "scalar",
+        label_dropout: float = 0.1,
+        n_timesteps: int = 1000,
+        denoiser_kwargs: Mapping | None = None,
+    ):
+        super().__init__()
+        if denoiser not in DENOISERS:
+            raise ValueError(f"denoiser must be one of {list(DENOISERS)}, got {denoiser!r}.")
+        if latent_scaling not in ("scalar", "per_dim"):
+            raise ValueError(
+                f"latent_scaling must be 'scalar' or 'per_dim', got {latent_scaling!r}."
+            )
+        if not 0.0 <= label_dropout < 1.0:
+            raise ValueError(f"label_dropout must be in [0, 1), got {label_dropout}.")
+        self.modalities = tuple(latent_dims)
+        self.n_labels = n_labels
+        self.n_batch = n_batch
+        self.latent_scaling = latent_scaling
+        self.label_dropout = label_dropout
+        options = {**DENOISERS[denoiser], **(denoiser_kwargs or {})}
+        self.denoiser = DCAUNet(
+            latent_dims, n_labels=n_labels, n_batch=n_batch, n_channels=n_channels, **options
+        )
+        self.ema = copy.deepcopy(self.denoiser).requires_grad_(False)
+        self.schedule = NoiseSchedule.linear(T=n_timesteps)
+        for m, d in latent_dims.items():
+            self.register_buffer(f"latent_shift_{m}", torch.zeros(d))
+            self.register_buffer(f"latent_scale_{m}", torch.ones(d))
+        self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
+
+    # ------------------------------------------------------------------ latent scaling
+
+    @torch.no_grad()
+    def fit_scaling(self, z: Mapping[str, Tensor]) -> None:
+        """Set the latent shift and scale of each modality from training latents ``z``."""
+        for m in self.modalities:
+            std = z[m].std(dim=0)
+            if self.latent_scaling == "scalar":
+                shift = torch.zeros_like(std)
+                scale = torch.full_like(std, 10.0 * float(std.mean()))
+            else:
+                shift = z[m].mean(dim=0)
+                scale = std.clamp(min=1e-6)
+            getattr(self, f"latent_shift_{m}").copy_(shift)
+            getattr(self, f"latent_scale_{m}").copy_(scale)
+
+    def scale(self, z: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Map autoencoder latents to the diffusion space."""
+        return {
+            m: (v - getattr(self, f"latent_shift_{m}")) / getattr(self, f"latent_scale_{m}")
+            for m, v in z.items()
+        }
+
+    def unscale(self, x: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Map diffusion-space latents back to autoencoder latents."""
+        return {
+            m: v * getattr(self, f"latent_scale_{m}") + getattr(self, f"latent_shift_{m}")
+            for m, v in x.items()
+        }
+
+    # ------------------------------------------------------------------ training
+
+    def _null_codes(self, codes: Tensor | None, n: int, n_null: int, p: float, g) -> Tensor | None:
+        if n_null == 0:
+            return None
+        codes = codes.reshape(-1).long()
+        if p > 0:
+            drop = torch.rand(codes.shape, generator=g, device=codes.device) < p
+            codes = torch.where(drop, torch.full_like(codes, n_null), codes)
+        return codes
+
+    def loss(
+        self,
+        x0: Mapping[str, Tensor],
+        labels: Tensor | None = None,
+        batch: Tensor | None = None,
+        use_ema: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """DDPM loss of a minibatch of scaled latents.
+
+        Parameters
+        ----------
+        x0
+            Scaled latents ``{modality: (B, d_m)}``.
+        labels, batch
+            Codes ``(B,)`` or ``(B, 1)``; dropped to the null token with ``label_dropout``
+            while the module is in training mode.
+        use_ema
+            Evaluate the EMA denoiser (validation).
+        generator
+            Source of the timesteps and noise (a fixed one makes validation deterministic).
+
+        Returns
+        -------
+        The loss per cell ``(B,)`` and the per-modality MSE per cell.
+        """
+        ref = next(iter(x0.values()))
+        n = ref.shape[0]
+        p = self.label_dropout if self.training else 0.0
+        labels = self._null_codes(labels, n, self.n_labels, p, generator)
+        batch = self._null_codes(batch, n, self.n_batch, p, generator)
+        t = torch.randint(
+            0, self.schedule.T, (n,), generator=generator, device=ref.device, dtype=torch.long
+        )
+        noise = {
+            m: torch.randn(v.shape, generator=generator, device=v.device, dtype=v.dtype)
+            for m, v in x0.items()
+        }
+        x_t = {m: self.schedule.q_sample(v, t, noise[m]) for m, v in x0.items()}
+        network = self.ema if use_ema else self.denoiser
+        eps = network(x_t, dict.fromkeys(x0, t), labels=labels, batch=batch)
+        mse = {m: ((eps[m] - noise[m]) ** 2).mean(dim=-1) for m in x0}
+        return sum(mse.values()), mse
+
+    @torch.no_grad()
+    def update_ema(self, decay: float) -> None:
+        """Move the EMA weights towards the denoiser's.
+
+        The effective decay warms up as ``min(decay, (1 + k) / (10 + k))`` over the ``k``
+        updates so far, so short runs are not dominated by the initial weights.
+        """
+        k = int(self.ema_updates)
+        rate = min(decay, (1.0 + k) / (10.0 + k))
+        for ema, live in zip(self.ema.parameters(), self.denoiser.parameters(), strict=True):
+            ema.lerp_(live, 1.0 - rate)
+        for ema, live in zip(self.ema.buffers(), self.denoiser.buffers(), strict=True):
+            ema.copy_(live)
+        self.ema_updates += 1
+
+    def labelled_denoiser(self, batch: Tensor | None = None):
+        """Return ``denoiser(x, t, labels) -> eps`` of the EMA weights, as the samplers expect.
+
+        ``labels`` may be ``(B,)`` label codes or ``(B, 2)`` label and batch codes.
+        """
+
+        def call(x: dict[str, Tensor], t: dict[str, Tensor], labels: Tensor | None) -> dict:
+            lab, bat = labels, batch
+            if labels is not None and labels.ndim == 2:
+                lab, bat = labels[:, 0], labels[:, 1]
+            return self.ema(
+                x,
+                t,
+                labels=lab if self.n_labels else None,
+                batch=bat if self.n_batch else None,
+            )
+
+        return call

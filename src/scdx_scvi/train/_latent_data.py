@@ -1,0 +1,83 @@
+"""A Lightning data module over precomputed latents (stage 2 trains on latents, not counts)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    RandomSampler,
+    SequentialSampler,
+    TensorDataset,
+)
+
+
+class LatentDataModule(pl.LightningDataModule):
+    """Minibatches of ``(latent of each modality..., label, batch)`` for the diffusion stage.
+
+    The split is given (the autoencoder's), and the module exposes ``train_idx``, ``val_idx``
+    and ``test_idx`` like :class:`scvi.dataloaders.DataSplitter`, so scvi-tools' train runner
+    keeps the model's indices.
+
+    Parameters
+    ----------
+    latents
+        Scaled latents of every cell, ``{modality: (cells, d_m)}``.
+    labels, batch
+        Label and batch codes of every cell, ``(cells,)``.
+    train_idx, val_idx, test_idx
+        The split (positions of cells).
+    batch_size
+        Cells per minibatch.
+    seed
+        Seed of the shuffling of training cells.
+    """
+
+    def __init__(
+        self,
+        latents: Mapping[str, torch.Tensor],
+        labels: torch.Tensor,
+        batch: torch.Tensor,
+        train_idx: Sequence[int],
+        val_idx: Sequence[int] | None,
+        test_idx: Sequence[int] | None,
+        batch_size: int = 128,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.modalities = tuple(latents)
+        self.tensors = (*latents.values(), labels.reshape(-1), batch.reshape(-1))
+        self.train_idx = np.asarray(train_idx, dtype=int)
+        self.val_idx = np.asarray(val_idx if val_idx is not None else [], dtype=int)
+        self.test_idx = np.asarray(test_idx if test_idx is not None else [], dtype=int)
+        self.n_train, self.n_val = len(self.train_idx), len(self.val_idx)
+        self.batch_size = batch_size
+        self.seed = seed
+
+    def _loader(self, idx: np.ndarray, shuffle: bool) -> DataLoader:
+        dataset = TensorDataset(*(t[torch.as_tensor(idx)] for t in self.tensors))
+        if shuffle:
+            sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(self.seed))
+        else:
+            sampler = SequentialSampler(dataset)
+        # whole minibatches are gathered with one tensor index rather than cell by cell
+        return DataLoader(
+            dataset, sampler=BatchSampler(sampler, self.batch_size, False), batch_size=None
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled minibatches of training cells."""
+        return self._loader(self.train_idx, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        """Minibatches of validation cells (none if the split has no validation cells)."""
+        return self._loader(self.val_idx, shuffle=False) if self.n_val else []
+
+    def unpack(self, minibatch: Sequence[torch.Tensor]) -> tuple[dict, torch.Tensor, torch.Tensor]:
+        """Split a minibatch into ``({modality: latent}, labels, batch)``."""
+        *latents, labels, batch = minibatch
+        return dict(zip(self.modalities, latents, strict=True)), labels, batch

@@ -1,0 +1,198 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scvi
+import torch
+from helpers import SYNTHETIC_NAMES, synthetic_mudata, synthetic_setup_kwargs
+from scipy import sparse
+
+from scdx_scvi import SCDX
+
+COMBINATIONS = [("rna", "atac"), ("rna", "protein"), ("rna", "atac", "protein")]
+TINY = {"architecture": "small", "n_channels": 16}
+QUIET = {"enable_progress_bar": False, "accelerator": "cpu"}
+
+
+def _train(mods, **model_kwargs):
+    scvi.settings.seed = 0
+    mdata = synthetic_mudata(mods)
+    SCDX.setup_mudata(mdata, **synthetic_setup_kwargs(mods))
+    model = SCDX(mdata, **{**TINY, **model_kwargs})
+    model.train(max_epochs=2, max_steps_diffusion=20, **QUIET)
+    return model, mdata
+
+
+@pytest.fixture(scope="module", params=COMBINATIONS, ids=["+".join(c) for c in COMBINATIONS])
+def trained(request):
+    return (*_train(request.param), request.param)
+
+
+def test_train_runs_both_stages_with_separate_histories(trained):
+    model, mdata, mods = trained
+    assert model.is_trained and model.is_diffusion_trained_
+    assert "reconstruction_loss_train" in model.history
+    assert not any(k.startswith("diffusion") for k in model.history)
+    for m in mods:
+        for split in ("train", "validation"):
+            values = model.diffusion_history[f"diffusion_loss_{m}_{split}"].to_numpy(float)
+            assert np.isfinite(values).all()
+    assert len(model.train_indices) + len(model.validation_indices) == mdata.n_obs
+
+
+def test_generate_returns_paired_cells_of_the_requested_labels(trained):
+    model, mdata, mods = trained
+    generated = model.generate(labels={"label_0": 7, "label_2": 4}, seed=0, batch_size=5)
+    assert list(generated.mod) == [SYNTHETIC_NAMES[m] for m in mods]
+    assert generated.n_obs == 11
+    assert generated.obs["labels"].value_counts().to_dict() == {
+        "label_0": 7, "label_2": 4, "label_1": 0
+    }  # fmt: skip
+    for m in mods:
+        adata = generated[SYNTHETIC_NAMES[m]]
+        assert isinstance(adata.X, sparse.csr_matrix)
+        assert adata.X.dtype == np.float32
+        assert list(adata.var_names) == list(mdata[SYNTHETIC_NAMES[m]].var_names)
+        values = adata.X.toarray()
+        assert (values >= 0).all() and np.array_equal(values, np.round(values))
+        if m == "atac":
+            assert set(np.unique(values)) <= {0.0, 1.0}
+        assert list(adata.obs["labels"]) == list(generated.obs["labels"])
+
+
+def test_generate_is_reproducible_with_a_seed(trained):
+    model, _, mods = trained
+    first = model.generate(labels=["label_1"] * 6, seed=3)
+    again = model.generate(labels=["label_1"] * 6, seed=3)
+    other = model.generate(labels=["label_1"] * 6, seed=4)
+    for mod in first.mod:
+        assert (first[mod].X != again[mod].X).nnz == 0
+    assert any((first[mod].X != other[mod].X).nnz > 0 for mod in first.mod)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm++2m"])
+@pytest.mark.parametrize("guidance_scale", [1.0, 0.0, 3.0])
+def test_samplers_and_guidance(sampler, guidance_scale):
+    model, _ = _shared_model()
+    generated = model.generate(
+        n_cells=5, sampler=sampler, n_steps=4, guidance_scale=guidance_scale, seed=1
+    )
+    assert generated.n_obs == 5
+    assert set(generated.obs["labels"]) <= {"label_0", "label_1", "label_2"}
+
+
+_CACHE: dict = {}
+
+
+def _shared_model():
+    if "model" not in _CACHE:
+        _CACHE["model"] = _train(("rna", "atac"))
+    return _CACHE["model"]
+
+
+def test_save_load_generate_reproduces_the_cells(tmp_path):
+    model, mdata = _shared_model()
+    expected = model.generate(labels={"label_0": 4}, seed=7)
+    model.save(tmp_path / "model")
+    loaded = SCDX.load(tmp_path / "model", adata=mdata, accelerator="cpu")
+    assert loaded.is_diffusion_trained_
+    assert set(loaded.diffusion_history) == set(model.diffusion_history)
+    got = loaded.generate(labels={"label_0": 4}, seed=7)
+    for mod in expected.mod:
+        assert (expected[mod].X != got[mod].X).nnz == 0
+    without_data = SCDX.load(tmp_path / "model", accelerator="cpu")
+    got = without_data.generate(labels={"label_0": 4}, seed=7)
+    assert (expected["rna"].X != got["rna"].X).nnz == 0
+
+
+def test_generation_errors():
+    model, _ = _shared_model()
+    with pytest.raises(ValueError, match=r"Unknown label\(s\) \['T cell'\].*label_0"):
+        model.generate(labels={"T cell": 3})
+    with pytest.raises(ValueError, match="Give `n_cells`"):
+        model.generate()
+    with pytest.raises(ValueError, match="asks for 2 cells"):
+        model.generate(n_cells=3, labels=["label_0", "label_1"])
+    with pytest.raises(ValueError, match="valid|Unknown sampler|sampler"):
+        model.generate(n_cells=2, sampler="euler")
+    with pytest.raises(ValueError, match="not conditioned on the batch"):
+        model.generate(n_cells=2, batch="batch_0")
+    untrained = SCDX(model.adata, **TINY)
+    with pytest.raises(RuntimeError, match="Train the diffusion first"):
+        untrained.generate(n_cells=2)
+    with pytest.raises(RuntimeError, match="Train the autoencoder first"):
+        untrained.train_diffusion(max_steps=2)
+
+
+def test_diffusion_leaves_the_autoencoder_untouched():
+    model, mdata = _shared_model()
+    before = {k: v.clone() for k, v in model.module.state_dict().items() if "diffusion" not in k}
+    latent = model.get_latent_representation()
+    model.train_diffusion(max_steps=5, **QUIET)
+    after = model.module.state_dict()
+    for key, value in before.items():
+        torch.testing.assert_close(after[key], value, msg=key)
+    np.testing.assert_array_equal(model.get_latent_representation(), latent)
+    assert all(p.requires_grad for p in model.module.encoders.parameters())
+    ema = dict(model.module.diffusion.ema.named_parameters())
+    live = dict(model.module.diffusion.denoiser.named_parameters())
+    assert any(not torch.equal(ema[k], live[k]) for k in live)
+
+
+@pytest.mark.parametrize("latent_scaling", ["scalar", "per_dim"])
+def test_latent_scaling(latent_scaling):
+    mods = ("rna", "atac")
+    model, mdata = _train(mods, latent_scaling=latent_scaling)
+    train = model.train_indices
+    for m in mods:
+        z = torch.as_tensor(model.get_latent_representation(modality=m)[train])
+        scaled = model.module.diffusion.scale({m: z})[m]
+        if latent_scaling == "scalar":
+            # the reference: average per-dimension SD of 0.1, no centring
+            assert float(scaled.std(0).mean()) == pytest.approx(0.1, rel=1e-3)
+        else:
+            np.testing.assert_allclose(scaled.std(0).numpy(), 1.0, rtol=1e-3)
+            np.testing.assert_allclose(scaled.mean(0).numpy(), 0.0, atol=1e-4)
+        back = model.module.diffusion.unscale({m: scaled})[m]
+        torch.testing.assert_close(back, z, rtol=1e-4, atol=1e-5)
+
+
+def test_library_prior_is_fitted_per_label_on_training_cells():
+    model, mdata = _shared_model()
+    train = model.train_indices
+    totals = np.log(np.asarray(mdata["rna"].X.sum(axis=1)).ravel()[train])
+    labels = mdata.obs["labels"].to_numpy()[train]
+    categories = model.adata_manager.get_state_registry("labels").categorical_mapping
+    for code, name in enumerate(categories):
+        expected = totals[labels == name]
+        assert float(model.module.library_log_mean_rna[code]) == pytest.approx(
+            expected.mean(), 1e-4
+        )
+        assert float(model.module.library_log_std_rna[code]) == pytest.approx(
+            expected.std(ddof=1), 1e-4
+        )
+
+
+def test_unconditional_model_and_improved_denoiser():
+    scvi.settings.seed = 0
+    mods = ("rna", "protein")
+    mdata = synthetic_mudata(mods)
+    kwargs = synthetic_setup_kwargs(mods)
+    kwargs.pop("labels_key")
+    SCDX.setup_mudata(mdata, **kwargs)
+    model = SCDX(mdata, denoiser="improved", **TINY)
+    model.train(max_epochs=1, max_steps_diffusion=10, **QUIET)
+    assert model.module.n_labels == 0
+    generated = model.generate(n_cells=6, seed=0)
+    assert generated.n_obs == 6 and "labels" not in generated.obs
+    with pytest.raises(ValueError, match="unconditional"):
+        model.generate(labels={"x": 1})
+
+
+def test_batch_conditioned_diffusion():
+    mods = ("rna", "atac")
+    model, _ = _train(mods, diffusion_batch=True)
+    generated = model.generate(labels={"label_1": 3}, batch="batch_1", seed=0)
+    assert list(generated.obs["batch"]) == ["batch_1"] * 3
+    with pytest.raises(ValueError, match="Unknown batch"):
+        model.generate(n_cells=2, batch="batch_7")
