@@ -21,6 +21,7 @@ import argparse
 import json
 import platform
 import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -117,7 +118,25 @@ def main() -> None:
     mdata = md.read_h5mu(DATA / args.dataset / f"{args.dataset}.h5mu")
     second = "atac" if "atac" in mdata.mod else "protein"
     modalities = {"rna_layer": "rna", f"{second}_layer": second}
-    results = []
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    n_test = int(split(mdata)[1].n_obs)
+    payload = {
+        "dataset": args.dataset,
+        "command": "python benchmarks/autoencoder_reconstruction.py " + " ".join(sys.argv[1:]),
+        "n_train": int(mdata.n_obs - n_test),
+        "n_test": n_test,
+        "architecture": args.architecture,
+        "max_epochs": args.max_epochs,
+        "peer_max_epochs": args.peer_max_epochs,
+        "commit": commit,
+        "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} "
+        f"threads, torch {torch.__version__}, scvi-tools {scvi.__version__}",
+        "results": [],
+    }
+    out = Path(args.out) if args.out else RESULTS / f"ae_reconstruction_{args.dataset}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     for seed in [int(s) for s in args.seeds.split(",")]:
         for config in args.configs.split(","):
             scvi.settings.seed = seed
@@ -127,27 +146,9 @@ def main() -> None:
             else:
                 row = {"model": "SCDX", **run_scdx(train, test, modalities, config, args)}
             row.update(config=config, seed=seed)
-            results.append(row)
+            payload["results"].append(row)
             print(json.dumps(row), flush=True)
-
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    payload = {
-        "dataset": args.dataset,
-        "n_train": int(mdata.n_obs - split(mdata)[1].n_obs),
-        "n_test": int(split(mdata)[1].n_obs),
-        "architecture": args.architecture,
-        "max_epochs": args.max_epochs,
-        "peer_max_epochs": args.peer_max_epochs,
-        "commit": commit,
-        "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} "
-        f"threads, torch {torch.__version__}, scvi-tools {scvi.__version__}",
-        "results": results,
-    }
-    out = Path(args.out) if args.out else RESULTS / f"ae_reconstruction_{args.dataset}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=2))
+            out.write_text(json.dumps(payload, indent=2))  # after every run: partial results
     print(f"wrote {out}")
 
 

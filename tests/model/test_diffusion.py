@@ -115,8 +115,8 @@ def test_generation_errors():
         model.generate(n_cells=3, labels=["label_0", "label_1"])
     with pytest.raises(ValueError, match="valid|Unknown sampler|sampler"):
         model.generate(n_cells=2, sampler="euler")
-    with pytest.raises(ValueError, match="not conditioned on the batch"):
-        model.generate(n_cells=2, batch="batch_0")
+    # the autoencoder is batch-conditioned: the batch picks the decoder's batch
+    assert list(model.generate(n_cells=2, batch="batch_0").obs["batch"]) == ["batch_0"] * 2
     untrained = SCDX(model.adata, **TINY)
     with pytest.raises(RuntimeError, match="Train the diffusion first"):
         untrained.generate(n_cells=2)
@@ -180,13 +180,15 @@ def test_unconditional_model_and_improved_denoiser():
     kwargs = synthetic_setup_kwargs(mods)
     kwargs.pop("labels_key")
     SCDX.setup_mudata(mdata, **kwargs)
-    model = SCDX(mdata, denoiser="improved", **TINY)
+    model = SCDX(mdata, denoiser="improved", use_batch=False, **TINY)
     model.train(max_epochs=1, max_steps_diffusion=10, **QUIET)
     assert model.module.n_labels == 0
     generated = model.generate(n_cells=6, seed=0)
     assert generated.n_obs == 6 and "labels" not in generated.obs
     with pytest.raises(ValueError, match="unconditional"):
         model.generate(labels={"x": 1})
+    with pytest.raises(ValueError, match="not conditioned on the batch"):
+        model.generate(n_cells=2, batch="batch_0")
 
 
 def test_batch_conditioned_diffusion():

@@ -233,7 +233,9 @@ class LatentDiffusionMixin:
         labels
             ``{"L5 IT": 300, "Astro": 100}`` or a list with one label per cell.
         batch
-            Batch category to generate (only for a model with ``diffusion_batch=True``).
+            Batch category to generate: the denoiser is conditioned on it when the model was
+            built with ``diffusion_batch=True``, and the decoder decodes as this batch when the
+            autoencoder is batch-conditioned (without ``batch``: the first batch).
         sampler
             ``"dpm++2m"`` (DPM-Solver++ 2M, default 25 steps), ``"ddim"`` (100 steps) or
             ``"ddpm"`` (ancestral, 1000 steps, the reference's sampler).
@@ -259,7 +261,7 @@ class LatentDiffusionMixin:
             raise RuntimeError("Train the diffusion first: `model.train()` or `train_diffusion()`.")
         seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else int(seed)
         codes, categories = self._label_codes(labels, n_cells, seed)
-        batch_code = self._diffusion_batch_code(batch)
+        diffusion_batch, decoder_batch = self._generation_batch(batch)
         device = self.module.device
         diffusion = self.module.diffusion
         draw = get_sampler(sampler)
@@ -272,29 +274,38 @@ class LatentDiffusionMixin:
             torch.manual_seed(seed + 1)
             for start in range(0, len(codes), batch_size):
                 y = torch.as_tensor(codes[start : start + batch_size], device=device)
-                cond = torch.stack([y, torch.full_like(y, batch_code)], dim=1)
+                cond = torch.stack([y, torch.full_like(y, diffusion_batch)], dim=1)
                 null = torch.tensor([diffusion.n_labels, diffusion.n_batch], device=device)
                 eps_fn = classifier_free_guidance(
                     diffusion.labelled_denoiser(), cond, null, guidance_scale
                 )
                 noise = sample_noise(dims, len(y), generator)
                 x0 = draw(eps_fn, noise, diffusion.schedule, n_steps, generator, progress=progress)
-                batch_index = torch.full((len(y), 1), batch_code, device=device)
+                batch_index = torch.full((len(y), 1), decoder_batch, device=device)
                 counts = self.module.sample_counts(diffusion.unscale(x0), y, batch_index)
                 for m, values in counts.items():
                     chunks[m].append(sparse.csr_matrix(values.cpu().numpy().astype(np.float32)))
         return self._generated_mudata(chunks, codes, categories, batch)
 
-    def _diffusion_batch_code(self, batch: str | None) -> int:
+    def _generation_batch(self, batch: str | None) -> tuple[int, int]:
+        """Batch codes for the denoiser and for the autoencoder's decoder.
+
+        Without ``batch``, the denoiser gets its null batch and a batch-conditioned decoder
+        decodes as the first batch.
+        """
         n_batch = self.module.diffusion.n_batch
         if batch is None:
-            return n_batch  # the null batch (also a valid placeholder when unused)
-        if n_batch == 0:
-            raise ValueError("This model's diffusion is not conditioned on the batch.")
+            return n_batch, 0
+        if n_batch == 0 and not self.module.use_batch:
+            raise ValueError(
+                "This model is not conditioned on the batch: register `batch_key` and use "
+                "`use_batch=True` (decoder) or `diffusion_batch=True` (denoiser)."
+            )
         categories = [str(c) for c in self._categories(REGISTRY_KEYS.BATCH_KEY)]
         if str(batch) not in categories:
             raise ValueError(f"Unknown batch {batch!r}; the model knows {categories}.")
-        return categories.index(str(batch))
+        code = categories.index(str(batch))
+        return (code if n_batch else 0), code
 
     def _generated_mudata(self, chunks, codes, categories, batch) -> MuData:
         n = len(codes)
