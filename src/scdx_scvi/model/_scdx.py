@@ -42,10 +42,13 @@ LatentModality = Literal["joint", "rna", "atac", "protein"]
 class SCDX(LatentDiffusionMixin, UnsupervisedTrainingMixin, BaseModelClass):
     """Multimodal latent diffusion with Dual Cross Attention (scDiffusion-X) :cite:p:`Luo2026`.
 
-    Stage 1, implemented here, is a multimodal autoencoder: one deterministic encoder/decoder pair
-    per modality compresses RNA, ATAC and/or protein into one latent vector per modality. RNA and
-    protein are decoded as ``softmax * library`` with a negative binomial likelihood, ATAC as a
-    Bernoulli on binarised accessibility. Every default reproduces the reference implementation;
+    Stage 1 is a multimodal autoencoder: one deterministic encoder/decoder pair per modality
+    compresses RNA, ATAC and/or protein into one latent vector per modality. RNA and protein are
+    decoded as ``softmax * library`` with a negative binomial likelihood, ATAC as a Bernoulli on
+    binarised accessibility. Stage 2 is a DDPM over the scaled latents whose denoiser (a U-Net
+    with Dual Cross Attention between the modality streams) learns their joint distribution,
+    conditioned on the cell type; :meth:`generate` samples new paired cells from it. Every
+    default reproduces the reference implementation except where a parameter says otherwise;
     every deviation is a named option.
 
     Parameters
@@ -104,6 +107,7 @@ class SCDX(LatentDiffusionMixin, UnsupervisedTrainingMixin, BaseModelClass):
     >>> model.train()
     >>> z_rna = model.get_latent_representation(modality="rna")
     >>> accessibility = model.get_normalized_accessibility()
+    >>> cells = model.generate(labels={"B cell": 200, "NK": 100}, seed=0)
     """
 
     _module_cls = SCDXModule
@@ -169,7 +173,7 @@ class SCDX(LatentDiffusionMixin, UnsupervisedTrainingMixin, BaseModelClass):
                 for m, mod in self._modality_names.items()
             }
         self._model_summary_string = (
-            f"SCDX autoencoder: modalities {list(mods)}, latents "
+            f"SCDX: modalities {list(mods)}, latents "
             f"{[latent[m] for m in mods]}, preset {architecture!r}, norm {norm or preset.norm!r}, "
             f"encoder input {encoder_input!r}, batch covariate {self.module.use_batch}; "
             f"denoiser {denoiser!r} (C={n_channels}), conditioned on "
