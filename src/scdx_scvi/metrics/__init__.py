@@ -9,19 +9,16 @@ from ._generation import (
     pca_projection,
     per_group,
 )
-from ._reconstruction import (
-    auroc_per_feature,
-    log_cp10k,
-    pearson_per_feature,
-    reconstruction_scores,
-)
+from ._reconstruction import log_cp10k, reconstruction_scores
 from ._translation import (
     auprc_per_feature,
     auroc_auprc_flat,
+    auroc_per_feature,
     foscttm,
     knn_label_transfer_accuracy,
     pearson_overall,
     pearson_per_cell,
+    pearson_per_feature,
     rmse,
     spearman_overall,
     spearman_per_cell,

@@ -22,6 +22,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.neighbors import NearestNeighbors
 
+from ._reconstruction import log_cp10k
 from ._translation import _as_matrix
 
 #: Default bandwidth multipliers of :func:`mmd_rbf`.
@@ -51,19 +52,6 @@ def _dense_pair(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y.toarray() if sparse.issparse(y) else y, dtype=np.float64)
     center = np.concatenate([x, y]).mean(axis=0)
     return x - center, y - center
-
-
-def _log_cp10k_sparse_aware(x: Any) -> Any:
-    """``log1p(counts per 10,000)``, keeping sparse input sparse."""
-    if sparse.issparse(x):
-        x = x.tocsr().astype(np.float64)
-        totals = np.asarray(x.sum(axis=1)).ravel()
-        x = sparse.csr_matrix(sparse.diags(1e4 / np.maximum(totals, 1e-12)) @ x)
-        x.data = np.log1p(x.data)
-        return x
-    x = np.asarray(x, dtype=np.float64)
-    totals = x.sum(axis=1, keepdims=True)
-    return np.log1p(x / np.maximum(totals, 1e-12) * 1e4)
 
 
 def pca_projection(
@@ -100,8 +88,8 @@ def pca_projection(
     """
     real, generated = _check_unpaired(real, generated)
     if log_normalize:
-        real = _log_cp10k_sparse_aware(real)
-        generated = _log_cp10k_sparse_aware(generated)
+        real = log_cp10k(real)
+        generated = log_cp10k(generated)
     n_comps = int(min(n_comps, min(real.shape) - 1))
     if n_comps < 1:
         raise ValueError(f"Cannot fit a PCA on real data of shape {real.shape}.")

@@ -145,6 +145,62 @@ def spearman_per_cell(y_true: Any, y_pred: Any, chunk_size: int | None = None) -
     return _paired_correlation(y_true, y_pred, per="cell", rank=True, chunk_size=chunk_size)
 
 
+def pearson_per_feature(y_true: Any, y_pred: Any, chunk_size: int | None = None) -> np.ndarray:
+    """Pearson correlation of each feature between truth and prediction.
+
+    For feature ``j``, ``r_j = corr(Y[:, j], Ŷ[:, j])`` across cells (openproblems
+    ``mean_pearson_per_gene`` is the mean of these values). Features with zero standard deviation
+    in either matrix get 0; values are clipped to ``[-1, 1]``.
+
+    Parameters
+    ----------
+    y_true, y_pred
+        Cells x features, dense or sparse (or AnnData), same shape and cell order.
+    chunk_size
+        Features per dense block; by default about 4 million entries per block.
+
+    Returns
+    -------
+    One correlation per feature.
+    """
+    return _paired_correlation(y_true, y_pred, per="feature", rank=False, chunk_size=chunk_size)
+
+
+def auroc_per_feature(y_true: Any, y_score: Any, chunk_size: int | None = None) -> np.ndarray:
+    """Area under the ROC curve of each feature, scoring binarised truth (``> 0``).
+
+    Computed with the rank-sum (Mann-Whitney) identity, ties counted as one half, as
+    :func:`sklearn.metrics.roc_auc_score` does. Features whose truth has one class get NaN.
+
+    Parameters
+    ----------
+    y_true
+        Cells x features observations (binarised at > 0), dense or sparse.
+    y_score
+        Cells x features predicted probabilities or scores.
+    chunk_size
+        Features per dense block; by default about 4 million entries per block.
+
+    Returns
+    -------
+    One AUROC per feature (NaN where undefined).
+    """
+    y_true, y_score = _check_paired(y_true, y_score)
+    size = _block_size(chunk_size, y_true.shape[0])
+    out = np.full(y_true.shape[1], np.nan)
+    score_blocks = _blocks(y_score, 1, size)
+    for start, truth in _blocks(y_true, 1, size):
+        _, score = next(score_blocks)
+        positive = truth > 0
+        n_pos = positive.sum(axis=0)
+        n_neg = positive.shape[0] - n_pos
+        rank_sum = np.where(positive, rankdata(score, axis=0), 0.0).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            auc = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+        out[start : start + truth.shape[1]] = np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
+    return out
+
+
 def spearman_per_feature(y_true: Any, y_pred: Any, chunk_size: int | None = None) -> np.ndarray:
     """Spearman correlation of each feature between truth and prediction.
 
