@@ -129,12 +129,14 @@ class LatentDiffusion(nn.Module):
 
     # ------------------------------------------------------------------ training
 
-    def _null_codes(self, codes: Tensor | None, n: int, n_null: int, p: float, g) -> Tensor | None:
+    @staticmethod
+    def _drop_to_null(codes: Tensor | None, n_null: int, p: float, generator) -> Tensor | None:
+        """Replace each code by the null code ``n_null`` with probability ``p``."""
         if n_null == 0:
             return None
         codes = codes.reshape(-1).long()
         if p > 0:
-            drop = torch.rand(codes.shape, generator=g, device=codes.device) < p
+            drop = torch.rand(codes.shape, generator=generator, device=codes.device) < p
             codes = torch.where(drop, torch.full_like(codes, n_null), codes)
         return codes
 
@@ -167,8 +169,8 @@ class LatentDiffusion(nn.Module):
         ref = next(iter(x0.values()))
         n = ref.shape[0]
         p = self.label_dropout if self.training else 0.0
-        labels = self._null_codes(labels, n, self.n_labels, p, generator)
-        batch = self._null_codes(batch, n, self.n_batch, p, generator)
+        labels = self._drop_to_null(labels, self.n_labels, p, generator)
+        batch = self._drop_to_null(batch, self.n_batch, p, generator)
         t = torch.randint(
             0, self.schedule.T, (n,), generator=generator, device=ref.device, dtype=torch.long
         )
@@ -197,14 +199,14 @@ class LatentDiffusion(nn.Module):
             ema.copy_(live)
         self.ema_updates += 1
 
-    def labelled_denoiser(self, batch: Tensor | None = None):
+    def labelled_denoiser(self):
         """Return ``denoiser(x, t, labels) -> eps`` of the EMA weights, as the samplers expect.
 
         ``labels`` may be ``(B,)`` label codes or ``(B, 2)`` label and batch codes.
         """
 
         def call(x: dict[str, Tensor], t: dict[str, Tensor], labels: Tensor | None) -> dict:
-            lab, bat = labels, batch
+            lab, bat = labels, None
             if labels is not None and labels.ndim == 2:
                 lab, bat = labels[:, 0], labels[:, 1]
             return self.ema(
