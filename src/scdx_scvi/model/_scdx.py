@@ -350,7 +350,8 @@ class SCDX(LatentDiffusionMixin, UnsupervisedTrainingMixin, BaseModelClass):
         batch_size
             Cells per minibatch.
         train_size
-            Share of cells used for training; the rest is validation (and test, see below).
+            Share of cells used for training; the rest is validation (and test, if
+            ``validation_size`` leaves cells over).
         validation_size
             Share of cells for validation (default ``1 - train_size``).
         early_stopping
