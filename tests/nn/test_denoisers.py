@@ -159,8 +159,14 @@ def test_dca_is_the_hand_written_formula(widths):
     torch.testing.assert_close(out, want_out)
     torch.testing.assert_close(maps, want_maps)
     torch.testing.assert_close(h, h_before, rtol=0, atol=0)
-    # the fused (SDPA) path without maps computes the same thing
+    # without maps: same values, and the same gradients for every projection and input
     torch.testing.assert_close(block(h), want_out)
+    params = [*block.parameters(), *(x.requires_grad_() for x in h_before.values())]
+    got = torch.autograd.grad(sum(v.square().sum() for v in block(h_before).values()), params)
+    want = torch.autograd.grad(
+        sum(v.square().sum() for v in _hand_dca(block, h_before)[0].values()), params
+    )
+    torch.testing.assert_close(got, want)
 
 
 def test_dca_is_four_scalars():

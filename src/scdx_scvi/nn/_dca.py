@@ -114,19 +114,18 @@ class DualCrossAttention(nn.Module):
         out: dict[str, torch.Tensor] = {}
         maps: AttentionMaps = {}
         for a in self.modalities:
-            tokens_a = h[a].unsqueeze(-1)
             update = torch.zeros_like(h[a])
             maps[a] = {}
             for b, proj in self.directions[a].items():
-                tokens_b = h[b].unsqueeze(-1)
-                q, k, v = proj.query(tokens_a), proj.key(tokens_b), proj.value(tokens_b)
+                # Exact scalar-token form: Q K^T = gamma h_a h_b^T and (S V) W_T = beta S h_b, which
+                # avoids the d-wide embeddings (d times fewer multiply-adds, same parameters).
+                gamma = (proj.query.weight[:, 0] @ proj.key.weight[:, 0]) * self.scale
+                beta = proj.out.weight[0] @ proj.value.weight[:, 0]
+                logits = gamma * h[a].unsqueeze(-1) * h[b].unsqueeze(-2)
+                weights = torch.softmax(logits, dim=-1)
+                update = update + beta * (weights @ h[b].unsqueeze(-1)).squeeze(-1)
                 if return_attention:
-                    weights = torch.softmax(q @ k.transpose(-1, -2) * self.scale, dim=-1)
-                    context = weights @ v
                     maps[a][b] = weights
-                else:
-                    context = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
-                update = update + proj.out(context).squeeze(-1)
             out[a] = h[a] + update
         return (out, maps) if return_attention else out
 
