@@ -94,6 +94,17 @@ def score(real, generated, real_labels, requested_labels, args) -> dict:
     return {**scores, "knn_label_accuracy": knn["accuracy"], "knn_label_macro_f1": knn["macro_f1"]}
 
 
+def share_autoencoder(base: SCDX, model: SCDX) -> None:
+    """Give ``model`` the trained autoencoder (weights and split) of ``base``."""
+    state = {k: v for k, v in base.module.state_dict().items() if not k.startswith("diffusion.")}
+    missing, unexpected = model.module.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.startswith("diffusion.") for k in missing)
+    model.train_indices = base.train_indices
+    model.validation_indices = base.validation_indices
+    model.test_indices = base.test_indices
+    model.is_trained_ = True
+
+
 def multivi_posterior_samples(model, test: md.MuData) -> dict[str, np.ndarray]:
     """Counts drawn from MultiVI's likelihoods at z ~ q(z | x) of the test cells."""
     test.obs["_indices"] = np.arange(test.n_obs)
@@ -123,7 +134,7 @@ def multivi_posterior_samples(model, test: md.MuData) -> dict[str, np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="snareseq_mop")
-    parser.add_argument("--denoisers", default="faithful,improved")
+    parser.add_argument("--denoisers", default="faithful,improved", help="'' for the peer only")
     parser.add_argument("--architecture", default="default")
     parser.add_argument("--n-channels", type=int, default=128, help="U-Net base width C")
     parser.add_argument("--ae-epochs", type=int, default=100)
@@ -137,8 +148,13 @@ def main() -> None:
         help="sampler:steps pairs timed on --n-throughput cells (add ddpm:1000 on a GPU)",
     )  # fmt: skip
     parser.add_argument("--n-throughput", type=int, default=10_000)
+    parser.add_argument(
+        "--throughput-denoisers", default="faithful,improved", help="denoisers to time"
+    )
+    parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip MultiVI")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--save-dir", default=None, help="save each trained SCDX model here")
     args = parser.parse_args()
     if args.quick:
         args.architecture, args.ae_epochs, args.diffusion_steps = "small", 2, 20
@@ -177,18 +193,23 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         out.write_text(json.dumps(payload, indent=2))
 
-    for denoiser in args.denoisers.split(","):
+    base = None
+    for denoiser in args.denoisers.split(",") if args.denoisers else ():
         data = train.copy()
         SCDX.setup_mudata(data, labels_key=LABELS_KEY)
         model = SCDX(
             data, architecture=args.architecture, denoiser=denoiser, n_channels=args.n_channels
         )
         start = time.perf_counter()
-        model.train(
-            max_epochs=args.ae_epochs, max_steps_diffusion=args.diffusion_steps,
-            enable_progress_bar=False,
-        )  # fmt: skip
+        if base is None:  # one autoencoder, shared by every denoiser
+            model.train_autoencoder(max_epochs=args.ae_epochs, enable_progress_bar=False)
+            base = model
+        else:
+            share_autoencoder(base, model)
+        model.train_diffusion(max_steps=args.diffusion_steps, enable_progress_bar=False)
         train_seconds = time.perf_counter() - start
+        if args.save_dir:
+            model.save(Path(args.save_dir) / f"{args.dataset}_{denoiser}", overwrite=True)
         generated, seconds, _ = measured(
             lambda model=model: model.generate(
                 labels=requested, sampler=args.sampler, n_steps=args.steps, seed=0
@@ -198,9 +219,9 @@ def main() -> None:
         for m in mods:
             row = score(test[m].X, generated[m].X, test_labels, gen_labels, args)
             record({"model": f"SCDX-{denoiser}", "modality": m, "train_seconds": train_seconds,
-                    "diffusion_epochs": len(model.diffusion_history["diffusion_loss_train"]),
+                    "diffusion_steps": model.trainer.global_step,
                     "generate_seconds": seconds, **row})  # fmt: skip
-        for pair in args.throughput.split(","):
+        for pair in args.throughput.split(",") if denoiser in args.throughput_denoisers else ():
             sampler, steps = pair.split(":")
             labels = list(np.random.default_rng(0).choice(test_labels, args.n_throughput))
             _, seconds, peak = measured(
@@ -213,7 +234,7 @@ def main() -> None:
                     "cells_per_second": args.n_throughput / seconds, "peak_mib": peak},
                    "throughput")  # fmt: skip
 
-    if "atac" in mods:
+    if "atac" in mods and args.peer:
         peer = train.copy()
         scvi.model.MULTIVI.setup_mudata(peer, modalities={"rna_layer": "rna", "atac_layer": "atac"})
         model = scvi.model.MULTIVI(peer)

@@ -25,6 +25,11 @@ class ModalitySpec(NamedTuple):
     feature_noun: str
     """What one feature is called in messages."""
 
+    @property
+    def observed_key(self) -> str:
+        """Registry key of the optional per-cell mask saying that the modality was measured."""
+        return f"{self.registry_key}_observed"
+
 
 MODALITIES: dict[str, ModalitySpec] = {
     "rna": ModalitySpec(REGISTRY_KEYS.X_KEY, "rna_layer", "n_vars", "gene"),
@@ -51,3 +56,4 @@ class MODULE_KEYS:
     LIBRARY = "library"
     BATCH_INDEX = "batch_index"
     PX = "px"
+    OBSERVED = "observed"

@@ -136,12 +136,41 @@ def test_non_integer_protein(make_mudata, setup_kwargs):
         SCDX.setup_mudata(mdata, **setup_kwargs(("rna", "protein")))
 
 
-def test_cells_without_counts(mdata, kwargs):
-    x = mdata["accessibility"].X.tolil()
-    x[[7, 11], :] = 0
-    mdata["accessibility"].X = x.tocsr()
-    with pytest.raises(ValueError, match=r"2 cell\(s\) have no counts.*positions \[7, 11\]"):
+def _zero_rows(mdata, mod, rows):
+    x = mdata[mod].X.tolil()
+    x[rows, :] = 0
+    mdata[mod].X = x.tocsr()
+
+
+def test_cells_without_counts_in_one_modality_are_mosaic(mdata, kwargs, caplog):
+    _zero_rows(mdata, "accessibility", [7, 11])
+    with caplog.at_level(logging.INFO, logger="scdx_scvi"):
         SCDX.setup_mudata(mdata, **kwargs)
+    assert "2 of 200 cells have no atac" in caplog.text
+
+
+def test_cells_without_counts_in_every_modality(mdata, kwargs, make_mudata):
+    _zero_rows(mdata, "accessibility", [7, 11, 12])
+    _zero_rows(mdata, "rna", [7, 11])
+    with pytest.raises(ValueError, match=r"2 cell\(s\) have no counts in any.*positions \[7, 11\]"):
+        SCDX.setup_mudata(mdata, **kwargs)
+    # a mask column counts too
+    mdata = make_mudata(MODS, sparse=True)
+    _zero_rows(mdata, "rna", [3])
+    mdata.obs["has_atac"] = True
+    mdata.obs.loc[mdata.obs_names[3], "has_atac"] = False
+    with pytest.raises(ValueError, match=r"1 cell\(s\) have no counts in any.*\[3\]"):
+        SCDX.setup_mudata(mdata, observed_keys={"atac": "has_atac"}, **kwargs)
+
+
+def test_bad_observed_keys(mdata, kwargs):
+    with pytest.raises(ValueError, match="not registered modalities"):
+        SCDX.setup_mudata(mdata, observed_keys={"protein": "x"}, **kwargs)
+    with pytest.raises(KeyError, match="not a column of mdata.obs"):
+        SCDX.setup_mudata(mdata, observed_keys={"atac": "missing"}, **kwargs)
+    mdata.obs["has_atac"] = "yes"
+    with pytest.raises(ValueError, match="must be boolean"):
+        SCDX.setup_mudata(mdata, observed_keys={"atac": "has_atac"}, **kwargs)
 
 
 def test_sparse_arrays_are_rewrapped(mdata, kwargs, caplog):

@@ -107,7 +107,8 @@ def check_mudata(
     mdata: MuData,
     layers: Mapping[str, tuple[str, str | None]],
     obs_keys: Mapping[str, tuple[str | None, str | None]],
-) -> None:
+    observed_keys: Mapping[str, str] | None = None,
+) -> dict[str, np.ndarray]:
     """Validate a MuData before registration; raise with a fix for every problem found.
 
     Parameters
@@ -118,18 +119,35 @@ def check_mudata(
         ``{canonical modality: (name in mdata.mod, layer or None for .X)}``.
     obs_keys
         ``{setup argument: (obs column or None, modality holding it or None for mdata.obs)}``.
+    observed_keys
+        ``{canonical modality: boolean column of mdata.obs}`` marking the cells that have it.
+
+    Returns
+    -------
+    Whether each cell has each modality, ``{canonical modality: (cells,) bool}``.
     """
     if mdata.is_view:
         raise ValueError(
             "mdata is a view (a subset of another MuData). Registration writes keys into the "
             "object, so make it an actual object first: `mdata = mdata.copy()`."
         )
+    observed_keys = dict(observed_keys or {})
+    unknown = set(observed_keys) - set(layers)
+    if unknown:
+        raise ValueError(
+            f"`observed_keys` names {sorted(unknown)}, which are not registered modalities; "
+            f"use keys among {list(layers)}."
+        )
+    observed = {}
     for modality, (mod, layer) in layers.items():
         adata = mdata.mod[mod]
         _check_paired(mdata, mod, adata)
         _coerce_sparse_array(adata, mod, layer)
         x = _get_layer(adata, mod, layer)
-        check_values(x, modality, f"mdata.mod[{mod!r}].{_where(layer)}")
+        observed[modality] = check_values(x, modality, f"mdata.mod[{mod!r}].{_where(layer)}")
+        if modality in observed_keys:
+            observed[modality] &= _observed_column(mdata, modality, observed_keys[modality])
+    _check_coverage(observed)
     for arg, (key, mod) in obs_keys.items():
         if key is None:
             continue
@@ -146,10 +164,50 @@ def check_mudata(
                 f"e.g. `{where}[{key!r}] = {where}[{key!r}].astype(str).fillna('unknown')`, "
                 f"or subset to labelled cells."
             )
+    return observed
 
 
-def check_values(x, modality: str, where: str) -> None:
+def _observed_column(mdata: MuData, modality: str, key: str) -> np.ndarray:
+    if key not in mdata.obs.columns:
+        raise KeyError(
+            f"`observed_keys[{modality!r}]={key!r}` is not a column of mdata.obs; columns: "
+            f"{list(mdata.obs.columns)}."
+        )
+    column = mdata.obs[key]
+    values = column.to_numpy()
+    if column.isna().any() or not (
+        pd.api.types.is_bool_dtype(column) or np.isin(values, (0, 1)).all()
+    ):
+        raise ValueError(
+            f"mdata.obs[{key!r}] must be boolean (True where the cell has {modality}) without "
+            "missing values."
+        )
+    return values.astype(bool)
+
+
+def _check_coverage(observed: Mapping[str, np.ndarray]) -> None:
+    """Log cells without a modality; refuse cells with none."""
+    has_any = np.logical_or.reduce(list(observed.values()))
+    if not has_any.all():
+        empty = np.flatnonzero(~has_any)
+        raise ValueError(
+            f"{empty.size} cell(s) have no counts in any modality (positions "
+            f"{empty[:_N_EXAMPLES].tolist()}{'...' if empty.size > _N_EXAMPLES else ''}); "
+            "there is nothing to learn from them. Remove them, e.g. `mdata = mdata[keep].copy()`."
+        )
+    for modality, has in observed.items():
+        if not has.all():
+            logger.info(
+                "%d of %d cells have no %s (zero counts or marked unobserved): they are "
+                "treated as unmeasured in that modality (mosaic data).",
+                int((~has).sum()), has.size, modality,
+            )  # fmt: skip
+
+
+def check_values(x, modality: str, where: str) -> np.ndarray:
     """Check that ``x`` (a layer of ``modality``) is finite, non-negative, and counts if needed.
+
+    Returns whether each cell (row) has counts.
 
     Sparse layers are checked through their stored values; dense layers block by block, so the
     check never holds a second dense copy of the layer.
@@ -179,14 +237,7 @@ def check_values(x, modality: str, where: str) -> None:
             )
         stop = start + block.shape[0]
         row_totals[start:stop] = np.asarray(block.sum(axis=1)).ravel()
-    empty = np.flatnonzero(row_totals == 0)
-    if empty.size:
-        raise ValueError(
-            f"{empty.size} cell(s) have no counts in {where} (positions "
-            f"{empty[:_N_EXAMPLES].tolist()}{'...' if empty.size > _N_EXAMPLES else ''}). "
-            "A fully paired model needs every modality measured in every cell: remove them, "
-            "e.g. `mdata = mdata[keep].copy()` with `keep` the cells with counts."
-        )
+    return row_totals > 0
 
 
 def _blocks(x) -> Iterator[tuple[int, object]]:

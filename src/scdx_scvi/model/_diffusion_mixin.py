@@ -38,29 +38,24 @@ class LatentDiffusionMixin:
     # ------------------------------------------------------------------ training
 
     @torch.no_grad()
-    def _encode_all(self, batch_size: int | None = None) -> tuple[dict, dict, np.ndarray, ...]:
-        """Latents, libraries, label and batch codes of every registered cell, in minibatches."""
+    def _encode_all(self, batch_size: int | None = None) -> tuple[dict, ...]:
+        """Latents, libraries, measured masks, label and batch codes of every registered cell."""
         module = self.module
         module.eval()
-        z = {m: [] for m in self.modalities}
-        library = {m: [] for m in self.modalities if not module.likelihoods[m].binary}
+        keys = (MODULE_KEYS.Z, MODULE_KEYS.LIBRARY, MODULE_KEYS.OBSERVED)
+        parts = {key: {m: [] for m in self.modalities} for key in keys}
         labels, batches = [], []
         loader = self._make_data_loader(adata=self.adata, batch_size=batch_size)
         for tensors in loader:
             out = module.inference(**module._get_inference_input(tensors))
-            for m in self.modalities:
-                z[m].append(out[MODULE_KEYS.Z][m].cpu())
-            for m in library:
-                library[m].append(out[MODULE_KEYS.LIBRARY][m].reshape(-1).cpu())
+            for key in keys:
+                for m in self.modalities:
+                    parts[key][m].append(out[key][m].cpu())
             labels.append(tensors[REGISTRY_KEYS.LABELS_KEY].reshape(-1).long())
             batches.append(tensors[REGISTRY_KEYS.BATCH_KEY].reshape(-1).long())
-        cat = torch.cat
-        return (
-            {m: cat(v) for m, v in z.items()},
-            {m: cat(v) for m, v in library.items()},
-            cat(labels),
-            cat(batches),
-        )
+        z, library, observed = ({m: torch.cat(v) for m, v in parts[key].items()} for key in keys)
+        library = {m: v.reshape(-1) for m, v in library.items() if not module.likelihoods[m].binary}
+        return z, library, observed, torch.cat(labels), torch.cat(batches)
 
     @devices_dsp.dedent
     def train_diffusion(
@@ -116,17 +111,20 @@ class LatentDiffusionMixin:
             Keyword arguments for :class:`scvi.train.Trainer`.
         """
         self._check_if_trained(warn=False, message="Train the autoencoder first.")
-        z, library, labels, batches = self._encode_all()
-        train_idx = self.train_indices
+        z, library, observed, labels, batches = self._encode_all()
+        train_idx = torch.as_tensor(self.train_indices)
+        training = {m: train_idx[observed[m][train_idx]] for m in self.modalities}
         diffusion = self.module.diffusion
-        diffusion.fit_scaling({m: v[train_idx] for m, v in z.items()})
+        diffusion.fit_scaling({m: v[training[m]] for m, v in z.items()})
         self.module.fit_library_prior(
-            {m: v[train_idx] for m, v in library.items()}, labels[train_idx]
+            {m: v[training[m]] for m, v in library.items()},
+            {m: labels[training[m]] for m in library},
+            labels[train_idx],
         )
         scaled = diffusion.scale(z)
         datamodule = LatentDataModule(
-            scaled, labels, batches, train_idx, self.validation_indices, self.test_indices,
-            batch_size=batch_size,
+            scaled, labels, batches, observed, self.train_indices, self.validation_indices,
+            self.test_indices, batch_size=batch_size,
         )  # fmt: skip
         plan = self._diffusion_training_plan_cls(
             self.module,

@@ -90,6 +90,13 @@ class SCDX(LatentDiffusionMixin, UnsupervisedTrainingMixin, BaseModelClass):
     label_dropout
         Share of training cells whose label is replaced by the null label, which enables
         classifier-free guidance (the reference has no guidance: 0).
+    condition_prob
+        Share of training cells for which a random subset of their modalities is given clean
+        (at ``t = 0``) as a condition while the others are denoised, so that the denoiser also
+        learns every conditional ``p(target | source)`` used by the learned translation method
+        of :meth:`get_translated_modality` (fast samplers, tens of steps). The joint is still
+        learned from the other cells. ``0`` reproduces the reference, which trains the joint only
+        and translates with the slow zero-shot methods ``"replacement"`` and ``"guidance"``.
     diffusion_batch
         Condition the diffusion on the batch too (needs a registered ``batch_key``).
     denoiser_kwargs
@@ -129,6 +136,7 @@ class SCDX(LatentDiffusionMixin, UnsupervisedTrainingMixin, BaseModelClass):
         n_channels: int = 128,
         latent_scaling: LatentScaling = "scalar",
         label_dropout: float = 0.1,
+        condition_prob: float = 0.5,
         diffusion_batch: bool = False,
         denoiser_kwargs: dict | None = None,
     ):
@@ -162,6 +170,7 @@ class SCDX(LatentDiffusionMixin, UnsupervisedTrainingMixin, BaseModelClass):
                 "n_channels": n_channels,
                 "latent_scaling": latent_scaling,
                 "label_dropout": label_dropout,
+                "condition_prob": condition_prob,
                 "denoiser_kwargs": denoiser_kwargs,
             },
         )
@@ -205,6 +214,7 @@ class SCDX(LatentDiffusionMixin, UnsupervisedTrainingMixin, BaseModelClass):
         labels_key: str | None = None,
         batch_key: str | None = None,
         modalities: dict[str, str] | None = None,
+        observed_keys: dict[str, str] | None = None,
         **kwargs,
     ):
         """%(summary_mdata)s.
@@ -213,7 +223,13 @@ class SCDX(LatentDiffusionMixin, UnsupervisedTrainingMixin, BaseModelClass):
         binarised at > 0) and protein (raw ADT counts). The data is checked first, and every
         problem raises an error that says how to fix it: modalities with different cells or cell
         order, missing layers, NaN/inf or negative values, non-integer RNA/protein counts, cells
-        with no counts in a modality, views, labels or batches with missing values. Layers stored
+        with no counts in any modality, views, labels or batches with missing values.
+
+        Mosaic data (cells that lack a modality) is supported: a cell lacks a modality when its
+        row has no counts (pad unmeasured cells with zero rows, e.g. with
+        :func:`scdx_scvi.data.pad_mosaic`) or when its entry in the ``observed_keys`` column is
+        false. Each autoencoder learns from the cells that have its modality; the diffusion
+        learns the joint from paired cells and each marginal from the others. Layers stored
         as scipy sparse *arrays* are re-wrapped as sparse matrices (same values; logged). The
         object is otherwise left as it is, apart from scvi-tools' registration keys.
 
@@ -237,6 +253,11 @@ class SCDX(LatentDiffusionMixin, UnsupervisedTrainingMixin, BaseModelClass):
             ``batch_key`` are read from ``mdata.obs`` unless mapped to a modality. ``None``
             infers RNA/ATAC/protein from common modality names (``rna``, ``atac``,
             ``protein``, ``prot``, ``adt``, ...).
+        observed_keys
+            Boolean columns of ``mdata.obs`` saying which cells have a modality, e.g.
+            ``{"atac": "has_atac"}`` (keys: ``"rna"``, ``"atac"``, ``"protein"``). Rows of cells
+            marked false are ignored whatever they hold. By default, a cell has a modality
+            when its row has counts.
         """
         setup_method_args = cls._get_setup_method_args(**locals())
         modalities = resolve_modalities(
@@ -252,6 +273,7 @@ class SCDX(LatentDiffusionMixin, UnsupervisedTrainingMixin, BaseModelClass):
                 "labels_key": (labels_key, modalities.get("labels_key")),
                 "batch_key": (batch_key, modalities.get("batch_key")),
             },
+            observed_keys=observed_keys,
         )
         mudata_fields = [
             fields.MuDataLayerField(
@@ -270,6 +292,10 @@ class SCDX(LatentDiffusionMixin, UnsupervisedTrainingMixin, BaseModelClass):
             fields.MuDataCategoricalObsField(
                 REGISTRY_KEYS.LABELS_KEY, labels_key, mod_key=modalities.get("labels_key")
             ),
+        ]
+        mudata_fields += [
+            fields.MuDataNumericalObsField(MODALITIES[m].observed_key, key, mod_key=None)
+            for m, key in (observed_keys or {}).items()
         ]
         adata_manager = AnnDataManager(fields=mudata_fields, setup_method_args=setup_method_args)
         adata_manager.register_fields(mdata, **kwargs)

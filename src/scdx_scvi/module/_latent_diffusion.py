@@ -32,6 +32,19 @@ class LatentDiffusion(nn.Module):
     (equal-weight per-modality MSE), with :math:`x_t^m = \sqrt{\bar\alpha_t} x_0^m +
     \sqrt{1 - \bar\alpha_t} \varepsilon^m` on the linear schedule (T = 1000, beta 1e-4..0.02).
 
+    Two extensions train the same network for translation and on partially observed cells,
+    using the denoiser's per-modality timesteps:
+
+    * **conditional training** (``condition_prob > 0``): with that probability per cell, a
+      random non-empty proper subset of its measured modalities is given clean, at ``t = 0``
+      (the condition), and only the others are noised (with a shared ``t``) and contribute to
+      the loss. The network then models :math:`p(x^{tgt} \mid x^{src})` for every split of the
+      modalities as well as the joint (equal timesteps), which is what learned translation
+      samples from.
+    * **missing modalities** (``observed``): a modality a cell lacks is replaced by pure noise
+      at ``t = T - 1`` and left out of the loss, so the network learns the marginals of the
+      measured modalities from unpaired cells.
+
     Parameters
     ----------
     latent_dims
@@ -54,6 +67,9 @@ class LatentDiffusion(nn.Module):
         Probability of replacing a cell's label (and batch) by the null token during training,
         which trains the unconditional model used by classifier-free guidance (0 in the
         reference, which has no guidance).
+    condition_prob
+        Probability of a conditional training example per cell (see above; 0 reproduces the
+        reference, which trains the joint only).
     n_timesteps
         Number of diffusion steps ``T``.
     denoiser_kwargs
@@ -69,6 +85,7 @@ class LatentDiffusion(nn.Module):
         n_channels: int = 128,
         latent_scaling: LatentScaling = "scalar",
         label_dropout: float = 0.1,
+        condition_prob: float = 0.0,
         n_timesteps: int = 1000,
         denoiser_kwargs: Mapping | None = None,
     ):
@@ -81,11 +98,14 @@ class LatentDiffusion(nn.Module):
             )
         if not 0.0 <= label_dropout < 1.0:
             raise ValueError(f"label_dropout must be in [0, 1), got {label_dropout}.")
+        if not 0.0 <= condition_prob <= 1.0:
+            raise ValueError(f"condition_prob must be in [0, 1], got {condition_prob}.")
         self.modalities = tuple(latent_dims)
         self.n_labels = n_labels
         self.n_batch = n_batch
         self.latent_scaling = latent_scaling
         self.label_dropout = label_dropout
+        self.condition_prob = condition_prob
         options = {**DENOISERS[denoiser], **(denoiser_kwargs or {})}
         self.denoiser = DCAUNet(
             latent_dims, n_labels=n_labels, n_batch=n_batch, n_channels=n_channels, **options
@@ -140,14 +160,43 @@ class LatentDiffusion(nn.Module):
             codes = torch.where(drop, torch.full_like(codes, n_null), codes)
         return codes
 
+    def _roles(
+        self, observed: Mapping[str, Tensor], generator: torch.Generator | None
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Per cell and modality: is it a condition (clean, ``t = 0``) / a target (in the loss)?
+
+        With probability ``condition_prob``, a cell with at least two measured modalities gets
+        a uniformly drawn non-empty proper subset of them as the condition.
+        """
+        obs = torch.stack([observed[m] for m in self.modalities], dim=-1)  # (B, M)
+        n, device = obs.shape[0], obs.device
+        condition = torch.zeros_like(obs)
+        p = self.condition_prob if obs.shape[1] > 1 else 0.0
+        if p > 0:
+            chosen = (torch.rand(n, generator=generator, device=device) < p) & (obs.sum(-1) > 1)
+            pending = chosen.clone()
+            while pending.any():  # rejection sampling of proper subsets of the measured ones
+                bits = torch.rand(obs.shape, generator=generator, device=device) < 0.5
+                bits &= obs
+                k = bits.sum(-1)
+                accept = pending & (k > 0) & (k < obs.sum(-1))
+                condition[accept] = bits[accept]
+                pending &= ~accept
+        target = obs & ~condition
+        return (
+            {m: condition[:, i] for i, m in enumerate(self.modalities)},
+            {m: target[:, i] for i, m in enumerate(self.modalities)},
+        )
+
     def loss(
         self,
         x0: Mapping[str, Tensor],
         labels: Tensor | None = None,
         batch: Tensor | None = None,
+        observed: Mapping[str, Tensor] | None = None,
         use_ema: bool = False,
         generator: torch.Generator | None = None,
-    ) -> tuple[Tensor, dict[str, Tensor]]:
+    ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
         """DDPM loss of a minibatch of scaled latents.
 
         Parameters
@@ -157,32 +206,45 @@ class LatentDiffusion(nn.Module):
         labels, batch
             Codes ``(B,)`` or ``(B, 1)``; dropped to the null token with ``label_dropout``
             while the module is in training mode.
+        observed
+            Whether each cell has each modality, ``{modality: (B,) bool}`` (default: all).
         use_ema
             Evaluate the EMA denoiser (validation).
         generator
-            Source of the timesteps and noise (a fixed one makes validation deterministic).
+            Source of the timesteps, roles and noise (a fixed one makes validation
+            deterministic).
 
         Returns
         -------
-        The loss per cell ``(B,)`` and the per-modality MSE per cell.
+        The loss per cell ``(B,)``, the MSE per cell of each modality and whether it counts
+        (the modality is a target of the cell: measured and not a condition).
         """
         ref = next(iter(x0.values()))
-        n = ref.shape[0]
+        n, device = ref.shape[0], ref.device
+        if observed is None:
+            observed = {m: torch.ones(n, dtype=torch.bool, device=device) for m in x0}
         p = self.label_dropout if self.training else 0.0
         labels = self._drop_to_null(labels, self.n_labels, p, generator)
         batch = self._drop_to_null(batch, self.n_batch, p, generator)
+        condition, target = self._roles(observed, generator)
         t = torch.randint(
-            0, self.schedule.T, (n,), generator=generator, device=ref.device, dtype=torch.long
+            0, self.schedule.T, (n,), generator=generator, device=device, dtype=torch.long
         )
         noise = {
             m: torch.randn(v.shape, generator=generator, device=v.device, dtype=v.dtype)
             for m, v in x0.items()
         }
-        x_t = {m: self.schedule.q_sample(v, t, noise[m]) for m, v in x0.items()}
+        x_t, t_m = {}, {}
+        for m, v in x0.items():
+            missing = ~observed[m]
+            t_m[m] = torch.where(condition[m], 0, torch.where(missing, self.schedule.T - 1, t))
+            noised = self.schedule.q_sample(v, t, noise[m])
+            noised = torch.where(missing.unsqueeze(-1), noise[m], noised)
+            x_t[m] = torch.where(condition[m].unsqueeze(-1), v, noised)
         network = self.ema if use_ema else self.denoiser
-        eps = network(x_t, dict.fromkeys(x0, t), labels=labels, batch=batch)
+        eps = network(x_t, t_m, labels=labels, batch=batch)
         mse = {m: ((eps[m] - noise[m]) ** 2).mean(dim=-1) for m in x0}
-        return sum(mse.values()), mse
+        return sum(mse[m] * target[m] for m in x0), mse, target
 
     @torch.no_grad()
     def update_ema(self, decay: float) -> None:

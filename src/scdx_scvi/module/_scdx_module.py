@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import torch
@@ -17,6 +17,23 @@ from ._latent_diffusion import LatentDiffusion
 from ._likelihoods import EncoderInput, make_likelihood
 
 ReconstructionWeights = Literal["sum", "per_feature"] | Mapping[str, float]
+
+
+def _on_rows(
+    fn: Callable[..., torch.Tensor], rows: torch.Tensor | None, x: torch.Tensor, *cov
+) -> torch.Tensor:
+    """``fn(x, *cov)`` evaluated on the selected ``rows`` only; zeros elsewhere.
+
+    With all rows selected (or fewer than two, which batch normalisation cannot take in
+    training) every row is evaluated.
+    """
+    if rows is None or bool(rows.all()) or int(rows.sum()) < 2:
+        out = fn(x, *cov)
+        return out if rows is None else out * rows.unsqueeze(-1)
+    values = fn(x[rows], *(c[rows] for c in cov))
+    out = values.new_zeros((x.shape[0], *values.shape[1:]))
+    out[rows] = values
+    return out
 
 
 class SCDXModule(BaseModuleClass):
@@ -126,32 +143,49 @@ class SCDXModule(BaseModuleClass):
         return (batch_index,) if self.use_batch and batch_index is not None else ()
 
     def _get_inference_input(self, tensors: dict[str, torch.Tensor], **kwargs) -> dict:
+        present = [m for m in self.modalities if MODALITIES[m].registry_key in tensors]
         return {
-            MODULE_KEYS.X: {
-                m: tensors[MODALITIES[m].registry_key]
-                for m in self.modalities
-                if MODALITIES[m].registry_key in tensors
-            },
+            MODULE_KEYS.X: {m: tensors[MODALITIES[m].registry_key] for m in present},
             MODULE_KEYS.BATCH_INDEX: tensors.get(REGISTRY_KEYS.BATCH_KEY),
+            MODULE_KEYS.OBSERVED: {
+                m: tensors[MODALITIES[m].observed_key]
+                for m in present
+                if MODALITIES[m].observed_key in tensors
+            },
         }
 
     @auto_move_data
     def inference(
-        self, x: Mapping[str, torch.Tensor], batch_index: torch.Tensor | None = None
+        self,
+        x: Mapping[str, torch.Tensor],
+        batch_index: torch.Tensor | None = None,
+        observed: Mapping[str, torch.Tensor] | None = None,
     ) -> dict[str, dict[str, torch.Tensor]]:
         """Encode each modality present in ``x`` (raw layer values) into its latent.
 
+        A cell has a modality when its row has counts and its mask in ``observed`` (if any) is
+        true. Only those cells go through the modality's encoder (the others get a zero latent
+        and library), so unmeasured cells never shift the normalisation statistics.
+
         Returns
         -------
-        ``{"z": {modality: latent}, "library": {modality: library size}}``.
+        ``{"z": {modality: latent}, "library": {modality: library size},
+        "observed": {modality: (B,) bool}}``.
         """
         cov = self._covariates(batch_index)
-        z, library = {}, {}
+        z, library, measured = {}, {}, {}
         for m, x_m in x.items():
             lik = self.likelihoods[m]
-            library[m] = lik.library(x_m)
-            z[m] = self.encoders[m](lik.encode_input(x_m, library[m]), *cov)
-        return {MODULE_KEYS.Z: z, MODULE_KEYS.LIBRARY: library}
+            has = x_m.sum(dim=-1) > 0
+            if observed is not None and m in observed:
+                has = has & observed[m].reshape(-1).bool()
+            measured[m] = has
+            library[m] = lik.library(x_m) * has.unsqueeze(-1)
+            z[m] = _on_rows(
+                lambda x, *c, m=m, lik=lik: self.encoders[m](lik.encode_input(x, lik.library(x)), *c),
+                has, x_m, *cov,
+            )  # fmt: skip
+        return {MODULE_KEYS.Z: z, MODULE_KEYS.LIBRARY: library, MODULE_KEYS.OBSERVED: measured}
 
     def _get_generative_input(
         self, tensors: dict[str, torch.Tensor], inference_outputs: dict, **kwargs
@@ -160,14 +194,19 @@ class SCDXModule(BaseModuleClass):
             MODULE_KEYS.Z: inference_outputs[MODULE_KEYS.Z],
             MODULE_KEYS.LIBRARY: inference_outputs[MODULE_KEYS.LIBRARY],
             MODULE_KEYS.BATCH_INDEX: tensors.get(REGISTRY_KEYS.BATCH_KEY),
+            MODULE_KEYS.OBSERVED: inference_outputs[MODULE_KEYS.OBSERVED],
         }
 
     def decode_logits(
-        self, z: Mapping[str, torch.Tensor], batch_index: torch.Tensor | None = None
+        self,
+        z: Mapping[str, torch.Tensor],
+        batch_index: torch.Tensor | None = None,
+        observed: Mapping[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Decode each latent in ``z`` into feature logits."""
+        """Decode each latent in ``z`` into feature logits (zeros for cells not in ``observed``)."""
         cov = self._covariates(batch_index)
-        return {m: self.decoders[m](z_m, *cov) for m, z_m in z.items()}
+        observed = observed or {}
+        return {m: _on_rows(self.decoders[m], observed.get(m), z_m, *cov) for m, z_m in z.items()}
 
     @auto_move_data
     def generative(
@@ -175,6 +214,7 @@ class SCDXModule(BaseModuleClass):
         z: Mapping[str, torch.Tensor],
         library: Mapping[str, torch.Tensor],
         batch_index: torch.Tensor | None = None,
+        observed: Mapping[str, torch.Tensor] | None = None,
     ) -> dict[str, dict]:
         """Decode each latent in ``z`` into its likelihood.
 
@@ -182,7 +222,7 @@ class SCDXModule(BaseModuleClass):
         -------
         ``{"px": {modality: distribution}}``.
         """
-        logits = self.decode_logits(z, batch_index)
+        logits = self.decode_logits(z, batch_index, observed)
         return {
             MODULE_KEYS.PX: {
                 m: self.likelihoods[m].distribution(logits[m], library.get(m)) for m in logits
@@ -194,22 +234,32 @@ class SCDXModule(BaseModuleClass):
     ) -> LossOutput:
         """Weighted sum of the per-modality negative log-likelihoods, averaged over cells.
 
-        Each modality's unweighted negative log-likelihood (summed over features, averaged over
-        cells) is also reported in ``extra_metrics`` as ``reconstruction_loss_<modality>``.
+        A modality counts only for the cells that have it (mosaic data). Each modality's
+        unweighted negative log-likelihood (summed over features, averaged over the cells that
+        have it) is also reported in ``extra_metrics`` as ``reconstruction_loss_<modality>``.
         """
-        nll = {}
+        observed = inference_outputs[MODULE_KEYS.OBSERVED]
+        nll, metrics = {}, {}
         for m, px in generative_outputs[MODULE_KEYS.PX].items():
             x = tensors[MODALITIES[m].registry_key]
-            nll[m] = -px.log_prob(self.likelihoods[m].observed(x)).sum(dim=-1)
+            value = -px.log_prob(self.likelihoods[m].observed(x)).sum(dim=-1)
+            nll[m] = torch.where(observed[m], value, torch.zeros_like(value))
+            n_m = observed[m].sum().clamp(min=1)
+            metrics[f"reconstruction_loss_{m}"] = (nll[m].sum() / n_m).detach()
         weighted = sum(self.reconstruction_weights[m] * v for m, v in nll.items())
         return LossOutput(
             loss=weighted.mean(),
             reconstruction_loss={f"reconstruction_loss_{m}": v for m, v in nll.items()},
-            extra_metrics={f"reconstruction_loss_{m}": v.mean().detach() for m, v in nll.items()},
+            extra_metrics=metrics,
         )
 
     @torch.no_grad()
-    def fit_library_prior(self, library: Mapping[str, torch.Tensor], labels: torch.Tensor) -> None:
+    def fit_library_prior(
+        self,
+        library: Mapping[str, torch.Tensor],
+        library_labels: Mapping[str, torch.Tensor],
+        labels: torch.Tensor,
+    ) -> None:
         """Fit the per-label log-normal of each count modality's library size.
 
         Also records the number of training cells per label (``label_counts``), the default
@@ -218,11 +268,14 @@ class SCDXModule(BaseModuleClass):
         Parameters
         ----------
         library
-            Observed library sizes ``{modality: (cells,)}`` of training cells.
+            Observed library sizes ``{modality: (cells_m,)}`` of the training cells that have
+            the modality.
+        library_labels
+            Their label codes ``{modality: (cells_m,)}`` (all zero for an unlabelled model).
+            Labels without cells get the prior of all cells; labels with one cell get the
+            standard deviation of all cells.
         labels
-            Label codes ``(cells,)`` (all zero for an unlabelled model). Labels without cells
-            get the prior of all cells; labels with one cell get the standard deviation of all
-            cells.
+            Label codes of all training cells ``(cells,)``.
         """
         labels = labels.reshape(-1).long()
         if self.n_labels:
@@ -230,12 +283,13 @@ class SCDXModule(BaseModuleClass):
         else:
             self.label_counts.fill_(labels.numel())
         for m, lib in library.items():
+            codes = library_labels[m].reshape(-1).long()
             log_lib = torch.log(lib.reshape(-1).double().clamp(min=1.0))
             mean = getattr(self, f"library_log_mean_{m}")
             std = getattr(self, f"library_log_std_{m}")
             overall_std = float(log_lib.std()) if log_lib.numel() > 1 else 0.0
             for c in range(mean.shape[0]):
-                values = log_lib[labels == c] if self.n_labels else log_lib
+                values = log_lib[codes == c] if self.n_labels else log_lib
                 if values.numel() == 0:
                     values = log_lib
                 mean[c] = float(values.mean())

@@ -75,16 +75,18 @@ class LatentDiffusionTrainingPlan(pl.LightningModule):
         self._freeze_autoencoder(False)
 
     def _step(self, minibatch, split: str, use_ema: bool, generator=None) -> torch.Tensor:
-        latents, labels, batch = self.unpack(minibatch)
-        loss, per_modality = self.module.diffusion.loss(
-            latents, labels, batch, use_ema=use_ema, generator=generator
+        latents, labels, batch, observed = self.unpack(minibatch)
+        loss, mse, target = self.module.diffusion.loss(
+            latents, labels, batch, observed=observed, use_ema=use_ema, generator=generator
         )
         n = loss.shape[0]
         self.log(f"diffusion_loss_{split}", loss.mean(), on_epoch=True, on_step=False,
                  batch_size=n, prog_bar=split == "train")  # fmt: skip
-        for m, value in per_modality.items():
-            self.log(f"diffusion_loss_{m}_{split}", value.mean(), on_epoch=True, on_step=False,
-                     batch_size=n)  # fmt: skip
+        for m, value in mse.items():
+            n_m = int(target[m].sum())
+            if n_m:  # mean over the cells where the modality was denoised
+                self.log(f"diffusion_loss_{m}_{split}", value[target[m]].mean(), on_epoch=True,
+                         on_step=False, batch_size=n_m)  # fmt: skip
         return loss.mean()
 
     def training_step(self, minibatch, batch_idx: int) -> torch.Tensor:

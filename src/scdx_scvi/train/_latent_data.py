@@ -17,7 +17,7 @@ from torch.utils.data import (
 
 
 class LatentDataModule(pl.LightningDataModule):
-    """Minibatches of ``(latent of each modality..., label, batch)`` for the diffusion stage.
+    """Minibatches of latents, labels, batches and measured-modality masks for the diffusion.
 
     The split is given (the autoencoder's), and the module exposes ``train_idx``, ``val_idx``
     and ``test_idx`` like :class:`scvi.dataloaders.DataSplitter`, so scvi-tools' train runner
@@ -29,6 +29,8 @@ class LatentDataModule(pl.LightningDataModule):
         Scaled latents of every cell, ``{modality: (cells, d_m)}``.
     labels, batch
         Label and batch codes of every cell, ``(cells,)``.
+    observed
+        Whether each cell has each modality, ``{modality: (cells,) bool}`` (default: all).
     train_idx, val_idx, test_idx
         The split (positions of cells).
     batch_size
@@ -42,6 +44,7 @@ class LatentDataModule(pl.LightningDataModule):
         latents: Mapping[str, torch.Tensor],
         labels: torch.Tensor,
         batch: torch.Tensor,
+        observed: Mapping[str, torch.Tensor] | None,
         train_idx: Sequence[int],
         val_idx: Sequence[int] | None,
         test_idx: Sequence[int] | None,
@@ -50,7 +53,13 @@ class LatentDataModule(pl.LightningDataModule):
     ):
         super().__init__()
         self.modalities = tuple(latents)
-        self.tensors = (*latents.values(), labels.reshape(-1), batch.reshape(-1))
+        n = labels.reshape(-1).shape[0]
+        observed = observed or {}
+        masks = [
+            observed[m].reshape(-1).bool() if m in observed else torch.ones(n, dtype=torch.bool)
+            for m in self.modalities
+        ]
+        self.tensors = (*latents.values(), *masks, labels.reshape(-1), batch.reshape(-1))
         self.train_idx = np.asarray(train_idx, dtype=int)
         self.val_idx = np.asarray(val_idx if val_idx is not None else [], dtype=int)
         self.test_idx = np.asarray(test_idx if test_idx is not None else [], dtype=int)
@@ -77,7 +86,14 @@ class LatentDataModule(pl.LightningDataModule):
         """Minibatches of validation cells (none if the split has no validation cells)."""
         return self._loader(self.val_idx, shuffle=False) if self.n_val else []
 
-    def unpack(self, minibatch: Sequence[torch.Tensor]) -> tuple[dict, torch.Tensor, torch.Tensor]:
-        """Split a minibatch into ``({modality: latent}, labels, batch)``."""
-        *latents, labels, batch = minibatch
-        return dict(zip(self.modalities, latents, strict=True)), labels, batch
+    def unpack(self, minibatch: Sequence[torch.Tensor]) -> tuple[dict, torch.Tensor, ...]:
+        """Split a minibatch into ``({modality: latent}, labels, batch, {modality: observed})``."""
+        k = len(self.modalities)
+        latents, masks = minibatch[:k], minibatch[k : 2 * k]
+        labels, batch = minibatch[2 * k :]
+        return (
+            dict(zip(self.modalities, latents, strict=True)),
+            labels,
+            batch,
+            dict(zip(self.modalities, masks, strict=True)),
+        )
