@@ -241,6 +241,8 @@ def main() -> None:
         start = time.perf_counter()
         model.train(max_epochs=args.peer_epochs, enable_progress_bar=False)
         train_seconds = time.perf_counter() - start
+        if args.save_dir:
+            model.save(Path(args.save_dir) / f"{args.dataset}_multivi", overwrite=True)
         samples, seconds, _ = measured(lambda: multivi_posterior_samples(model, test.copy()))
         for m in ("rna", "atac"):
             row = score(test[m].X, samples[m], test_labels, test_labels, args)

@@ -56,3 +56,20 @@ def read_shared(name: str) -> MuData:
     if not path.exists():
         pytest.fail(f"{path} is missing: the tests need ../shared/data beside the repository.")
     return md.read_h5mu(path)
+
+
+#: A model small enough for unit tests, and quiet CPU training.
+TINY = {"architecture": "small", "n_channels": 16}
+QUIET = {"enable_progress_bar": False, "accelerator": "cpu"}
+
+
+def train_tiny(modalities, mdata: MuData | None = None, setup: dict | None = None, **model_kwargs):
+    """Register ``mdata`` (synthetic by default) and train a tiny SCDX (2 epochs, 20 steps)."""
+    from scdx_scvi import SCDX
+
+    scvi.settings.seed = 0
+    mdata = synthetic_mudata(modalities) if mdata is None else mdata
+    SCDX.setup_mudata(mdata, **synthetic_setup_kwargs(modalities), **(setup or {}))
+    model = SCDX(mdata, **{**TINY, **model_kwargs})
+    model.train(max_epochs=2, max_steps_diffusion=20, **QUIET)
+    return model, mdata

@@ -4,23 +4,20 @@ import numpy as np
 import pytest
 import scvi
 import torch
-from helpers import SYNTHETIC_NAMES, synthetic_mudata, synthetic_setup_kwargs
+from helpers import (
+    QUIET,
+    SYNTHETIC_NAMES,
+    TINY,
+    synthetic_mudata,
+    synthetic_setup_kwargs,
+    train_tiny,
+)
 from scipy import sparse
 
 from scdx_scvi import SCDX
 
 COMBINATIONS = [("rna", "atac"), ("rna", "protein"), ("rna", "atac", "protein")]
-TINY = {"architecture": "small", "n_channels": 16}
-QUIET = {"enable_progress_bar": False, "accelerator": "cpu"}
-
-
-def _train(mods, **model_kwargs):
-    scvi.settings.seed = 0
-    mdata = synthetic_mudata(mods)
-    SCDX.setup_mudata(mdata, **synthetic_setup_kwargs(mods))
-    model = SCDX(mdata, **{**TINY, **model_kwargs})
-    model.train(max_epochs=2, max_steps_diffusion=20, **QUIET)
-    return model, mdata
+_train = train_tiny
 
 
 @pytest.fixture(scope="module", params=COMBINATIONS, ids=["+".join(c) for c in COMBINATIONS])

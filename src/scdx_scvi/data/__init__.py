@@ -1,5 +1,14 @@
-"""Checks of user data before registration."""
+"""User data: checks before registration, query alignment and mosaic padding."""
 
+from ._mosaic import pad_mosaic
+from ._query import align_features
 from ._validate import check_mudata, check_values, data_modalities, resolve_modalities
 
-__all__ = ["check_mudata", "check_values", "data_modalities", "resolve_modalities"]
+__all__ = [
+    "align_features",
+    "check_mudata",
+    "check_values",
+    "data_modalities",
+    "pad_mosaic",
+    "resolve_modalities",
+]

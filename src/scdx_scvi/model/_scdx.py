@@ -27,6 +27,7 @@ from scdx_scvi.data import check_mudata, data_modalities, resolve_modalities
 from scdx_scvi.module import PRESETS, SCDXModule
 
 from ._diffusion_mixin import LatentDiffusionMixin
+from ._translation_mixin import TranslationMixin
 
 if TYPE_CHECKING:
     from scdx_scvi.module._latent_diffusion import Denoiser, LatentScaling
@@ -39,7 +40,7 @@ logger = logging.getLogger(__name__)
 LatentModality = Literal["joint", "rna", "atac", "protein"]
 
 
-class SCDX(LatentDiffusionMixin, UnsupervisedTrainingMixin, BaseModelClass):
+class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, BaseModelClass):
     """Multimodal latent diffusion with Dual Cross Attention (scDiffusion-X) :cite:p:`Luo2026`.
 
     Stage 1 is a multimodal autoencoder: one deterministic encoder/decoder pair per modality

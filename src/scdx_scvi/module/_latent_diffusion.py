@@ -163,7 +163,7 @@ class LatentDiffusion(nn.Module):
     def _roles(
         self, observed: Mapping[str, Tensor], generator: torch.Generator | None
     ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """Per cell and modality: is it a condition (clean, ``t = 0``) / a target (in the loss)?
+        """Return, per cell and modality, whether it is a condition (clean) and a target (loss).
 
         With probability ``condition_prob``, a cell with at least two measured modalities gets
         a uniformly drawn non-empty proper subset of them as the condition.

@@ -154,6 +154,10 @@ class SCDXModule(BaseModuleClass):
             },
         }
 
+    def _encode(self, m: str) -> Callable[..., torch.Tensor]:
+        lik = self.likelihoods[m]
+        return lambda x, *cov: self.encoders[m](lik.encode_input(x, lik.library(x)), *cov)
+
     @auto_move_data
     def inference(
         self,
@@ -181,10 +185,7 @@ class SCDXModule(BaseModuleClass):
                 has = has & observed[m].reshape(-1).bool()
             measured[m] = has
             library[m] = lik.library(x_m) * has.unsqueeze(-1)
-            z[m] = _on_rows(
-                lambda x, *c, m=m, lik=lik: self.encoders[m](lik.encode_input(x, lik.library(x)), *c),
-                has, x_m, *cov,
-            )  # fmt: skip
+            z[m] = _on_rows(self._encode(m), has, x_m, *cov)
         return {MODULE_KEYS.Z: z, MODULE_KEYS.LIBRARY: library, MODULE_KEYS.OBSERVED: measured}
 
     def _get_generative_input(

@@ -1,0 +1,91 @@
+"""Bring a query (cells of one modality) onto the training features, matched by name."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+from anndata import AnnData
+from scipy import sparse
+
+from ._validate import check_values
+
+logger = logging.getLogger(__name__)
+
+
+def align_features(
+    adata: AnnData,
+    features: Sequence[str],
+    modality: str,
+    layer: str | None = None,
+    where: str = "adata",
+) -> tuple[sparse.csr_matrix, int]:
+    """Return the query's values in the training feature order, and how many are missing.
+
+    Features are matched by name; training features the query lacks are filled with zeros
+    (reported in the log), query features the model does not know are dropped. The values are
+    checked like training data (finite, non-negative, counts where the likelihood needs them).
+
+    Parameters
+    ----------
+    adata
+        Query cells of one modality.
+    features
+        Training feature names, in order.
+    modality
+        Canonical modality (``"rna"``, ``"atac"``, ``"protein"``), for the value checks.
+    layer
+        Layer with raw values (``None``: ``.X``).
+    where
+        How to name ``adata`` in messages.
+
+    Returns
+    -------
+    ``(cells x len(features) CSR float32, number of training features filled with zeros)``.
+    """
+    if layer is not None and layer not in adata.layers:
+        raise KeyError(
+            f"Layer {layer!r} not found in {where}.layers (layers: {list(adata.layers.keys())}); "
+            "pass `layer=None` for .X."
+        )
+    names = adata.var_names
+    if not names.is_unique:
+        duplicated = names[names.duplicated()].unique()[:5].tolist()
+        raise ValueError(
+            f"{where} has duplicated feature names (e.g. {duplicated}); make them unique first, "
+            "e.g. `adata.var_names_make_unique()`."
+        )
+    features = np.asarray(features).astype(str)
+    columns = names.get_indexer(features)
+    found = columns >= 0
+    n_found = int(found.sum())
+    if n_found == 0:
+        raise ValueError(
+            f"None of the {len(features)} {modality} features of the model is in {where} "
+            f"(model: {features[:3].tolist()}..., query: {names[:3].tolist()}...). Features are "
+            "matched by `var_names`; set them to the same identifiers the model was trained on."
+        )
+    x = adata.X if layer is None else adata.layers[layer]
+    x = sparse.csr_matrix(x)
+    has_counts = check_values(
+        x, modality, f"{where}.{'X' if layer is None else f'layers[{layer!r}]'}"
+    )
+    if not has_counts.all():
+        logger.warning(
+            "%d query cell(s) have no %s counts; their translation is the model's marginal.",
+            int((~has_counts).sum()), modality,
+        )  # fmt: skip
+    # a selection matrix keeps the result sparse: query columns -> training columns
+    select = sparse.csr_matrix(
+        (np.ones(n_found, dtype=np.float32), (columns[found], np.flatnonzero(found))),
+        shape=(x.shape[1], len(features)),
+    )
+    aligned = (x.astype(np.float32) @ select).tocsr()
+    n_missing = len(features) - n_found
+    if n_missing:
+        logger.warning(
+            "%d of %d %s features of the model are not in %s; they are filled with zeros.",
+            n_missing, len(features), modality, where,
+        )  # fmt: skip
+    return aligned, n_missing

@@ -1,0 +1,259 @@
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import scvi
+import torch
+from anndata import AnnData
+from helpers import SYNTHETIC_NAMES, synthetic_mudata, train_tiny
+from mudata import MuData
+from scipy import sparse
+
+from scdx_scvi import SCDX
+from scdx_scvi.data import pad_mosaic
+
+FAST = {"n_steps": 4, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return train_tiny(("rna", "atac"))
+
+
+@pytest.fixture(scope="module")
+def trained3():
+    return train_tiny(("rna", "atac", "protein"))
+
+
+def _only(mdata: MuData, m: str) -> AnnData:
+    """The user's case: an AnnData holding one modality, and nothing of the model's setup."""
+    adata = mdata[SYNTHETIC_NAMES[m]]
+    return AnnData(adata.X.copy(), obs=mdata.obs[["labels"]].copy(), var=adata.var[[]].copy())
+
+
+def test_rna_only_anndata_in_atac_anndata_out(trained):
+    model, mdata = trained
+    query = _only(mdata, "rna")
+    before = query.copy()
+    atac = model.get_translated_modality(query, "rna", "atac", **FAST)
+    assert isinstance(atac, AnnData)
+    assert atac.obs_names.equals(query.obs_names)
+    assert list(atac.obs.columns) == ["labels"]
+    assert list(atac.var_names) == list(mdata["accessibility"].var_names)
+    assert atac.X.dtype == np.float32
+    assert ((atac.X >= 0) & (atac.X <= 1)).all()  # accessibility probabilities
+    assert atac.uns["scdx_translation"]["method"] == "learned"
+    assert not atac.layers
+    # the query is untouched
+    assert query.obs.equals(before.obs)
+    np.testing.assert_array_equal(query.X, before.X)
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [("rna", "atac"), ("atac", "rna"), ("rna", "protein"), ("protein", "rna"),
+     ("atac", "protein"), ("protein", "atac")],
+)  # fmt: skip
+def test_every_pair_and_direction(trained3, source, target):
+    model, mdata = trained3
+    out = model.get_translated_modality(_only(mdata, source), source, target, **FAST)
+    assert out.shape == (mdata.n_obs, mdata[SYNTHETIC_NAMES[target]].n_vars)
+    assert np.isfinite(out.X).all() and (out.X >= 0).all()
+    if target != "atac":  # per-10k values
+        np.testing.assert_allclose(out.X.sum(1), 1e4, rtol=1e-3)
+
+
+def test_subset_of_modalities_to_the_rest(trained3):
+    model, mdata = trained3
+    out = model.get_translated_modality(mdata, ["rna", "atac"], None, **FAST)
+    assert isinstance(out, AnnData)
+    assert out.uns["scdx_translation"]["target_modality"] == "protein"
+    both = model.get_translated_modality(mdata, "rna", None, return_type="numpy", **FAST)
+    assert set(both) == {"atac", "protein"}
+    as_mudata = model.get_translated_modality(mdata, "rna", None, **FAST)
+    assert isinstance(as_mudata, MuData)
+    assert set(as_mudata.mod) == {"accessibility", "protein_expression"}
+    # the modality can be named as in mdata.mod
+    np.testing.assert_array_equal(
+        model.get_translated_modality(mdata, "rna", "protein_expression", **FAST).X,
+        model.get_translated_modality(mdata, "rna", "protein", **FAST).X,
+    )
+
+
+@pytest.mark.parametrize("method", ["learned", "replacement", "guidance"])
+def test_methods_are_reproducible_with_a_seed(trained, method):
+    model, mdata = trained
+    query = _only(mdata, "atac")
+    kwargs = {"method": method, "n_steps": 5, "batch_size": 64}
+    first = model.get_translated_modality(query, "atac", "rna", seed=3, **kwargs)
+    again = model.get_translated_modality(query, "atac", "rna", seed=3, **kwargs)
+    other = model.get_translated_modality(query, "atac", "rna", seed=4, **kwargs)
+    np.testing.assert_array_equal(first.X, again.X)
+    assert not np.allclose(first.X, other.X)
+    assert first.uns["scdx_translation"]["sampler"] == (
+        "dpm++2m" if method == "learned" else "ddpm"
+    )
+
+
+def test_features_are_matched_by_name(trained, caplog):
+    model, mdata = trained
+    query = _only(mdata, "rna")
+    reference = model.get_translated_modality(query, **FAST).X
+    shuffled = query[:, np.random.default_rng(0).permutation(query.n_vars)].copy()
+    np.testing.assert_array_equal(model.get_translated_modality(shuffled, **FAST).X, reference)
+    # extra query genes are ignored, missing training genes are zeros and reported
+    extra = AnnData(
+        sparse.hstack([query.X, sparse.csr_matrix(np.ones((query.n_obs, 2)))]).tocsr(),
+        obs=query.obs,
+        var=pd.DataFrame(index=[*query.var_names, "new_1", "new_2"]),
+    )
+    np.testing.assert_array_equal(model.get_translated_modality(extra, **FAST).X, reference)
+    partial = query[:, 5:].copy()
+    with caplog.at_level(logging.WARNING, logger="scdx_scvi"):
+        out = model.get_translated_modality(partial, **FAST)
+    assert "5 of 60 rna features of the model are not in adata" in caplog.text
+    padded = query.copy()
+    padded.X[:, :5] = 0
+    np.testing.assert_array_equal(out.X, model.get_translated_modality(padded, **FAST).X)
+
+
+def test_layers_samples_and_counts(trained):
+    model, mdata = trained
+    query = _only(mdata, "rna")
+    query.layers["counts"] = query.X.copy()
+    query.X = query.X * 0.5  # not counts: the layer must be used
+    out = model.get_translated_modality(
+        query, layer="counts", n_samples=3, sample_counts=True, **FAST
+    )
+    assert set(out.layers) == {"variance", "counts"}
+    assert (out.layers["variance"] >= 0).all() and out.layers["variance"].max() > 0
+    counts = out.layers["counts"]
+    assert sparse.issparse(counts) and set(np.unique(counts.toarray())) <= {0.0, 1.0}
+    rna = model.get_translated_modality(
+        _only(mdata, "atac"), "atac", "rna", sample_counts=True, **FAST
+    )
+    values = rna.layers["counts"].toarray()
+    assert np.array_equal(values, np.round(values)) and values.sum() > 0
+
+
+def test_registered_cells_indices_and_labels(trained):
+    model, mdata = trained
+    out = model.get_translated_modality(indices=[3, 1, 4], labels="labels", **FAST)
+    assert list(out.obs_names) == list(mdata.obs_names[[3, 1, 4]])
+    assert not any(c.startswith("_scvi") for c in out.obs.columns)
+    with pytest.raises(ValueError, match="Unknown label"):
+        model.get_translated_modality(_only(mdata, "rna"), labels=["nope"] * mdata.n_obs)
+
+
+def test_errors(trained, trained3):
+    model, mdata = trained
+    query = _only(mdata, "rna")
+    with pytest.raises(ValueError, match="Unknown source_modality 'gex2'"):
+        model.get_translated_modality(query, "gex2", "atac")
+    with pytest.raises(ValueError, match="not trained on protein"):
+        model.get_translated_modality(query, "rna", "protein")
+    with pytest.raises(ValueError, match="both source and target"):
+        model.get_translated_modality(query, "rna", "rna")
+    with pytest.raises(ValueError, match="method must be one of"):
+        model.get_translated_modality(query, method="magic")
+    with pytest.raises(ValueError, match="An AnnData holds one modality"):
+        trained3[0].get_translated_modality(query, ["rna", "atac"], None)
+    unrelated = AnnData(query.X.copy(), var=pd.DataFrame(index=[f"g{i}" for i in range(60)]))
+    with pytest.raises(ValueError, match="None of the 60 rna features"):
+        model.get_translated_modality(unrelated)
+    noninteger = query.copy()
+    noninteger.X = noninteger.X * 0.5
+    with pytest.raises(ValueError, match="non-integer"):
+        model.get_translated_modality(noninteger)
+    # a model whose diffusion was not trained
+    fresh = SCDX(mdata, architecture="small", n_channels=16)
+    with pytest.raises(RuntimeError, match="Train the diffusion first"):
+        fresh.get_translated_modality(query)
+
+
+def test_learned_method_needs_conditional_training():
+    model, mdata = train_tiny(("rna", "atac"), condition_prob=0.0)
+    with pytest.raises(ValueError, match="condition_prob=0"):
+        model.get_translated_modality(_only(mdata, "rna"))
+    out = model.get_translated_modality(_only(mdata, "rna"), method="replacement", **FAST)
+    assert out.shape == (mdata.n_obs, 80)
+
+
+def _hide_atac(mdata: MuData, hidden: np.ndarray, garbage: bool) -> MuData:
+    mdata = mdata.copy()
+    x = mdata["accessibility"].X.copy()
+    if garbage:  # values that must be ignored: the obs mask says the cells lack ATAC
+        x[hidden] = np.random.default_rng(0).integers(0, 3, size=x[hidden].shape)
+    else:
+        x[hidden] = 0
+    mdata["accessibility"].X = x
+    mdata.obs["has_atac"] = ~hidden
+    return mdata
+
+
+def test_mosaic_training_ignores_cells_without_the_modality():
+    mods = ("rna", "atac")
+    hidden = np.arange(200) % 2 == 1
+    base = synthetic_mudata(mods)
+    zero_rows, _ = train_tiny(mods, _hide_atac(base, hidden, garbage=False))
+    masked, _ = train_tiny(
+        mods,
+        _hide_atac(base, hidden, garbage=True),
+        setup={"observed_keys": {"atac": "has_atac"}},
+    )
+    # all-zero rows and a mask over garbage rows train exactly the same model
+    for (name, a), b in zip(
+        zero_rows.module.state_dict().items(), masked.module.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, msg=name)
+    history = zero_rows.diffusion_history
+    assert np.isfinite(history["diffusion_loss_atac_train"].to_numpy(float)).all()
+    # translate the cells that lack ATAC
+    out = zero_rows.get_translated_modality(indices=np.flatnonzero(hidden), **FAST)
+    assert out.n_obs == hidden.sum() and np.isfinite(out.X).all()
+
+
+def test_mosaic_reconstruction_loss_counts_only_measured_cells():
+    scvi.settings.seed = 0
+    mods = ("rna", "atac")
+    hidden = np.arange(200) < 50
+    model, mdata = train_tiny(mods, _hide_atac(synthetic_mudata(mods), hidden, garbage=False))
+    module = model.module
+    tensors = next(iter(model._make_data_loader(mdata, batch_size=200, shuffle=False)))
+    inference, generative, loss = module.forward(tensors)
+    observed = inference["observed"]
+    assert torch.equal(observed["atac"], torch.as_tensor(~hidden))
+    assert observed["rna"].all()
+    per_cell = loss.reconstruction_loss["reconstruction_loss_atac"]
+    assert (per_cell[torch.as_tensor(hidden)] == 0).all()
+    assert (inference["z"]["atac"][torch.as_tensor(hidden)] == 0).all()
+    expected = per_cell[torch.as_tensor(~hidden)].mean()
+    torch.testing.assert_close(loss.extra_metrics["reconstruction_loss_atac"], expected)
+
+
+def test_pad_mosaic_aligns_unpaired_modalities():
+    full = synthetic_mudata(("rna", "atac"))
+    rna = full["rna"][:150].copy()
+    atac = full["accessibility"][100:].copy()
+    atac.layers["counts"] = atac.X.copy()
+    mdata = MuData({"rna": rna, "accessibility": atac})
+    mdata.obs["labels"] = full.obs["labels"].loc[mdata.obs_names].to_numpy()
+    mdata.obs["batch"] = full.obs["batch"].loc[mdata.obs_names].to_numpy()
+    padded = pad_mosaic(mdata)
+    assert padded.n_obs == 200
+    assert padded["rna"].n_obs == padded["accessibility"].n_obs == 200
+    assert padded.obs["has_rna"].sum() == 150 and padded.obs["has_accessibility"].sum() == 100
+    a = padded["accessibility"]
+    np.testing.assert_array_equal(a[atac.obs_names].X.toarray(), atac.X)  # values kept
+    np.testing.assert_array_equal(a[atac.obs_names].layers["counts"].toarray(), atac.X)
+    assert a[~padded.obs["has_accessibility"].to_numpy()].X.nnz == 0
+    assert mdata["rna"].n_obs == 150  # input untouched
+    SCDX.setup_mudata(
+        padded,
+        modalities={"rna_layer": "rna", "atac_layer": "accessibility"},
+        labels_key="labels",
+        observed_keys={"rna": "has_rna", "atac": "has_accessibility"},
+    )

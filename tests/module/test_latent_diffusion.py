@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from scdx_scvi.module import LatentDiffusion
+
+DIMS = {"rna": 4, "atac": 3, "protein": 2}
+
+
+class _Recorder(torch.nn.Module):
+    """Stands in for the denoiser: records its inputs, predicts zeros."""
+
+    def forward(self, x, t, labels=None, batch=None):
+        self.x, self.t = {m: v.clone() for m, v in x.items()}, {m: v.clone() for m, v in t.items()}
+        return {m: torch.zeros_like(v) for m, v in x.items()}
+
+
+def _diffusion(dims, condition_prob):
+    torch.manual_seed(0)
+    diffusion = LatentDiffusion(dims, n_channels=8, condition_prob=condition_prob)
+    diffusion.denoiser = _Recorder()
+    return diffusion
+
+
+def _latents(dims, n=64):
+    return {m: torch.randn(n, d) for m, d in dims.items()}
+
+
+def test_reference_loss_shares_the_timestep_and_counts_every_modality():
+    dims = {"rna": 4, "atac": 3}
+    diffusion = _diffusion(dims, 0.0)
+    x0 = _latents(dims)
+    loss, mse, target = diffusion.loss(x0, generator=torch.Generator().manual_seed(0))
+    t = diffusion.denoiser.t
+    assert torch.equal(t["rna"], t["atac"])
+    assert all(target[m].all() for m in dims)
+    # zero prediction: the MSE is the noise power, and the loss sums the modalities
+    torch.testing.assert_close(loss, mse["rna"] + mse["atac"])
+
+
+@pytest.mark.parametrize("n_mod", [2, 3])
+def test_conditional_training_gives_clean_sources_at_t0(n_mod):
+    dims = dict(list(DIMS.items())[:n_mod])
+    diffusion = _diffusion(dims, 1.0)
+    x0 = _latents(dims, n=400)
+    _, _, target = diffusion.loss(x0, generator=torch.Generator().manual_seed(1))
+    x, t = diffusion.denoiser.x, diffusion.denoiser.t
+    conditions = torch.stack([~target[m] for m in dims], -1)
+    k = conditions.sum(-1)
+    assert ((k > 0) & (k < n_mod)).all()  # a non-empty proper subset in every cell
+    for m in dims:
+        cond = ~target[m]
+        assert (t[m][cond] == 0).all()
+        torch.testing.assert_close(x[m][cond], x0[m][cond])  # clean, not noised
+        assert not torch.isclose(x[m][~cond], x0[m][~cond]).all()
+    # targets share one timestep
+    targets = torch.stack([t[m] for m in dims], -1).masked_fill(conditions, -1).max(-1).values
+    for m in dims:
+        assert torch.equal(t[m][target[m]], targets[target[m]])
+    # every subset shows up
+    assert len({tuple(row.tolist()) for row in conditions}) == 2**n_mod - 2
+
+
+def test_missing_modalities_are_noise_at_the_last_step_and_not_in_the_loss():
+    dims = {"rna": 4, "atac": 3}
+    diffusion = _diffusion(dims, 0.5)
+    x0 = _latents(dims, n=200)
+    observed = {"rna": torch.ones(200, dtype=torch.bool), "atac": torch.arange(200) % 2 == 0}
+    loss, mse, target = diffusion.loss(x0, observed=observed, generator=torch.Generator())
+    t = diffusion.denoiser.t
+    missing = ~observed["atac"]
+    assert (t["atac"][missing] == diffusion.schedule.T - 1).all()
+    assert not target["atac"][missing].any()
+    assert target["rna"][missing].all()  # an rna-only cell trains the rna marginal
+    torch.testing.assert_close(loss[missing], mse["rna"][missing])
+    # paired cells may be conditional in either direction
+    assert (~target["atac"][observed["atac"]]).any() and (~target["rna"]).any()
+
+
+def test_condition_prob_is_checked():
+    with pytest.raises(ValueError, match="condition_prob"):
+        LatentDiffusion({"rna": 2, "atac": 2}, condition_prob=1.5)
