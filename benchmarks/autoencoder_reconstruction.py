@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -30,12 +27,10 @@ import mudata as md
 import numpy as np
 import scvi
 import torch
+from _common import RESULTS, provenance, read, split
 
 from scdx_scvi import SCDX
 from scdx_scvi.metrics import reconstruction_scores
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-RESULTS = Path(__file__).resolve().parent / "results"
 
 CONFIGS = {
     "faithful": {},
@@ -44,11 +39,6 @@ CONFIGS = {
     "log1p+per_feature": {"encoder_input": "log1p", "reconstruction_weights": "per_feature"},
     "batch": {"use_batch": True},
 }
-
-
-def split(mdata: md.MuData) -> tuple[md.MuData, md.MuData]:
-    test = np.random.default_rng(0).random(mdata.n_obs) < 0.2
-    return mdata[~test].copy(), mdata[test].copy()
 
 
 def observed(test: md.MuData) -> dict:
@@ -115,24 +105,18 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
-    mdata = md.read_h5mu(DATA / args.dataset / f"{args.dataset}.h5mu")
+    mdata = read(args.dataset)
     second = "atac" if "atac" in mdata.mod else "protein"
     modalities = {"rna_layer": "rna", f"{second}_layer": second}
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
     n_test = int(split(mdata)[1].n_obs)
     payload = {
         "dataset": args.dataset,
-        "command": "python benchmarks/autoencoder_reconstruction.py " + " ".join(sys.argv[1:]),
         "n_train": int(mdata.n_obs - n_test),
         "n_test": n_test,
         "architecture": args.architecture,
         "max_epochs": args.max_epochs,
         "peer_max_epochs": args.peer_max_epochs,
-        "commit": commit,
-        "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} "
-        f"threads, torch {torch.__version__}, scvi-tools {scvi.__version__}",
+        **provenance("autoencoder_reconstruction.py"),
         "results": [],
     }
     out = Path(args.out) if args.out else RESULTS / f"ae_reconstruction_{args.dataset}.json"

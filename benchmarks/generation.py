@@ -18,11 +18,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import subprocess
-import sys
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -31,59 +26,13 @@ import mudata as md
 import numpy as np
 import scvi
 import torch
+from _common import RESULTS, Results, measured, provenance, read, share_autoencoder, split
 from scvi.distributions import NegativeBinomial, ZeroInflatedNegativeBinomial
 
 from scdx_scvi import SCDX
 from scdx_scvi.metrics import generation_scores, knn_label_transfer_accuracy, pca_projection
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-RESULTS = Path(__file__).resolve().parent / "results"
 LABELS_KEY = "cell_type"
-
-
-def split(mdata: md.MuData) -> tuple[md.MuData, md.MuData]:
-    test = np.random.default_rng(0).random(mdata.n_obs) < 0.2
-    return mdata[~test].copy(), mdata[test].copy()
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def measured(fn):
-    """Run ``fn``; return its result, the seconds and the peak memory above the start (MiB).
-
-    On a GPU the peak is the allocator's; on the CPU the resident set size is polled.
-    """
-    cuda = torch.cuda.is_available()
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    base_rss, peak = _rss_mib(), [0.0]
-    done = threading.Event()
-
-    def poll():
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss_mib())
-            time.sleep(0.01)
-
-    thread = threading.Thread(target=poll, daemon=True)
-    thread.start()
-    start = time.perf_counter()
-    result = fn()
-    if cuda:
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    done.set()
-    thread.join()
-    if cuda:
-        return result, seconds, (torch.cuda.max_memory_allocated() - base) / 2**20
-    return result, seconds, max(peak[0], _rss_mib()) - base_rss
 
 
 def score(real, generated, real_labels, requested_labels, args) -> dict:
@@ -92,17 +41,6 @@ def score(real, generated, real_labels, requested_labels, args) -> dict:
     real_pcs, gen_pcs = pca_projection(real, generated, n_comps=args.n_comps)
     knn = knn_label_transfer_accuracy(real_pcs, real_labels, gen_pcs, requested_labels)
     return {**scores, "knn_label_accuracy": knn["accuracy"], "knn_label_macro_f1": knn["macro_f1"]}
-
-
-def share_autoencoder(base: SCDX, model: SCDX) -> None:
-    """Give ``model`` the trained autoencoder (weights and split) of ``base``."""
-    state = {k: v for k, v in base.module.state_dict().items() if not k.startswith("diffusion.")}
-    missing, unexpected = model.module.load_state_dict(state, strict=False)
-    assert not unexpected and all(k.startswith("diffusion.") for k in missing)
-    model.train_indices = base.train_indices
-    model.validation_indices = base.validation_indices
-    model.test_indices = base.test_indices
-    model.is_trained_ = True
 
 
 def multivi_posterior_samples(model, test: md.MuData) -> dict[str, np.ndarray]:
@@ -163,35 +101,23 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     scvi.settings.seed = 0
 
-    mdata = md.read_h5mu(DATA / args.dataset / f"{args.dataset}.h5mu")
+    mdata = read(args.dataset)
     train, test = split(mdata)
     mods = [m for m in ("rna", "atac", "protein") if m in mdata.mod]
     test_labels = test.obs[LABELS_KEY].astype(str).to_numpy()
     names, counts = np.unique(test_labels, return_counts=True)
     requested = {label: int(n) for label, n in zip(names, counts, strict=True)}
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    payload = {
-        "dataset": args.dataset,
-        "command": "python benchmarks/generation.py " + " ".join(sys.argv[1:]),
-        "n_train": int(train.n_obs),
-        "n_test": int(test.n_obs),
-        "settings": vars(args),
-        "commit": commit,
-        "hardware": f"{platform.processor() or platform.machine()}, "
-        f"{'cuda ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}",
-        "results": [],
-        "throughput": [],
-    }
-    out = Path(args.out) if args.out else RESULTS / f"generation_{args.dataset}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-
-    def record(row: dict, key: str = "results") -> None:
-        payload[key].append(row)
-        print(json.dumps(row), flush=True)
-        out.write_text(json.dumps(payload, indent=2))
+    results = Results(
+        Path(args.out) if args.out else RESULTS / f"generation_{args.dataset}.json",
+        {
+            "dataset": args.dataset,
+            "n_train": int(train.n_obs),
+            "n_test": int(test.n_obs),
+            "settings": vars(args),
+            **provenance("generation.py"),
+        },  # fmt: skip
+    )
+    record = results.record
 
     base = None
     for denoiser in args.denoisers.split(",") if args.denoisers else ():
@@ -248,7 +174,7 @@ def main() -> None:
             row = score(test[m].X, samples[m], test_labels, test_labels, args)
             record({"model": "MULTIVI-posterior", "modality": m, "train_seconds": train_seconds,
                     "generate_seconds": seconds, **row})  # fmt: skip
-    print(f"wrote {out}")
+    print(f"wrote {results.path}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,112 @@
+"""Pieces shared by the benchmark scripts: data split, provenance, timing, result files."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import mudata as md
+import numpy as np
+import scvi
+import torch
+
+from scdx_scvi import SCDX
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def read(dataset: str) -> md.MuData:
+    """Read ``../shared/data/<dataset>/<dataset>.h5mu``."""
+    return md.read_h5mu(DATA / dataset / f"{dataset}.h5mu")
+
+
+def split(mdata: md.MuData) -> tuple[md.MuData, md.MuData]:
+    """The canonical held-out split: test cells are ``default_rng(0).random(n_obs) < 0.2``."""
+    test = np.random.default_rng(0).random(mdata.n_obs) < 0.2
+    return mdata[~test].copy(), mdata[test].copy()
+
+
+def provenance(script: str) -> dict:
+    """The command, commit and hardware of this run."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    device = f"cuda {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "cpu"
+    return {
+        "command": f"python benchmarks/{script} " + " ".join(sys.argv[1:]),
+        "commit": commit,
+        "hardware": f"{platform.processor() or platform.machine()}, {device}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"scvi-tools {scvi.__version__}",
+    }
+
+
+class Results:
+    """A JSON result file rewritten after every row, so partial runs keep their figures."""
+
+    def __init__(self, path: Path, header: dict):
+        self.path = path
+        self.payload = {**header, "results": []}
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def record(self, row: dict, key: str = "results") -> None:
+        self.payload.setdefault(key, []).append(row)
+        print(json.dumps(row), flush=True)
+        self.path.write_text(json.dumps(self.payload, indent=2))
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measured(fn):
+    """Run ``fn``; return its result, the seconds and the peak memory above the start (MiB).
+
+    On a GPU the peak is the allocator's; on the CPU the resident set size is polled.
+    """
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    base_rss, peak = _rss_mib(), [0.0]
+    done = threading.Event()
+
+    def poll():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_mib())
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    start = time.perf_counter()
+    result = fn()
+    if cuda:
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    done.set()
+    thread.join()
+    if cuda:
+        return result, seconds, (torch.cuda.max_memory_allocated() - base) / 2**20
+    return result, seconds, max(peak[0], _rss_mib()) - base_rss
+
+
+def share_autoencoder(base: SCDX, model: SCDX) -> None:
+    """Give ``model`` the trained autoencoder (weights and split) of ``base``."""
+    state = {k: v for k, v in base.module.state_dict().items() if not k.startswith("diffusion.")}
+    missing, unexpected = model.module.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.startswith("diffusion.") for k in missing)
+    model.train_indices = base.train_indices
+    model.validation_indices = base.validation_indices
+    model.test_indices = base.test_indices
+    model.is_trained_ = True

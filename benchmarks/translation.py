@@ -1,0 +1,310 @@
+"""Cross-modality translation of held-out cells: SCDX's methods against the peers and controls.
+
+The test cells are the canonical split ``np.random.default_rng(0).random(n_obs) < 0.2``; every
+model sees only the training cells. For each direction (ATAC->RNA and RNA->ATAC on RNA+ATAC
+data; RNA->protein and protein->RNA on CITE-seq), the test cells' source modality is translated
+and scored against their measured target: per-gene (per-protein) and per-cell Pearson on
+log1p(counts per 10k) for RNA and protein, per-peak AUROC and AUPRC for ATAC.
+
+Models:
+
+* ``SCDX-learned``: the default method (conditional diffusion, ``condition_prob=0.5``,
+  DPM-Solver++ 25 steps), on the autoencoder of the base model;
+* ``SCDX-replacement`` / ``SCDX-guidance``: the reference's zero-shot methods (ancestral DDPM,
+  1000 steps) on the base model, a joint-only diffusion (``condition_prob=0``), run on a subset
+  of ``--n-zero-shot`` test cells (with ``SCDX-learned`` on the same cells, for the speed-up);
+* ``SCDX-learned-mosaic``: a model trained from scratch with the target-side modality hidden
+  (all-zero rows) for half of the training cells;
+* peers: MultiVI (missing modality as zeros, its own mechanism) or totalVI (test cells as a
+  batch without protein, the setting of its imputation tutorial; protein->RNA is not supported);
+* controls: the training mean profile and kNN regression (k=15) in a 50-component SVD of the
+  source (log1p CP10k for counts, binarised for ATAC).
+
+Usage::
+
+    python benchmarks/translation.py --dataset snareseq_mop \\
+        --base-model models/snareseq_mop_faithful --peer-model models/snareseq_mop_multivi
+    python benchmarks/translation.py --dataset neurips2021_cite_starter --architecture small
+    python benchmarks/translation.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+import anndata as ad
+import mudata as md
+import numpy as np
+import scvi
+from _common import RESULTS, Results, provenance, read, share_autoencoder, split
+from scipy import sparse
+from sklearn.decomposition import TruncatedSVD
+from sklearn.neighbors import NearestNeighbors
+
+from scdx_scvi import SCDX
+from scdx_scvi.metrics import (
+    auprc_per_feature,
+    auroc_per_feature,
+    log_cp10k,
+    pearson_per_cell,
+    pearson_per_feature,
+)
+
+LABELS_KEY = "cell_type"
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def score(target: str, observed, predicted: np.ndarray) -> dict:
+    """Translation quality of one target modality on the same cells."""
+    if target == "atac":
+        auroc = auroc_per_feature(observed, predicted)
+        auprc = auprc_per_feature(observed, predicted)
+        truth = (
+            observed.count_nonzero() if sparse.issparse(observed) else np.count_nonzero(observed)
+        )
+        return {
+            "auroc_per_peak": float(np.nanmean(auroc)),
+            "auprc_per_peak": float(np.nanmean(auprc)),
+            "peaks_scored": int(np.isfinite(auroc).sum()),
+            "prevalence": float(truth / np.prod(observed.shape)),
+        }
+    truth, pred = log_cp10k(observed), np.log1p(predicted)
+    return {
+        "pearson_per_feature": float(pearson_per_feature(truth, pred).mean()),
+        "pearson_per_cell": float(pearson_per_cell(truth, pred).mean()),
+    }
+
+
+def directions(mods: list[str]) -> list[tuple[str, str]]:
+    other = "atac" if "atac" in mods else "protein"
+    return [(other, "rna"), ("rna", other)]
+
+
+# ----------------------------------------------------------------------------- controls
+
+
+def normalised_target(x, target: str) -> sparse.csr_matrix:
+    """Training targets on the prediction scale: per 10k counts, or binary accessibility."""
+    x = sparse.csr_matrix(x, dtype=np.float64)
+    if target == "atac":
+        x.data = (x.data > 0).astype(np.float64)
+        return x
+    totals = np.asarray(x.sum(axis=1)).ravel()
+    return sparse.csr_matrix(sparse.diags(1e4 / np.maximum(totals, 1e-12)) @ x)
+
+
+def source_embedding(train_x, test_x, source: str, n_comps: int = 50):
+    """A 50-component SVD of the source (log1p CP10k counts, binarised ATAC), fitted on train."""
+
+    def prep(x):
+        if source == "atac":
+            x = sparse.csr_matrix(x, dtype=np.float64)
+            x.data = (x.data > 0).astype(np.float64)
+            return x
+        return log_cp10k(sparse.csr_matrix(x))
+
+    svd = TruncatedSVD(n_components=min(n_comps, train_x.shape[1] - 1), random_state=0)
+    return svd.fit_transform(prep(train_x)), svd.transform(prep(test_x))
+
+
+def knn_regression(train_source, train_target, test_source, source, target, k=15) -> np.ndarray:
+    train_emb, test_emb = source_embedding(train_source, test_source, source)
+    _, idx = NearestNeighbors(n_neighbors=k).fit(train_emb).kneighbors(test_emb)
+    rows = np.repeat(np.arange(len(idx)), k)
+    weights = sparse.csr_matrix((np.full(rows.size, 1 / k), (rows, idx.ravel())),
+                                shape=(len(idx), train_emb.shape[0]))  # fmt: skip
+    return np.asarray((weights @ normalised_target(train_target, target)).todense())
+
+
+# ----------------------------------------------------------------------------- peers
+
+
+def multivi_translate(model, test: md.MuData, source: str, target: str) -> np.ndarray:
+    """MultiVI's prediction of ``target`` for test cells whose ``target`` is hidden (zeros)."""
+    query = test.copy()
+    query.mod[target].X = sparse.csr_matrix(query.mod[target].shape, dtype=np.float32)
+    query.obs["_indices"] = np.arange(query.n_obs)
+    if target == "rna":
+        return 1e4 * model.get_normalized_expression(query, return_numpy=True)
+    return model.get_normalized_accessibility(query, return_numpy=True)
+
+
+def train_multivi(train: md.MuData, epochs: int):
+    data = train.copy()
+    scvi.model.MULTIVI.setup_mudata(data, modalities={"rna_layer": "rna", "atac_layer": "atac"})
+    model = scvi.model.MULTIVI(data)
+    model.train(max_epochs=epochs, enable_progress_bar=False)
+    return model
+
+
+def totalvi_rna_to_protein(train: md.MuData, test: md.MuData, epochs: int) -> np.ndarray:
+    """totalVI imputation: test cells join training as a batch whose proteins are missing."""
+    rna = ad.concat([train["rna"], test["rna"]])
+    protein = ad.concat([train["protein"], test["protein"]])
+    is_train = (np.arange(protein.n_obs) < train.n_obs).astype(np.float32)
+    dense = protein.X.toarray() if sparse.issparse(protein.X) else np.asarray(protein.X)
+    protein.X = dense * is_train[:, None]  # totalVI's protein priors index a dense matrix
+    data = md.MuData({"rna": rna, "protein": protein})
+    data.obs["split"] = ["train"] * train.n_obs + ["query"] * test.n_obs
+    scvi.model.TOTALVI.setup_mudata(
+        data,
+        batch_key="split",
+        modalities={"rna_layer": "rna", "protein_layer": "protein", "batch_key": None},  # fmt: skip
+    )
+    model = scvi.model.TOTALVI(data)
+    model.train(max_epochs=epochs, enable_progress_bar=False)
+    _, prot = model.get_normalized_expression(
+        indices=np.arange(train.n_obs, data.n_obs), transform_batch="train", return_numpy=True
+    )
+    return 1e4 * prot / prot.sum(1, keepdims=True)
+
+
+# ----------------------------------------------------------------------------- SCDX
+
+
+def scdx_model(data: md.MuData, args, condition_prob: float) -> SCDX:
+    SCDX.setup_mudata(data, labels_key=LABELS_KEY)
+    return SCDX(
+        data, architecture=args.architecture, n_channels=args.n_channels,
+        condition_prob=condition_prob,
+    )  # fmt: skip
+
+
+def translate(model: SCDX, test: md.MuData, source: str, target: str, **kwargs) -> np.ndarray:
+    """The user's call: an AnnData of the source modality only in, the target out."""
+    query = test[source].copy()
+    return model.get_translated_modality(
+        query, source, target, seed=0, return_type="numpy", **kwargs
+    )
+
+
+def via(model: SCDX, cells: md.MuData, source: str, target: str, **kwargs):
+    """A deferred :func:`translate` call (timed by the caller)."""
+    return lambda: translate(model, cells, source, target, **kwargs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="snareseq_mop")
+    parser.add_argument("--architecture", default="default")
+    parser.add_argument("--n-channels", type=int, default=64, help="U-Net base width C")
+    parser.add_argument("--ae-epochs", type=int, default=25)
+    parser.add_argument("--diffusion-steps", type=int, default=4000)
+    parser.add_argument("--condition-prob", type=float, default=0.5)
+    parser.add_argument("--peer-epochs", type=int, default=100)
+    parser.add_argument("--base-model", default=None, help="saved SCDX with condition_prob=0")
+    parser.add_argument("--peer-model", default=None, help="saved MultiVI")
+    parser.add_argument("--n-zero-shot", type=int, default=256)
+    parser.add_argument("--zero-shot-steps", type=int, default=1000)
+    parser.add_argument("--skip", default="", help="comma list of: zero_shot,mosaic,peer")
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    if args.quick:
+        args.architecture, args.ae_epochs, args.diffusion_steps, args.n_channels = (
+            "small",
+            2,
+            20,
+            16,
+        )
+        args.peer_epochs, args.n_zero_shot, args.zero_shot_steps = 2, 16, 10
+    skip = set(filter(None, args.skip.split(",")))
+    warnings.filterwarnings("ignore")
+    scvi.settings.seed = 0
+
+    mdata = read(args.dataset)
+    train, test = split(mdata)
+    mods = [m for m in ("rna", "atac", "protein") if m in mdata.mod]
+    results = Results(
+        Path(args.out) if args.out else RESULTS / f"translation_{args.dataset}.json",
+        {
+            "dataset": args.dataset,
+            "n_train": int(train.n_obs),
+            "n_test": int(test.n_obs),
+            "settings": vars(args),
+            **provenance("translation.py"),
+        },  # fmt: skip
+    )
+
+    def run(model_name: str, source: str, target: str, cells: md.MuData, fn, **extra) -> None:
+        start = time.perf_counter()
+        predicted = fn()
+        seconds = time.perf_counter() - start
+        row = {"model": model_name, "direction": f"{source}->{target}", "n_cells": cells.n_obs,
+               "seconds": seconds, "cells_per_second": cells.n_obs / seconds, **extra}  # fmt: skip
+        results.record({**row, **score(target, cells[target].X, predicted)})
+
+    # base model: the joint-only diffusion of the reference, for the zero-shot methods
+    if args.base_model:
+        base = SCDX.load(args.base_model, adata=train.copy())
+    else:
+        base = scdx_model(train.copy(), args, condition_prob=0.0)
+        base.train(max_epochs=args.ae_epochs, max_steps_diffusion=args.diffusion_steps,
+                   enable_progress_bar=False)  # fmt: skip
+
+    learned = scdx_model(train.copy(), args, condition_prob=args.condition_prob)
+    share_autoencoder(base, learned)
+    start = time.perf_counter()
+    learned.train_diffusion(max_steps=args.diffusion_steps, enable_progress_bar=False)
+    train_seconds = time.perf_counter() - start
+    for source, target in directions(mods):
+        run("SCDX-learned", source, target, test, via(learned, test, source, target),
+            train_seconds=train_seconds, method="learned dpm++2m 25")  # fmt: skip
+
+    for source, target in directions(mods):
+        run("mean-profile", source, target, test, lambda t=target: np.repeat(
+            np.asarray(normalised_target(train[t].X, t).mean(0)), test.n_obs, axis=0))  # fmt: skip
+        run("kNN-regression", source, target, test, lambda s=source, t=target: knn_regression(
+            train[s].X, train[t].X, test[s].X, s, t))  # fmt: skip
+
+    if "zero_shot" not in skip:
+        order = np.random.default_rng(0).permutation(test.n_obs)[: args.n_zero_shot]
+        subset = test[np.sort(order)].copy()
+        for source, target in directions(mods):
+            run("SCDX-learned", source, target, subset, via(learned, subset, source, target),
+                method="learned dpm++2m 25", subset=True)  # fmt: skip
+            for method in ("replacement", "guidance"):
+                fn = via(base, subset, source, target, method=method, n_steps=args.zero_shot_steps)
+                run(f"SCDX-{method}", source, target, subset, fn,
+                    method=f"{method} ddpm {args.zero_shot_steps}", subset=True)  # fmt: skip
+
+    if "peer" not in skip:
+        if "atac" in mods:
+            start = time.perf_counter()
+            if args.peer_model:
+                peer = scvi.model.MULTIVI.load(args.peer_model, adata=train.copy())
+            else:
+                peer = train_multivi(train, args.peer_epochs)
+            train_seconds = time.perf_counter() - start
+            for source, target in directions(mods):
+                run("MULTIVI", source, target, test, lambda s=source, t=target: multivi_translate(
+                    peer, test, s, t), train_seconds=train_seconds)  # fmt: skip
+        else:
+            run("TOTALVI", "rna", "protein", test,
+                lambda: totalvi_rna_to_protein(train, test, args.peer_epochs))  # fmt: skip
+
+    if "mosaic" not in skip:
+        other = directions(mods)[1][1]
+        data = train.copy()
+        hidden = np.random.default_rng(1).random(data.n_obs) < 0.5
+        keep = sparse.diags((~hidden).astype(np.float32))
+        data.mod[other].X = sparse.csr_matrix(keep @ sparse.csr_matrix(data[other].X))
+        mosaic = scdx_model(data, args, condition_prob=args.condition_prob)
+        start = time.perf_counter()
+        mosaic.train(max_epochs=args.ae_epochs, max_steps_diffusion=args.diffusion_steps,
+                     enable_progress_bar=False)  # fmt: skip
+        train_seconds = time.perf_counter() - start
+        for source, target in directions(mods):
+            run("SCDX-learned-mosaic", source, target, test, via(mosaic, test, source, target),
+                train_seconds=train_seconds, hidden_share=float(hidden.mean()),
+                method="learned dpm++2m 25")  # fmt: skip
+    print(f"wrote {results.path}")
+
+
+if __name__ == "__main__":
+    main()
