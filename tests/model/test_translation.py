@@ -257,3 +257,14 @@ def test_pad_mosaic_aligns_unpaired_modalities():
         labels_key="labels",
         observed_keys={"rna": "has_rna", "atac": "has_accessibility"},
     )
+
+
+def test_three_line_script_after_save_and_load(trained, tmp_path):
+    model, mdata = trained
+    query = _only(mdata, "rna")
+    expected = model.get_translated_modality(query, "rna", "atac", **FAST)
+    model.save(tmp_path / "model")
+    # the user's script: a saved model, an RNA-only AnnData, an AnnData of ATAC out
+    loaded = SCDX.load(tmp_path / "model")
+    atac = loaded.get_translated_modality(query, "rna", "atac", **FAST)
+    np.testing.assert_array_equal(atac.X, expected.X)

@@ -48,9 +48,10 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
     decoded as ``softmax * library`` with a negative binomial likelihood, ATAC as a Bernoulli on
     binarised accessibility. Stage 2 is a DDPM over the scaled latents whose denoiser (a U-Net
     with Dual Cross Attention between the modality streams) learns their joint distribution,
-    conditioned on the cell type; :meth:`generate` samples new paired cells from it. Every
-    default reproduces the reference implementation except where a parameter says otherwise;
-    every deviation is a named option.
+    conditioned on the cell type; :meth:`generate` samples new paired cells from it and
+    :meth:`get_translated_modality` translates one modality into another. Every default
+    reproduces the reference implementation except where a parameter says otherwise; every
+    deviation is a named option.
 
     Parameters
     ----------
