@@ -1,0 +1,266 @@
+"""Memory and time of SCDX as the number of ATAC peaks grows, on synthetic sparse multiome data.
+
+A paired RNA+ATAC MuData is simulated in memory and kept sparse throughout: RNA counts are
+gamma-Poisson (negative binomial) draws whose means depend on the cell type, ATAC is binary
+with 2-4% of the peaks open per cell, drawn from cell-type-specific peak profiles. Every cell
+has at least one count in each modality. For each number of peaks, SCDX is set up and three
+phases are measured: one autoencoder epoch, ``--diffusion-steps`` diffusion steps (which first
+encode every cell once) and the generation of ``--n-generate`` cells in chunks of
+``--generate-batch-size``. Each phase gives one row with the seconds, the peak memory above the
+start of the phase (the allocator's on a GPU, the polled resident set on the CPU), the
+throughput (cells of the data set per second for the two training phases, generated cells per
+second for generation), the process's resident set at the end and its high-water mark, the size
+of the sparse ATAC input and the size a dense float32 ATAC matrix would take instead.
+
+Usage::
+
+    python benchmarks/scaling.py                       # 20k cells, 100k and 200k peaks
+    python benchmarks/scaling.py --n-cells 2000 --n-peaks 20000 --n-generate 2000
+    python benchmarks/scaling.py --quick               # a small smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import resource
+import warnings
+from pathlib import Path
+
+import anndata as ad
+import mudata as md
+import numpy as np
+import pandas as pd
+import scvi
+import torch
+from _common import RESULTS, Results, _rss_mib, measured, provenance
+from scipy import sparse
+
+from scdx_scvi import SCDX
+
+LABELS_KEY = "cell_type"
+MIB = 2**20
+#: Dense values per chunk of simulated RNA.
+RNA_CHUNK_VALUES = 2**22
+#: Sampled ATAC entries per chunk of simulated ATAC.
+ATAC_CHUNK_VALUES = 2**23
+
+
+def cell_types(n_cells: int, n_types: int, rng: np.random.Generator) -> np.ndarray:
+    """Cell-type codes with unequal proportions."""
+    weights = rng.dirichlet(np.full(n_types, 5.0))
+    return rng.choice(n_types, size=n_cells, p=weights)
+
+
+def simulate_rna(
+    types: np.ndarray, n_genes: int, rng: np.random.Generator, theta: float = 2.0
+) -> sparse.csr_matrix:
+    """Gamma-Poisson counts (cells x genes, CSR float32), simulated a chunk of cells at a time.
+
+    Gene means are gamma distributed; each cell type raises or lowers a tenth of the genes and
+    each cell has a log-normal size factor. Cells left without counts get one count in a random
+    gene.
+    """
+    n_types = int(types.max()) + 1
+    base = rng.gamma(0.3, 1.0, size=n_genes)
+    shift = np.ones((n_types, n_genes))
+    for t in range(n_types):
+        genes = rng.random(n_genes) < 0.1
+        shift[t, genes] = rng.lognormal(0.0, 1.5, size=int(genes.sum()))
+    size = rng.lognormal(0.0, 0.5, size=len(types))
+    chunk = max(1, RNA_CHUNK_VALUES // n_genes)
+    blocks = []
+    for start in range(0, len(types), chunk):
+        stop = min(start + chunk, len(types))
+        mu = base * shift[types[start:stop]] * size[start:stop, None]
+        counts = rng.poisson(rng.gamma(theta, mu / theta)).astype(np.float32)
+        empty = np.flatnonzero(counts.sum(axis=1) == 0)
+        counts[empty, rng.integers(n_genes, size=empty.size)] = 1
+        blocks.append(sparse.csr_matrix(counts))
+    return sparse.vstack(blocks, format="csr")
+
+
+def peak_profiles(n_types: int, n_peaks: int, rng: np.random.Generator) -> np.ndarray:
+    """Cumulative distribution over the peaks of each cell type, shape (types, peaks)."""
+    base = rng.gamma(0.5, 1.0, size=n_peaks)
+    cdf = np.empty((n_types, n_peaks))
+    for t in range(n_types):
+        weights = base.copy()
+        weights[rng.random(n_peaks) < 0.05] *= 10.0  # peaks specific to the type
+        np.cumsum(weights, out=cdf[t])
+        cdf[t] /= cdf[t, -1]
+    return cdf
+
+
+def simulate_atac(
+    types: np.ndarray, n_peaks: int, rng: np.random.Generator, density: tuple = (0.02, 0.04)
+) -> sparse.csr_matrix:
+    """Binary accessibility (cells x peaks, CSR float32), built from its indices chunk by chunk.
+
+    Each cell opens a uniform share in ``density`` of the peaks, drawn with replacement from
+    its type's peak profile (repeats are merged, so the share is slightly lower), at least one.
+    """
+    n_cells = len(types)
+    cdf = peak_profiles(int(types.max()) + 1, n_peaks, rng)
+    per_row = np.clip(np.rint(rng.uniform(*density, size=n_cells) * n_peaks), 1, n_peaks)
+    per_row = per_row.astype(np.int64)
+    bound = int(per_row.sum())
+    index_dtype = np.int32 if max(bound, n_peaks) < np.iinfo(np.int32).max else np.int64
+    indices = np.empty(bound, dtype=index_dtype)
+    indptr = np.zeros(n_cells + 1, dtype=index_dtype)
+    nnz, start = 0, 0
+    while start < n_cells:
+        stop = start + max(1, int(np.searchsorted(np.cumsum(per_row[start:]), ATAC_CHUNK_VALUES)))
+        stop = min(stop, n_cells)
+        rows = np.repeat(np.arange(stop - start), per_row[start:stop])
+        # uniforms sorted within each row, so that each row's peaks come out sorted
+        uniforms = np.sort(rows + rng.random(rows.size)) - rows
+        row_types = types[start:stop][rows]
+        cols = np.empty(rows.size, dtype=np.int64)
+        for t in np.unique(row_types):
+            sel = row_types == t
+            cols[sel] = np.searchsorted(cdf[t], uniforms[sel], side="right")
+        np.minimum(cols, n_peaks - 1, out=cols)
+        keep = np.ones(rows.size, dtype=bool)  # merge repeated peaks of a row
+        keep[1:] = (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])
+        n_kept = int(keep.sum())
+        indices[nnz : nnz + n_kept] = cols[keep]
+        indptr[start + 1 : stop + 1] = nnz + np.cumsum(
+            np.bincount(rows[keep], minlength=stop - start)
+        )
+        nnz += n_kept
+        start = stop
+    data = np.ones(nnz, dtype=np.float32)
+    return sparse.csr_matrix((data, indices[:nnz], indptr), shape=(n_cells, n_peaks))
+
+
+def paired_mudata(rna: sparse.csr_matrix, atac: sparse.csr_matrix, types: np.ndarray) -> md.MuData:
+    """MuData with modalities ``"rna"`` and ``"atac"`` and a categorical ``obs["cell_type"]``."""
+    obs = pd.DataFrame(index=pd.Index([f"cell_{i}" for i in range(len(types))], dtype=str))
+    mods = {
+        "rna": ad.AnnData(
+            X=rna,
+            obs=obs.copy(),
+            var=pd.DataFrame(index=[f"gene_{i}" for i in range(rna.shape[1])]),
+        ),
+        "atac": ad.AnnData(
+            X=atac,
+            obs=obs.copy(),
+            var=pd.DataFrame(index=[f"peak_{i}" for i in range(atac.shape[1])]),
+        ),
+    }
+    mdata = md.MuData(mods)
+    n_types = int(types.max()) + 1
+    mdata.obs[LABELS_KEY] = pd.Categorical.from_codes(
+        types, categories=[f"type_{t}" for t in range(n_types)]
+    )
+    return mdata
+
+
+def sparse_mib(x: sparse.csr_matrix) -> float:
+    """Bytes of the CSR buffers (data, indices, indptr), in MiB."""
+    return (x.data.nbytes + x.indices.nbytes + x.indptr.nbytes) / MIB
+
+
+def max_rss_mib() -> float:
+    """High-water mark of the process's resident set (MiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-cells", type=int, default=20_000)
+    parser.add_argument("--n-genes", type=int, default=2_000)
+    parser.add_argument("--n-peaks", default="100000,200000", help="comma list of peak counts")
+    parser.add_argument("--n-types", type=int, default=5, help="number of cell types")
+    parser.add_argument("--architecture", default="default")
+    parser.add_argument("--n-channels", type=int, default=64, help="U-Net base width C")
+    parser.add_argument("--batch-size", type=int, default=256, help="autoencoder minibatch")
+    parser.add_argument("--diffusion-steps", type=int, default=50)
+    parser.add_argument("--n-generate", type=int, default=20_000)
+    parser.add_argument("--generate-batch-size", type=int, default=1024)
+    parser.add_argument("--steps", type=int, default=10, help="dpm++2m steps of generation")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    if args.quick:
+        args.n_cells, args.n_genes, args.n_peaks, args.n_types = 500, 200, "2000", 3
+        args.architecture, args.n_channels, args.batch_size = "small", 16, 128
+        args.diffusion_steps, args.n_generate, args.generate_batch_size = 1, 500, 256
+        args.steps = 2
+    warnings.filterwarnings("ignore")
+    scvi.settings.seed = args.seed
+    results = Results(
+        Path(args.out) if args.out else RESULTS / "scaling.json",
+        {
+            "settings": vars(args),
+            "peak_memory": "cuda allocator" if torch.cuda.is_available() else "polled resident set",
+            **provenance("scaling.py"),
+        },
+    )
+
+    rng = np.random.default_rng(args.seed)
+    types = cell_types(args.n_cells, args.n_types, rng)
+    rna = simulate_rna(types, args.n_genes, rng)
+    for n_peaks in (int(n) for n in args.n_peaks.split(",")):
+        atac, seconds, _ = measured(
+            lambda n_peaks=n_peaks: simulate_atac(
+                types, n_peaks, np.random.default_rng([args.seed, n_peaks])
+            )
+        )
+        mdata = paired_mudata(rna.copy(), atac, types)
+        SCDX.setup_mudata(
+            mdata, labels_key=LABELS_KEY, modalities={"rna_layer": "rna", "atac_layer": "atac"}
+        )
+        model = SCDX(mdata, architecture=args.architecture, n_channels=args.n_channels)
+        n_parameters = sum(p.numel() for p in model.module.parameters())
+        common = {
+            "n_cells": args.n_cells, "n_genes": args.n_genes, "n_peaks": n_peaks,
+            "atac_nnz": int(atac.nnz), "atac_density": atac.nnz / (args.n_cells * n_peaks),
+            "atac_input_mib": sparse_mib(atac), "rna_input_mib": sparse_mib(rna),
+            "dense_atac_mib": args.n_cells * n_peaks * 4 / MIB,
+            "simulate_atac_seconds": seconds, "n_parameters": n_parameters,
+            "parameters_mib": sum(
+                p.numel() * p.element_size() for p in model.module.parameters()
+            ) / MIB,
+        }  # fmt: skip
+        phases = {
+            "autoencoder": lambda model=model: model.train_autoencoder(
+                max_epochs=1, batch_size=args.batch_size, enable_progress_bar=False
+            ),
+            "diffusion": lambda model=model: model.train_diffusion(
+                max_steps=args.diffusion_steps, early_stopping=False, enable_progress_bar=False
+            ),
+            "generate": lambda model=model: model.generate(
+                n_cells=args.n_generate, seed=0, batch_size=args.generate_batch_size,
+                sampler="dpm++2m", n_steps=args.steps,
+            ),
+        }  # fmt: skip
+        for phase, fn in phases.items():
+            out, seconds, peak = measured(fn)
+            n = args.n_generate if phase == "generate" else args.n_cells
+            row = {"phase": phase, **common, "seconds": seconds, "peak_mib": peak,
+                   "cells_per_second": n / seconds, "rss_mib": _rss_mib(),
+                   "max_rss_mib": max_rss_mib()}  # fmt: skip
+            if phase == "autoencoder":
+                row.update(epochs=1, batch_size=args.batch_size)
+            elif phase == "diffusion":
+                row.update(diffusion_steps=int(model.trainer.global_step))
+            else:
+                generated = out["atac"].X
+                row.update(
+                    n_generated=args.n_generate, batch_size=args.generate_batch_size,
+                    sampler="dpm++2m", n_steps=args.steps,
+                    generated_atac_mib=sparse_mib(generated),
+                    generated_atac_density=generated.nnz / (args.n_generate * n_peaks),
+                )  # fmt: skip
+            del out
+            results.record(row)
+        del model, mdata, atac, phases
+        gc.collect()
+    print(f"wrote {results.path}")
+
+
+if __name__ == "__main__":
+    main()
