@@ -61,7 +61,7 @@ class Results:
         self.path.write_text(json.dumps(self.payload, indent=2))
 
 
-def _rss_mib() -> float:
+def rss_mib() -> float:
     with open("/proc/self/status") as status:
         for line in status:
             if line.startswith("VmRSS:"):
@@ -79,12 +79,12 @@ def measured(fn):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    base_rss, peak = _rss_mib(), [0.0]
+    base_rss, peak = rss_mib(), [0.0]
     done = threading.Event()
 
     def poll():
         while not done.is_set():
-            peak[0] = max(peak[0], _rss_mib())
+            peak[0] = max(peak[0], rss_mib())
             time.sleep(0.01)
 
     thread = threading.Thread(target=poll, daemon=True)
@@ -98,7 +98,7 @@ def measured(fn):
     thread.join()
     if cuda:
         return result, seconds, (torch.cuda.max_memory_allocated() - base) / 2**20
-    return result, seconds, max(peak[0], _rss_mib()) - base_rss
+    return result, seconds, max(peak[0], rss_mib()) - base_rss
 
 
 def share_autoencoder(base: SCDX, model: SCDX) -> None:

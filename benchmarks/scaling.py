@@ -5,12 +5,14 @@ gamma-Poisson (negative binomial) draws whose means depend on the cell type, ATA
 with 2-4% of the peaks open per cell, drawn from cell-type-specific peak profiles. Every cell
 has at least one count in each modality. For each number of peaks, SCDX is set up and three
 phases are measured: one autoencoder epoch, ``--diffusion-steps`` diffusion steps (which first
-encode every cell once) and the generation of ``--n-generate`` cells in chunks of
-``--generate-batch-size``. Each phase gives one row with the seconds, the peak memory above the
-start of the phase (the allocator's on a GPU, the polled resident set on the CPU), the
-throughput (cells of the data set per second for the two training phases, generated cells per
-second for generation), the process's resident set at the end and its high-water mark, the size
-of the sparse ATAC input and the size a dense float32 ATAC matrix would take instead.
+encode every cell once; without early stopping, as a run shorter than an epoch has no validation
+loss) and the generation of ``--n-generate`` cells in chunks of ``--generate-batch-size``. Freed
+memory is handed back to the system before each phase. Each phase gives one row with the
+seconds, the peak memory above the start of the phase (the allocator's on a GPU, the polled
+resident set on the CPU), the throughput (cells of the data set per second for the two training
+phases, generated cells per second for generation), the process's resident set at the end and
+its high-water mark, the size of the sparse ATAC input and the size a dense float32 ATAC matrix
+would take instead.
 
 Usage::
 
@@ -22,6 +24,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import resource
 import warnings
@@ -33,7 +36,7 @@ import numpy as np
 import pandas as pd
 import scvi
 import torch
-from _common import RESULTS, Results, _rss_mib, measured, provenance
+from _common import RESULTS, Results, measured, provenance, rss_mib
 from scipy import sparse
 
 from scdx_scvi import SCDX
@@ -44,6 +47,11 @@ MIB = 2**20
 RNA_CHUNK_VALUES = 2**22
 #: Sampled ATAC entries per chunk of simulated ATAC.
 ATAC_CHUNK_VALUES = 2**23
+
+try:
+    _LIBC = ctypes.CDLL("libc.so.6")
+except OSError:  # not glibc
+    _LIBC = None
 
 
 def cell_types(n_cells: int, n_types: int, rng: np.random.Generator) -> np.ndarray:
@@ -93,7 +101,10 @@ def peak_profiles(n_types: int, n_peaks: int, rng: np.random.Generator) -> np.nd
 
 
 def simulate_atac(
-    types: np.ndarray, n_peaks: int, rng: np.random.Generator, density: tuple = (0.02, 0.04)
+    types: np.ndarray,
+    n_peaks: int,
+    rng: np.random.Generator,
+    density: tuple[float, float] = (0.02, 0.04),
 ) -> sparse.csr_matrix:
     """Binary accessibility (cells x peaks, CSR float32), built from its indices chunk by chunk.
 
@@ -160,6 +171,18 @@ def paired_mudata(rna: sparse.csr_matrix, atac: sparse.csr_matrix, types: np.nda
 def sparse_mib(x: sparse.csr_matrix) -> float:
     """Bytes of the CSR buffers (data, indices, indptr), in MiB."""
     return (x.data.nbytes + x.indices.nbytes + x.indptr.nbytes) / MIB
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap memory back to the system (glibc ``malloc_trim``).
+
+    Called before each phase, so that its peak does not hide in memory freed by the last one.
+    """
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
+        _LIBC.malloc_trim(0)
 
 
 def max_rss_mib() -> float:
@@ -238,15 +261,17 @@ def main() -> None:
             ),
         }  # fmt: skip
         for phase, fn in phases.items():
+            release_memory()
             out, seconds, peak = measured(fn)
             n = args.n_generate if phase == "generate" else args.n_cells
             row = {"phase": phase, **common, "seconds": seconds, "peak_mib": peak,
-                   "cells_per_second": n / seconds, "rss_mib": _rss_mib(),
+                   "cells_per_second": n / seconds, "rss_mib": rss_mib(),
                    "max_rss_mib": max_rss_mib()}  # fmt: skip
             if phase == "autoencoder":
                 row.update(epochs=1, batch_size=args.batch_size)
             elif phase == "diffusion":
-                row.update(diffusion_steps=int(model.trainer.global_step))
+                steps = int(model.trainer.global_step)
+                row.update(diffusion_steps=steps, steps_per_second=steps / seconds)
             else:
                 generated = out["atac"].X
                 row.update(
@@ -255,10 +280,11 @@ def main() -> None:
                     generated_atac_mib=sparse_mib(generated),
                     generated_atac_density=generated.nnz / (args.n_generate * n_peaks),
                 )  # fmt: skip
+                del generated
             del out
             results.record(row)
         del model, mdata, atac, phases
-        gc.collect()
+        release_memory()
     print(f"wrote {results.path}")
 
 

@@ -136,6 +136,12 @@ def test_diffusion_leaves_the_autoencoder_untouched():
     assert any(not torch.equal(ema[k], live[k]) for k in live)
 
 
+def test_fewer_steps_than_one_epoch():
+    model, _ = _shared_model()
+    model.train_diffusion(max_steps=1, batch_size=16, **QUIET)  # early stopping needs an epoch
+    assert model.trainer.global_step == 1
+
+
 @pytest.mark.parametrize("latent_scaling", ["scalar", "per_dim"])
 def test_latent_scaling(latent_scaling):
     mods = ("rna", "atac")

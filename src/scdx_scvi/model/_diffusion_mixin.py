@@ -137,7 +137,9 @@ class LatentDiffusionMixin:
                 **(plan_kwargs or {}),
             },
         )
-        early_stopping = early_stopping and datamodule.n_val > 0
+        # early stopping needs a validation pass, i.e. at least one whole epoch
+        steps_per_epoch = -(-datamodule.n_train // batch_size)
+        early_stopping = early_stopping and datamodule.n_val > 0 and max_steps >= steps_per_epoch
         trainer_kwargs.setdefault("early_stopping_monitor", "diffusion_loss_validation")
         trainer_kwargs.setdefault("early_stopping_patience", early_stopping_patience)
         if datamodule.n_val:
@@ -282,7 +284,7 @@ class LatentDiffusionMixin:
                 batch_index = torch.full((len(y), 1), decoder_batch, device=device)
                 counts = self.module.sample_counts(diffusion.unscale(x0), y, batch_index)
                 for m, values in counts.items():
-                    chunks[m].append(sparse.csr_matrix(values.cpu().numpy().astype(np.float32)))
+                    chunks[m].append(sparse.csr_matrix(values.cpu().numpy().astype(np.float32, copy=False)))
         return self._generated_mudata(chunks, codes, categories, batch)
 
     def _generation_batch(self, batch: str | None) -> tuple[int, int]:

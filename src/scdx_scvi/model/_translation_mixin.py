@@ -330,7 +330,7 @@ class TranslationMixin:
                             drawn = self.module.sample_counts(latents, y_lib, batch_index)
                             for m in targets:
                                 counts[m].append(
-                                    sparse.csr_matrix(drawn[m].cpu().numpy().astype(np.float32))
+                                    sparse.csr_matrix(drawn[m].cpu().numpy().astype(np.float32, copy=False))
                                 )
                 for m in targets:
                     mean = total[m] / n_samples
