@@ -277,21 +277,6 @@ def main() -> None:
                 run(f"SCDX-{method}", source, target, subset, fn,
                     method=f"{method} ddpm {args.zero_shot_steps}", subset=True)  # fmt: skip
 
-    if "peer" not in skip:
-        if "atac" in mods:
-            start = time.perf_counter()
-            if args.peer_model:
-                peer = scvi.model.MULTIVI.load(args.peer_model, adata=train.copy())
-            else:
-                peer = train_multivi(train, args.peer_epochs)
-            train_seconds = time.perf_counter() - start
-            for source, target in directions(mods):
-                run("MULTIVI", source, target, test, lambda s=source, t=target: multivi_translate(
-                    peer, test, s, t), train_seconds=train_seconds)  # fmt: skip
-        else:
-            run("TOTALVI", "rna", "protein", test,
-                lambda: totalvi_rna_to_protein(train, test, args.peer_epochs))  # fmt: skip
-
     if "mosaic" not in skip:
         other = directions(mods)[1][1]
         data = train.copy()
@@ -307,6 +292,21 @@ def main() -> None:
             run("SCDX-learned-mosaic", source, target, test, via(mosaic, test, source, target),
                 train_seconds=train_seconds, hidden_share=float(hidden.mean()),
                 method="learned dpm++2m 25")  # fmt: skip
+    if "peer" not in skip:
+        if "atac" in mods:
+            start = time.perf_counter()
+            if args.peer_model:
+                peer = scvi.model.MULTIVI.load(args.peer_model, adata=train.copy())
+            else:
+                peer = train_multivi(train, args.peer_epochs)
+            train_seconds = time.perf_counter() - start
+            for source, target in directions(mods):
+                run("MULTIVI", source, target, test, lambda s=source, t=target: multivi_translate(
+                    peer, test, s, t), train_seconds=train_seconds)  # fmt: skip
+        else:
+            run("TOTALVI", "rna", "protein", test,
+                lambda: totalvi_rna_to_protein(train, test, args.peer_epochs))  # fmt: skip
+
     print(f"wrote {results.path}")
 
 
