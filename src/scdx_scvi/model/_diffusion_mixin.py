@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -215,6 +216,7 @@ class LatentDiffusionMixin:
         guidance_scale: float = 1.0,
         seed: int | None = None,
         batch_size: int = 1024,
+        clip_x0: float | Literal["auto"] | None = "auto",
         progress: bool = False,
     ) -> MuData:
         """Generate paired multi-omics cells, optionally of chosen cell types.
@@ -248,6 +250,10 @@ class LatentDiffusionMixin:
             Seed of all random draws (same seed, same cells); ``None`` draws a fresh seed.
         batch_size
             Cells per chunk.
+        clip_x0
+            Clamp the predicted clean latent to ``[-clip_x0, clip_x0]`` at every step. ``"auto"``
+            clamps at 1 with ``latent_scaling="scalar"`` (the reference's ``clip_denoised``; its
+            latents have an SD of 0.1) and not at all with ``"per_dim"``.
         progress
             Show a progress bar over the sampler steps.
 
@@ -264,7 +270,7 @@ class LatentDiffusionMixin:
         diffusion_batch, decoder_batch = self._generation_batch(batch)
         device = self.module.device
         diffusion = self.module.diffusion
-        draw = get_sampler(sampler)
+        draw = get_sampler(sampler, clip_x0=self._clip_x0(clip_x0))
         n_steps = n_steps or DEFAULT_STEPS[sampler]
         generator = torch.Generator(device=device).manual_seed(seed)
         dims = {m: diffusion.denoiser.latent_dims[m] for m in self.modalities}
@@ -284,8 +290,14 @@ class LatentDiffusionMixin:
                 batch_index = torch.full((len(y), 1), decoder_batch, device=device)
                 counts = self.module.sample_counts(diffusion.unscale(x0), y, batch_index)
                 for m, values in counts.items():
-                    chunks[m].append(sparse.csr_matrix(values.cpu().numpy().astype(np.float32, copy=False)))
+                    chunks[m].append(sparse.csr_matrix(values.cpu().numpy(), dtype=np.float32))
         return self._generated_mudata(chunks, codes, categories, batch)
+
+    def _clip_x0(self, clip_x0: float | str | None) -> float | None:
+        """Resolve ``clip_x0="auto"``: 1 for the reference's scalar scaling, else none."""
+        if clip_x0 == "auto":
+            return 1.0 if self.module.diffusion.latent_scaling == "scalar" else None
+        return clip_x0
 
     def _generation_batch(self, batch: str | None) -> tuple[int, int]:
         """Batch codes for the denoiser and for the autoencoder's decoder.

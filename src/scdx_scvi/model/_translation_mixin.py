@@ -152,6 +152,7 @@ class TranslationMixin:
         indices: Sequence[int] | None = None,
         seed: int | None = None,
         batch_size: int = 1024,
+        clip_x0: float | Literal["auto"] | None = "auto",
         return_type: Literal["anndata", "numpy"] = "anndata",
         progress: bool = False,
         *,
@@ -214,6 +215,8 @@ class TranslationMixin:
             draws a fresh seed.
         batch_size
             Cells per chunk.
+        clip_x0
+            Clamp of the predicted clean latent, see :meth:`generate`.
         return_type
             ``"anndata"``: an AnnData of the target (``obs`` of the query, ``var`` the training
             target features; a MuData of the targets if there are several); ``"numpy"``: the
@@ -270,7 +273,8 @@ class TranslationMixin:
 
         device = self.module.device
         generator = torch.Generator(device=device).manual_seed(seed)
-        draw = get_sampler(sampler) if method == "learned" else None
+        clip = self._clip_x0(clip_x0)
+        draw = get_sampler(sampler, clip_x0=clip) if method == "learned" else None
         # every non-source modality is sampled (the others are marginalised), targets are kept
         sampled = [m for m in self.modalities if m not in sources]
         dims = {m: diffusion.denoiser.latent_dims[m] for m in sampled}
@@ -311,12 +315,12 @@ class TranslationMixin:
                     elif method == "replacement":
                         out = replacement_translate(
                             eps_fn, source, noise, diffusion.schedule, n_steps, generator,
-                            progress=progress,
+                            clip_x0=clip, progress=progress,
                         )  # fmt: skip
                     else:
                         out = guidance_translate(
                             eps_fn, source, noise, diffusion.schedule, n_steps, generator,
-                            scale=guidance_strength, progress=progress,
+                            scale=guidance_strength, clip_x0=clip, progress=progress,
                         )  # fmt: skip
                     with torch.no_grad():
                         latents = diffusion.unscale({m: out[m] for m in targets})
@@ -330,7 +334,7 @@ class TranslationMixin:
                             drawn = self.module.sample_counts(latents, y_lib, batch_index)
                             for m in targets:
                                 counts[m].append(
-                                    sparse.csr_matrix(drawn[m].cpu().numpy().astype(np.float32, copy=False))
+                                    sparse.csr_matrix(drawn[m].cpu().numpy(), dtype=np.float32)
                                 )
                 for m in targets:
                     mean = total[m] / n_samples
