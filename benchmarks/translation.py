@@ -12,8 +12,8 @@ Models:
   DPM-Solver++ 25 steps), on the autoencoder of the base model; ``SCDX-learned-mean5``: the
   mean of 5 samples per cell (``n_samples=5``; the reference averages 5 runs too);
 * ``SCDX-replacement`` / ``SCDX-guidance``: the reference's zero-shot methods (ancestral DDPM,
-  1000 steps) on the base model, a joint-only diffusion (``condition_prob=0``), run on a subset
-  of ``--n-zero-shot`` test cells (with ``SCDX-learned`` on the same cells, for the speed-up);
+  1000 steps) on the same network (which also learned the joint), run on a subset of
+  ``--n-zero-shot`` test cells (with ``SCDX-learned`` on the same cells, for the speed-up);
 * ``SCDX-learned-mosaic``: a model trained from scratch with the target-side modality hidden
   (all-zero rows) for half of the training cells;
 * peers: MultiVI (missing modality as zeros, its own mechanism) or totalVI (test cells as a
@@ -199,13 +199,14 @@ def main() -> None:
     parser.add_argument("--condition-prob", type=float, default=0.5)
     parser.add_argument("--latent-scaling", default="scalar", choices=["scalar", "per_dim"])
     parser.add_argument("--peer-epochs", type=int, default=100)
-    parser.add_argument("--base-model", default=None, help="saved SCDX with condition_prob=0")
+    parser.add_argument("--base-model", default=None, help="saved SCDX whose autoencoder is used")
     parser.add_argument("--peer-model", default=None, help="saved MultiVI")
     parser.add_argument("--n-zero-shot", type=int, default=256)
     parser.add_argument("--zero-shot-steps", type=int, default=1000)
     parser.add_argument(
         "--skip", default="", help="comma list of: learned,controls,zero_shot,mosaic,peer"
     )
+    parser.add_argument("--save-dir", default=None, help="save the learned model here")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -243,14 +244,13 @@ def main() -> None:
                "seconds": seconds, "cells_per_second": cells.n_obs / seconds, **extra}  # fmt: skip
         results.record({**row, **score(target, cells[target].X, predicted)})
 
-    # base model: the joint-only diffusion of the reference, for the zero-shot methods
-    if {"learned", "zero_shot"} - skip:
+    # base model: its autoencoder is shared by the learned model
+    if "learned" not in skip:
         if args.base_model:
             base = SCDX.load(args.base_model, adata=train.copy())
         else:
             base = scdx_model(train.copy(), args, condition_prob=0.0)
-            base.train(max_epochs=args.ae_epochs, max_steps_diffusion=args.diffusion_steps,
-                       enable_progress_bar=False)  # fmt: skip
+            base.train_autoencoder(max_epochs=args.ae_epochs, enable_progress_bar=False)
 
     if "learned" not in skip:
         learned = scdx_model(train.copy(), args, condition_prob=args.condition_prob)
@@ -258,6 +258,8 @@ def main() -> None:
         start = time.perf_counter()
         learned.train_diffusion(max_steps=args.diffusion_steps, enable_progress_bar=False)
         train_seconds = time.perf_counter() - start
+        if args.save_dir:
+            learned.save(Path(args.save_dir) / f"{args.dataset}_learned", overwrite=True)
         for source, target in directions(mods):
             run("SCDX-learned", source, target, test, via(learned, test, source, target),
                 train_seconds=train_seconds, method="learned dpm++2m 25")  # fmt: skip
@@ -278,7 +280,9 @@ def main() -> None:
             run("SCDX-learned", source, target, subset, via(learned, subset, source, target),
                 method="learned dpm++2m 25", subset=True)  # fmt: skip
             for method in ("replacement", "guidance"):
-                fn = via(base, subset, source, target, method=method, n_steps=args.zero_shot_steps)
+                fn = via(
+                    learned, subset, source, target, method=method, n_steps=args.zero_shot_steps
+                )
                 run(f"SCDX-{method}", source, target, subset, fn,
                     method=f"{method} ddpm {args.zero_shot_steps}", subset=True)  # fmt: skip
 

@@ -99,6 +99,11 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
         of :meth:`get_translated_modality` (fast samplers, tens of steps). The joint is still
         learned from the other cells. ``0`` reproduces the reference, which trains the joint only
         and translates with the slow zero-shot methods ``"replacement"`` and ``"guidance"``.
+    gaussian_residual
+        The denoiser predicts the residual over the optimal noise predictor for Gaussian latents
+        (see :class:`~scdx_scvi.module.LatentDiffusion`), so that sampling stays on the latents'
+        scale after short training. ``False`` is the reference (a plain noise prediction, which
+        needs the reference's 800k training steps to be accurate near ``t = T``).
     diffusion_batch
         Condition the diffusion on the batch too (needs a registered ``batch_key``).
     denoiser_kwargs
@@ -139,6 +144,7 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
         latent_scaling: LatentScaling = "scalar",
         label_dropout: float = 0.1,
         condition_prob: float = 0.5,
+        gaussian_residual: bool = True,
         diffusion_batch: bool = False,
         denoiser_kwargs: dict | None = None,
     ):
@@ -173,6 +179,7 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
                 "latent_scaling": latent_scaling,
                 "label_dropout": label_dropout,
                 "condition_prob": condition_prob,
+                "gaussian_residual": gaussian_residual,
                 "denoiser_kwargs": denoiser_kwargs,
             },
         )
