@@ -105,6 +105,7 @@ def main() -> None:
     parser.add_argument(
         "--throughput-denoisers", default="faithful,improved", help="denoisers to time"
     )
+    parser.add_argument("--load", default="", help="comma list of saved SCDX models to score")
     parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip MultiVI")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     parser.add_argument("--out", default=None)
@@ -135,40 +136,47 @@ def main() -> None:
     )
     record = results.record
 
-    base = None
-    for denoiser in args.denoisers.split(",") if args.denoisers else ():
-        data = train.copy()
-        SCDX.setup_mudata(data, labels_key=LABELS_KEY)
-        model = SCDX(
-            data, architecture=args.architecture, denoiser=denoiser, n_channels=args.n_channels
-        )
+    base, scored_reconstruction = None, False
+    entries = [("train", d) for d in args.denoisers.split(",") if d]
+    entries += [("load", path) for path in args.load.split(",") if path]
+    for kind, what in entries:
         start = time.perf_counter()
-        if base is None:  # one autoencoder, shared by every denoiser
-            model.train_autoencoder(max_epochs=args.ae_epochs, enable_progress_bar=False)
-            base = model
+        if kind == "load":
+            model, name = SCDX.load(what, adata=train.copy()), Path(what).name
         else:
-            share_autoencoder(base, model)
-        model.train_diffusion(max_steps=args.diffusion_steps, enable_progress_bar=False)
-        train_seconds = time.perf_counter() - start
-        if args.save_dir:
-            model.save(Path(args.save_dir) / f"{args.dataset}_{denoiser}", overwrite=True)
+            data = train.copy()
+            SCDX.setup_mudata(data, labels_key=LABELS_KEY)
+            model = SCDX(
+                data, architecture=args.architecture, denoiser=what, n_channels=args.n_channels
+            )
+            if base is None:  # one autoencoder, shared by every denoiser
+                model.train_autoencoder(max_epochs=args.ae_epochs, enable_progress_bar=False)
+                base = model
+            else:
+                share_autoencoder(base, model)
+            model.train_diffusion(max_steps=args.diffusion_steps, enable_progress_bar=False)
+            name = what
+            if args.save_dir:
+                model.save(Path(args.save_dir) / f"{args.dataset}_{what}", overwrite=True)
+        train_seconds = time.perf_counter() - start if kind == "train" else None
         generated, seconds, _ = measured(
             lambda model=model: model.generate(
                 labels=requested, sampler=args.sampler, n_steps=args.steps, seed=0
             )
         )
         gen_labels = generated.obs[LABELS_KEY].astype(str).to_numpy()
-        if base is model:  # the autoencoder's ceiling, once
+        if not scored_reconstruction:  # the autoencoder's ceiling, once
+            scored_reconstruction = True
             samples = scdx_reconstruction_samples(model, test.copy())
             for m in mods:
                 row = score(test[m].X, samples[m], test_labels, test_labels, args)
                 record({"model": "SCDX-reconstruction", "modality": m, **row})
         for m in mods:
             row = score(test[m].X, generated[m].X, test_labels, gen_labels, args)
-            record({"model": f"SCDX-{denoiser}", "modality": m, "train_seconds": train_seconds,
-                    "diffusion_steps": model.trainer.global_step,
+            record({"model": f"SCDX-{name}", "modality": m, "train_seconds": train_seconds,
+                    "diffusion_steps": model.trainer.global_step if kind == "train" else None,
                     "generate_seconds": seconds, **row})  # fmt: skip
-        for pair in args.throughput.split(",") if denoiser in args.throughput_denoisers else ():
+        for pair in args.throughput.split(",") if name in args.throughput_denoisers else ():
             sampler, steps = pair.split(":")
             labels = list(np.random.default_rng(0).choice(test_labels, args.n_throughput))
             _, seconds, peak = measured(
@@ -176,7 +184,7 @@ def main() -> None:
                     labels=labels, sampler=sampler, n_steps=int(steps), seed=0
                 )
             )
-            record({"model": f"SCDX-{denoiser}", "sampler": sampler, "n_steps": int(steps),
+            record({"model": f"SCDX-{name}", "sampler": sampler, "n_steps": int(steps),
                     "n_cells": args.n_throughput, "seconds": seconds,
                     "cells_per_second": args.n_throughput / seconds, "peak_mib": peak},
                    "throughput")  # fmt: skip
