@@ -105,6 +105,13 @@ def main() -> None:
     parser.add_argument(
         "--throughput-denoisers", default="faithful,improved", help="denoisers to time"
     )
+    parser.add_argument("--base-model", default=None, help="saved SCDX whose autoencoder is used")
+    parser.add_argument("--latent-scaling", default="scalar", choices=["scalar", "per_dim"])
+    parser.add_argument("--condition-prob", type=float, default=0.5)
+    parser.add_argument(
+        "--reference-diffusion", dest="gaussian_residual", action="store_false",
+        help="plain noise prediction (gaussian_residual=False), as the reference",
+    )  # fmt: skip
     parser.add_argument("--load", default="", help="comma list of saved SCDX models to score")
     parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip MultiVI")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
@@ -137,6 +144,8 @@ def main() -> None:
     record = results.record
 
     base, scored_reconstruction = None, False
+    if args.base_model:  # its autoencoder is shared by every trained denoiser
+        base = SCDX.load(args.base_model, adata=train.copy())
     entries = [("train", d) for d in args.denoisers.split(",") if d]
     entries += [("load", path) for path in args.load.split(",") if path]
     for kind, what in entries:
@@ -147,8 +156,10 @@ def main() -> None:
             data = train.copy()
             SCDX.setup_mudata(data, labels_key=LABELS_KEY)
             model = SCDX(
-                data, architecture=args.architecture, denoiser=what, n_channels=args.n_channels
-            )
+                data, architecture=args.architecture, denoiser=what, n_channels=args.n_channels,
+                latent_scaling=args.latent_scaling, condition_prob=args.condition_prob,
+                gaussian_residual=args.gaussian_residual,
+            )  # fmt: skip
             if base is None:  # one autoencoder, shared by every denoiser
                 model.train_autoencoder(max_epochs=args.ae_epochs, enable_progress_bar=False)
                 base = model
