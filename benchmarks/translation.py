@@ -201,6 +201,7 @@ def main() -> None:
     parser.add_argument("--peer-epochs", type=int, default=100)
     parser.add_argument("--base-model", default=None, help="saved SCDX whose autoencoder is used")
     parser.add_argument("--peer-model", default=None, help="saved MultiVI")
+    parser.add_argument("--learned-model", default=None, help="saved SCDX to score, not trained")
     parser.add_argument("--n-zero-shot", type=int, default=256)
     parser.add_argument("--zero-shot-steps", type=int, default=1000)
     parser.add_argument(
@@ -245,14 +246,16 @@ def main() -> None:
         results.record({**row, **score(target, cells[target].X, predicted)})
 
     # base model: its autoencoder is shared by the learned model
-    if "learned" not in skip:
+    if "learned" not in skip and not args.learned_model:
         if args.base_model:
             base = SCDX.load(args.base_model, adata=train.copy())
         else:
             base = scdx_model(train.copy(), args, condition_prob=0.0)
             base.train_autoencoder(max_epochs=args.ae_epochs, enable_progress_bar=False)
 
-    if "learned" not in skip:
+    if "learned" not in skip and args.learned_model:
+        learned, train_seconds = SCDX.load(args.learned_model, adata=train.copy()), None
+    elif "learned" not in skip:
         learned = scdx_model(train.copy(), args, condition_prob=args.condition_prob)
         share_autoencoder(base, learned)
         start = time.perf_counter()
@@ -260,12 +263,12 @@ def main() -> None:
         train_seconds = time.perf_counter() - start
         if args.save_dir:
             learned.save(Path(args.save_dir) / f"{args.dataset}_learned", overwrite=True)
-        for source, target in directions(mods):
-            run("SCDX-learned", source, target, test, via(learned, test, source, target),
-                train_seconds=train_seconds, method="learned dpm++2m 25")  # fmt: skip
-            run("SCDX-learned-mean5", source, target, test,
-                via(learned, test, source, target, n_samples=5),
-                method="learned dpm++2m 25, mean of 5 samples")  # fmt: skip
+    for source, target in directions(mods) if "learned" not in skip else ():
+        run("SCDX-learned", source, target, test, via(learned, test, source, target),
+            train_seconds=train_seconds, method="learned dpm++2m 25")  # fmt: skip
+        run("SCDX-learned-mean5", source, target, test,
+            via(learned, test, source, target, n_samples=5),
+            method="learned dpm++2m 25, mean of 5 samples")  # fmt: skip
 
     for source, target in directions(mods) if "controls" not in skip else ():
         run("mean-profile", source, target, test, lambda t=target: np.repeat(
