@@ -61,6 +61,21 @@ class Results:
         self.path.write_text(json.dumps(self.payload, indent=2))
 
 
+def open_results(script: str, args, train: md.MuData, test: md.MuData) -> Results:
+    """Open the result file of a script: ``--out`` or ``results/<name>_<dataset>.json``."""
+    name = Path(script).stem
+    return Results(
+        Path(args.out) if args.out else RESULTS / f"{name}_{args.dataset}.json",
+        {
+            "dataset": args.dataset,
+            "n_train": int(train.n_obs),
+            "n_test": int(test.n_obs),
+            "settings": vars(args),
+            **provenance(script),
+        },  # fmt: skip
+    )
+
+
 def rss_mib() -> float:
     with open("/proc/self/status") as status:
         for line in status:

@@ -26,7 +26,7 @@ import mudata as md
 import numpy as np
 import scvi
 import torch
-from _common import RESULTS, Results, measured, provenance, read, share_autoencoder, split
+from _common import measured, open_results, read, share_autoencoder, split
 from scvi.distributions import NegativeBinomial, ZeroInflatedNegativeBinomial
 
 from scdx_scvi import SCDX
@@ -131,16 +131,7 @@ def main() -> None:
     test_labels = test.obs[LABELS_KEY].astype(str).to_numpy()
     names, counts = np.unique(test_labels, return_counts=True)
     requested = {label: int(n) for label, n in zip(names, counts, strict=True)}
-    results = Results(
-        Path(args.out) if args.out else RESULTS / f"generation_{args.dataset}.json",
-        {
-            "dataset": args.dataset,
-            "n_train": int(train.n_obs),
-            "n_test": int(test.n_obs),
-            "settings": vars(args),
-            **provenance("generation.py"),
-        },  # fmt: skip
-    )
+    results = open_results("generation.py", args, train, test)
     record = results.record
 
     base, scored_reconstruction = None, False

@@ -40,7 +40,7 @@ import anndata as ad
 import mudata as md
 import numpy as np
 import scvi
-from _common import RESULTS, Results, provenance, read, share_autoencoder, split
+from _common import open_results, read, share_autoencoder, split
 from scipy import sparse
 from sklearn.decomposition import TruncatedSVD
 from sklearn.neighbors import NearestNeighbors
@@ -226,16 +226,7 @@ def main() -> None:
     mdata = read(args.dataset)
     train, test = split(mdata)
     mods = [m for m in ("rna", "atac", "protein") if m in mdata.mod]
-    results = Results(
-        Path(args.out) if args.out else RESULTS / f"translation_{args.dataset}.json",
-        {
-            "dataset": args.dataset,
-            "n_train": int(train.n_obs),
-            "n_test": int(test.n_obs),
-            "settings": vars(args),
-            **provenance("translation.py"),
-        },  # fmt: skip
-    )
+    results = open_results("translation.py", args, train, test)
 
     def run(model_name: str, source: str, target: str, cells: md.MuData, fn, **extra) -> None:
         start = time.perf_counter()
