@@ -13,6 +13,7 @@ class _Recorder(torch.nn.Module):
 
     def forward(self, x, t, labels=None, batch=None):
         self.x, self.t = {m: v.clone() for m, v in x.items()}, {m: v.clone() for m, v in t.items()}
+        self.labels = labels
         return {m: torch.zeros_like(v) for m, v in x.items()}
 
 
@@ -78,17 +79,43 @@ def test_missing_modalities_are_noise_at_the_last_step_and_not_in_the_loss():
     assert (~target["atac"][observed["atac"]]).any() and (~target["rna"]).any()
 
 
+def test_conditional_examples_drop_the_label_more_often():
+    dims = {"rna": 4, "atac": 3}
+    torch.manual_seed(0)
+    diffusion = LatentDiffusion(
+        dims, n_labels=3, n_channels=8, condition_prob=0.5, label_dropout=0.1,
+        condition_label_dropout=0.6,
+    )  # fmt: skip
+    diffusion.denoiser = _Recorder()
+    n = 20_000
+    labels = torch.randint(0, 3, (n,))
+    _, _, target = diffusion.loss(_latents(dims, n), labels, generator=torch.Generator())
+    null = diffusion.denoiser.labels == 3
+    conditional = ~(target["rna"] & target["atac"])
+    assert abs(null[conditional].float().mean() - 0.6) < 0.02
+    assert abs(null[~conditional].float().mean() - 0.1) < 0.02
+    # no dropout at all in evaluation mode
+    diffusion.eval()
+    diffusion.loss(_latents(dims, n), labels, generator=torch.Generator())
+    assert torch.equal(diffusion.denoiser.labels, labels)
+
+
 def test_condition_prob_is_checked():
     with pytest.raises(ValueError, match="condition_prob"):
         LatentDiffusion({"rna": 2, "atac": 2}, condition_prob=1.5)
 
 
+@pytest.mark.parametrize("prediction", ["epsilon", "v"])
 @pytest.mark.parametrize("latent_scaling", ["scalar", "per_dim"])
-def test_gaussian_residual_is_optimal_for_gaussian_latents_at_init(latent_scaling):
+def test_gaussian_residual_is_optimal_for_gaussian_latents_at_init(latent_scaling, prediction):
     """With a zero network, the prediction is E[eps | x_t] for Gaussian latents of that scale."""
     torch.manual_seed(0)
     diffusion = LatentDiffusion(
-        {"rna": 8, "atac": 2}, n_channels=8, latent_scaling=latent_scaling, gaussian_residual=True
+        {"rna": 8, "atac": 2},
+        n_channels=8,
+        latent_scaling=latent_scaling,
+        gaussian_residual=True,
+        prediction=prediction,
     )
     diffusion.ema = _ZeroNet()
     std = 0.1 if latent_scaling == "scalar" else 1.0
@@ -112,3 +139,61 @@ def test_gaussian_residual_is_optimal_for_gaussian_latents_at_init(latent_scalin
 class _ZeroNet(torch.nn.Module):
     def forward(self, x, t, labels=None, batch=None):
         return {m: torch.zeros_like(v) for m, v in x.items()}
+
+
+class _Oracle(torch.nn.Module):
+    """Predicts the exact noise or v of latents built from known ``x0`` and ``noise``."""
+
+    def __init__(self, x0, noise, schedule, prediction):
+        super().__init__()
+        self.x0, self.noise, self.schedule, self.prediction = x0, noise, schedule, prediction
+
+    def forward(self, x, t, labels=None, batch=None):
+        if self.prediction == "epsilon":
+            return dict(self.noise)
+        out = {}
+        for m, noise in self.noise.items():
+            ab = self.schedule.alpha_bar(t[m]).float().unsqueeze(-1)
+            out[m] = ab.sqrt() * noise - (1 - ab).sqrt() * self.x0[m]
+        return out
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v"])
+def test_prediction_targets_and_the_noise_given_to_samplers(prediction):
+    dims = {"rna": 4, "atac": 3}
+    diffusion = LatentDiffusion(dims, n_channels=8, prediction=prediction)
+    n = 50
+    x0, noise = _latents(dims, n), _latents(dims, n)
+    t = torch.randint(0, diffusion.schedule.T, (n,))
+    diffusion.ema = _Oracle(x0, noise, diffusion.schedule, prediction)
+    x_t = {m: diffusion.schedule.q_sample(x0[m], t, noise[m]) for m in dims}
+    # whatever the network predicts, the samplers get the noise
+    eps = diffusion.labelled_denoiser()(x_t, dict.fromkeys(dims, t), None)
+    for m in dims:
+        torch.testing.assert_close(eps[m], noise[m], atol=1e-4, rtol=1e-4)
+
+
+def test_v_loss_weights_the_noise_error_by_the_inverse_signal():
+    """The v loss is the noise MSE divided by alpha_bar_t: large at large t, unlike eps."""
+    dims = {"rna": 4, "atac": 3}
+    x0 = _latents(dims, n=256)
+    losses = {}
+    for prediction in ("epsilon", "v"):
+        diffusion = LatentDiffusion(dims, n_channels=8, prediction=prediction)
+        diffusion.denoiser = _Recorder()  # predicts zeros
+        generator = torch.Generator().manual_seed(3)
+        _, mse, _ = diffusion.loss(x0, generator=generator)
+        losses[prediction] = (mse, diffusion.denoiser.t["rna"], diffusion.denoiser.x["rna"])
+    (mse_eps, t, x_t), (mse_v, t_v, _) = losses["epsilon"], losses["v"]
+    assert torch.equal(t, t_v)
+    # zero prediction: the v MSE is mean(v^2) with v = (eps - sqrt(ab) x_t) / sqrt(1 - ab)
+    ab = LatentDiffusion(dims).schedule.alpha_bar(t).float().unsqueeze(-1)
+    noise = (x_t - ab.sqrt() * x0["rna"]) / (1 - ab).sqrt()
+    v = ab.sqrt() * noise - (1 - ab).sqrt() * x0["rna"]
+    torch.testing.assert_close(mse_v["rna"], (v**2).mean(-1), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(mse_eps["rna"], (noise**2).mean(-1), atol=1e-4, rtol=1e-4)
+
+
+def test_prediction_is_checked():
+    with pytest.raises(ValueError, match="prediction"):
+        LatentDiffusion({"rna": 2, "atac": 2}, prediction="x0")

@@ -30,7 +30,7 @@ from ._diffusion_mixin import LatentDiffusionMixin
 from ._translation_mixin import TranslationMixin
 
 if TYPE_CHECKING:
-    from scdx_scvi.module._latent_diffusion import Denoiser, LatentScaling
+    from scdx_scvi.module._latent_diffusion import Denoiser, LatentScaling, Prediction
     from scdx_scvi.module._likelihoods import EncoderInput
     from scdx_scvi.module._presets import Architecture
     from scdx_scvi.module._scdx_module import ReconstructionWeights
@@ -41,7 +41,7 @@ LatentModality = Literal["joint", "rna", "atac", "protein"]
 
 
 class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, BaseModelClass):
-    """Multimodal latent diffusion with Dual Cross Attention (scDiffusion-X) :cite:p:`Luo2026`.
+    r"""Multimodal latent diffusion with Dual Cross Attention (scDiffusion-X) :cite:p:`Luo2026`.
 
     Stage 1 is a multimodal autoencoder: one deterministic encoder/decoder pair per modality
     compresses RNA, ATAC and/or protein into one latent vector per modality. RNA and protein are
@@ -99,11 +99,20 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
         of :meth:`get_translated_modality` (fast samplers, tens of steps). The joint is still
         learned from the other cells. ``0`` reproduces the reference, which trains the joint only
         and translates with the slow zero-shot methods ``"replacement"`` and ``"guidance"``.
+    condition_label_dropout
+        Share of the conditional training cells whose label is replaced by the null label (at
+        least ``label_dropout``), so that translation without labels, the usual query, is
+        learned from the source alone.
     gaussian_residual
         The denoiser predicts the residual over the optimal noise predictor for Gaussian latents
         (see :class:`~scdx_scvi.module.LatentDiffusion`), so that sampling stays on the latents'
         scale after short training. ``False`` is the reference (a plain noise prediction, which
         needs the reference's 800k training steps to be accurate near ``t = T``).
+    prediction
+        What the denoiser predicts: ``"epsilon"`` (the noise, the reference) or ``"v"``
+        (:math:`\sqrt{\bar\alpha_t}\,\varepsilon - \sqrt{1-\bar\alpha_t}\,x_0`), whose loss
+        rewards using a condition at every noise level, so the learned translation follows the
+        source (see :class:`~scdx_scvi.module.LatentDiffusion`).
     diffusion_batch
         Condition the diffusion on the batch too (needs a registered ``batch_key``).
     denoiser_kwargs
@@ -144,7 +153,9 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
         latent_scaling: LatentScaling = "scalar",
         label_dropout: float = 0.1,
         condition_prob: float = 0.5,
+        condition_label_dropout: float = 0.5,
         gaussian_residual: bool = True,
+        prediction: Prediction = "epsilon",
         diffusion_batch: bool = False,
         denoiser_kwargs: dict | None = None,
     ):
@@ -179,7 +190,9 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
                 "latent_scaling": latent_scaling,
                 "label_dropout": label_dropout,
                 "condition_prob": condition_prob,
+                "condition_label_dropout": condition_label_dropout,
                 "gaussian_residual": gaussian_residual,
+                "prediction": prediction,
                 "denoiser_kwargs": denoiser_kwargs,
             },
         )

@@ -14,6 +14,7 @@ from scdx_scvi.nn import DCAUNet
 
 LatentScaling = Literal["scalar", "per_dim"]
 Denoiser = Literal["faithful", "improved"]
+Prediction = Literal["epsilon", "v"]
 
 #: Constructor options of :class:`~scdx_scvi.nn.DCAUNet` for each named denoiser.
 DENOISERS: dict[str, dict] = {
@@ -49,6 +50,16 @@ class LatentDiffusion(nn.Module):
       ``T - 1``), which a plain network learns only after very long training (the reference
       trains 800k steps); the baseline gets this right from the first step, so short runs sample
       latents of the right scale instead of diverging.
+    * **v-prediction** (``prediction="v"``): the network predicts
+      :math:`v = \alpha_t \varepsilon - \sigma_t x_0` (:math:`\alpha_t = \sqrt{\bar\alpha_t}`,
+      :math:`\sigma_t = \sqrt{1 - \bar\alpha_t}`) and the loss is the MSE on :math:`v`, i.e.
+      the noise MSE weighted by :math:`1/\bar\alpha_t`. With noise prediction a condition
+      barely matters to the loss: at large ``t`` the source changes the optimal
+      :math:`\hat\varepsilon` by :math:`\sqrt{\bar\alpha_t / (1-\bar\alpha_t)}` times its
+      effect on :math:`\hat x_0` (0.006 at ``t = T - 1``), so a denoiser trained on noise
+      prediction learns to ignore it; with :math:`v` the loss at large ``t`` is the error of
+      :math:`\hat x_0` itself. Samplers receive :math:`\hat\varepsilon = \alpha_t \hat v +
+      \sigma_t x_t`.
     * **missing modalities** (``observed``): a modality a cell lacks is replaced by pure noise
       at ``t = T - 1`` and left out of the loss, so the network learns the marginals of the
       measured modalities from unpaired cells.
@@ -78,9 +89,18 @@ class LatentDiffusion(nn.Module):
     condition_prob
         Probability of a conditional training example per cell (see above; 0 reproduces the
         reference, which trains the joint only).
+    condition_label_dropout
+        Probability of the null label (and batch) for a conditional training example, at least
+        ``label_dropout``. Translation queries rarely come with labels, so the conditional must
+        be learned without them; with the label given, the network can explain the target by
+        the label and learn to ignore the source, and only ``label_dropout`` of the conditional
+        examples (5% of the cells with the defaults) would teach it otherwise.
     gaussian_residual
-        Add the Gaussian-optimal noise predictor to the network's output (see above; ``False``
-        is the reference).
+        Add the Gaussian-optimal prediction (of the noise, or of :math:`v`) to the network's
+        output (see above; ``False`` is the reference).
+    prediction
+        What the network predicts: ``"epsilon"`` (the noise, the reference) or ``"v"``
+        (see above).
     n_timesteps
         Number of diffusion steps ``T``.
     denoiser_kwargs
@@ -97,7 +117,9 @@ class LatentDiffusion(nn.Module):
         latent_scaling: LatentScaling = "scalar",
         label_dropout: float = 0.1,
         condition_prob: float = 0.0,
+        condition_label_dropout: float = 0.5,
         gaussian_residual: bool = False,
+        prediction: Prediction = "epsilon",
         n_timesteps: int = 1000,
         denoiser_kwargs: Mapping | None = None,
     ):
@@ -110,6 +132,12 @@ class LatentDiffusion(nn.Module):
             )
         if not 0.0 <= label_dropout < 1.0:
             raise ValueError(f"label_dropout must be in [0, 1), got {label_dropout}.")
+        if prediction not in ("epsilon", "v"):
+            raise ValueError(f"prediction must be 'epsilon' or 'v', got {prediction!r}.")
+        if not 0.0 <= condition_label_dropout <= 1.0:
+            raise ValueError(
+                f"condition_label_dropout must be in [0, 1], got {condition_label_dropout}."
+            )
         if not 0.0 <= condition_prob <= 1.0:
             raise ValueError(f"condition_prob must be in [0, 1], got {condition_prob}.")
         self.modalities = tuple(latent_dims)
@@ -118,7 +146,9 @@ class LatentDiffusion(nn.Module):
         self.latent_scaling = latent_scaling
         self.label_dropout = label_dropout
         self.condition_prob = condition_prob
+        self.condition_label_dropout = max(condition_label_dropout, label_dropout)
         self.gaussian_residual = gaussian_residual
+        self.prediction = prediction
         options = {**DENOISERS[denoiser], **(denoiser_kwargs or {})}
         self.denoiser = DCAUNet(
             latent_dims, n_labels=n_labels, n_batch=n_batch, n_channels=n_channels, **options
@@ -163,12 +193,12 @@ class LatentDiffusion(nn.Module):
     # ------------------------------------------------------------------ training
 
     @staticmethod
-    def _drop_to_null(codes: Tensor | None, n_null: int, p: float, generator) -> Tensor | None:
-        """Replace each code by the null code ``n_null`` with probability ``p``."""
+    def _drop_to_null(codes: Tensor | None, n_null: int, p: Tensor, generator) -> Tensor | None:
+        """Replace each code by the null code ``n_null`` with probability ``p`` (per cell)."""
         if n_null == 0:
             return None
         codes = codes.reshape(-1).long()
-        if p > 0:
+        if (p > 0).any():
             drop = torch.rand(codes.shape, generator=generator, device=codes.device) < p
             codes = torch.where(drop, torch.full_like(codes, n_null), codes)
         return codes
@@ -218,7 +248,7 @@ class LatentDiffusion(nn.Module):
             Scaled latents ``{modality: (B, d_m)}``.
         labels, batch
             Codes ``(B,)`` or ``(B, 1)``; dropped to the null token with ``label_dropout``
-            while the module is in training mode.
+            (``condition_label_dropout`` for conditional examples) in training mode.
         observed
             Whether each cell has each modality, ``{modality: (B,) bool}`` (default: all).
         use_ema
@@ -236,10 +266,12 @@ class LatentDiffusion(nn.Module):
         n, device = ref.shape[0], ref.device
         if observed is None:
             observed = {m: torch.ones(n, dtype=torch.bool, device=device) for m in x0}
-        p = self.label_dropout if self.training else 0.0
+        condition, target = self._roles(observed, generator)
+        conditional = torch.stack(list(condition.values()), -1).any(-1)
+        p = torch.where(conditional, self.condition_label_dropout, self.label_dropout)
+        p = p * self.training
         labels = self._drop_to_null(labels, self.n_labels, p, generator)
         batch = self._drop_to_null(batch, self.n_batch, p, generator)
-        condition, target = self._roles(observed, generator)
         t = torch.randint(
             0, self.schedule.T, (n,), generator=generator, device=device, dtype=torch.long
         )
@@ -255,8 +287,13 @@ class LatentDiffusion(nn.Module):
             noised = torch.where(missing.unsqueeze(-1), noise[m], noised)
             x_t[m] = torch.where(condition[m].unsqueeze(-1), v, noised)
         network = self.ema if use_ema else self.denoiser
-        eps = self._predict(network, x_t, t_m, labels, batch)
-        mse = {m: ((eps[m] - noise[m]) ** 2).mean(dim=-1) for m in x0}
+        out = self._output(network, x_t, t_m, labels, batch)
+        if self.prediction == "v":
+            ab = self.schedule.alpha_bar(t).to(ref.dtype).unsqueeze(-1)
+            goal = {m: ab.sqrt() * noise[m] - (1.0 - ab).sqrt() * x0[m] for m in x0}
+        else:
+            goal = noise
+        mse = {m: ((out[m] - goal[m]) ** 2).mean(dim=-1) for m in x0}
         return sum(mse[m] * target[m] for m in x0), mse, target
 
     @torch.no_grad()
@@ -290,17 +327,35 @@ class LatentDiffusion(nn.Module):
 
         return call
 
-    def _predict(self, network: nn.Module, x: dict, t: dict, labels, batch) -> dict[str, Tensor]:
-        """Predict the noise: the network's output, plus the Gaussian baseline if enabled."""
-        eps = network(x, t, labels=labels, batch=batch)
+    def _coefficients(self, t, like: Tensor) -> tuple[Tensor, Tensor]:
+        r""":math:`(\alpha_t, \sigma_t)` as ``(B, 1)`` columns for the rows of ``like``."""
+        t = torch.as_tensor(t, device=like.device).expand(like.shape[0])
+        ab = self.schedule.alpha_bar(t).to(like.dtype).unsqueeze(-1)
+        return ab.sqrt(), (1.0 - ab).sqrt()
+
+    def _output(self, network: nn.Module, x: dict, t: dict, labels, batch) -> dict[str, Tensor]:
+        """Evaluate the network (noise or v), plus the Gaussian-optimal value if enabled."""
+        out = network(x, t, labels=labels, batch=batch)
         if not self.gaussian_residual:
-            return eps
+            return out
         # variance of the scaled latents: 0.01 with the reference's scalar scaling, 1 per dim
         var = 0.01 if self.latent_scaling == "scalar" else 1.0
-        out = {}
         for m, x_m in x.items():
-            t_m = torch.as_tensor(t[m] if isinstance(t, Mapping) else t, device=x_m.device)
-            t_m = t_m.expand(x_m.shape[0])
-            ab = self.schedule.alpha_bar(t_m).to(x_m.dtype).unsqueeze(-1)
-            out[m] = eps[m] + (1.0 - ab).sqrt() * x_m / (ab * var + 1.0 - ab)
+            a, s = self._coefficients(t[m] if isinstance(t, Mapping) else t, x_m)
+            # optimum for x0 ~ N(0, var): eps* = s x / (a² var + s²), v* = a eps* - s x0*
+            factor = s / (a**2 * var + s**2)
+            if self.prediction == "v":
+                factor = a * factor * (1.0 - var)
+            out[m] = out[m] + factor * x_m
         return out
+
+    def _predict(self, network: nn.Module, x: dict, t: dict, labels, batch) -> dict[str, Tensor]:
+        """Predict the noise of each modality (what the samplers use)."""
+        out = self._output(network, x, t, labels, batch)
+        if self.prediction == "epsilon":
+            return out
+        eps = {}
+        for m, x_m in x.items():
+            a, s = self._coefficients(t[m] if isinstance(t, Mapping) else t, x_m)
+            eps[m] = a * out[m] + s * x_m
+        return eps
