@@ -197,3 +197,37 @@ def test_v_loss_weights_the_noise_error_by_the_inverse_signal():
 def test_prediction_is_checked():
     with pytest.raises(ValueError, match="prediction"):
         LatentDiffusion({"rna": 2, "atac": 2}, prediction="x0")
+
+
+def test_v_prediction_learns_to_use_the_condition_at_the_last_step():
+    """After brief conditional training, x0 predicted from pure noise follows the source."""
+    torch.manual_seed(0)
+    n = 2000
+    source = torch.randn(n, 4)
+    target = source @ torch.randn(4, 3) / 2 + 0.3 * torch.randn(n, 3)
+    diffusion = LatentDiffusion(
+        {"rna": 4, "atac": 3}, n_channels=8, latent_scaling="per_dim", condition_prob=1.0,
+        gaussian_residual=True, prediction="v",
+    )  # fmt: skip
+    diffusion.fit_scaling({"rna": source, "atac": target})
+    x = diffusion.scale({"rna": source, "atac": target})
+    optimizer = torch.optim.AdamW(diffusion.denoiser.parameters(), lr=2e-3)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(150):
+        idx = torch.randint(0, n, (128,), generator=generator)
+        loss, _, _ = diffusion.loss({m: v[idx] for m, v in x.items()}, generator=generator)
+        optimizer.zero_grad()
+        loss.mean().backward()
+        optimizer.step()
+    diffusion.ema.load_state_dict(diffusion.denoiser.state_dict())
+    eps_fn = diffusion.labelled_denoiser()
+    t = torch.full((n,), diffusion.schedule.T - 1)
+    ab = diffusion.schedule.alpha_bar(t).float().unsqueeze(-1)
+    errors = []
+    for condition in (x["rna"], x["rna"][torch.randperm(n)]):
+        x_t = torch.randn(n, 3)
+        with torch.no_grad():
+            eps = eps_fn({"rna": condition, "atac": x_t}, {"rna": 0 * t, "atac": t}, None)["atac"]
+        x0 = (x_t - (1 - ab).sqrt() * eps) / ab.sqrt()
+        errors.append(((x0 - x["atac"]) ** 2).mean())
+    assert errors[0] < 0.6 and errors[0] < 0.5 * errors[1]
