@@ -109,10 +109,12 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
         scale after short training. ``False`` is the reference (a plain noise prediction, which
         needs the reference's 800k training steps to be accurate near ``t = T``).
     prediction
-        What the denoiser predicts: ``"epsilon"`` (the noise, the reference) or ``"v"``
+        What the denoiser predicts: ``"v"``
         (:math:`\sqrt{\bar\alpha_t}\,\varepsilon - \sqrt{1-\bar\alpha_t}\,x_0`), whose loss
-        rewards using a condition at every noise level, so the learned translation follows the
-        source (see :class:`~scdx_scvi.module.LatentDiffusion`).
+        rewards using a condition at every noise level, so that the learned translation
+        follows the source (a noise-predicting denoiser learns to ignore it; see
+        :class:`~scdx_scvi.module.LatentDiffusion`), or ``"epsilon"``, the noise (the
+        reference).
     diffusion_batch
         Condition the diffusion on the batch too (needs a registered ``batch_key``).
     denoiser_kwargs
@@ -155,7 +157,7 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
         condition_prob: float = 0.5,
         condition_label_dropout: float = 0.5,
         gaussian_residual: bool = True,
-        prediction: Prediction = "epsilon",
+        prediction: Prediction = "v",
         diffusion_batch: bool = False,
         denoiser_kwargs: dict | None = None,
     ):
