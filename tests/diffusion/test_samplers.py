@@ -21,6 +21,7 @@ from scdx_scvi.diffusion import (
     DDIMSampler,
     DDPMSampler,
     DPMSolverPP2MSampler,
+    MeanSampler,
     NoiseSchedule,
     classifier_free_guidance,
     combine_guidance,
@@ -258,6 +259,20 @@ def test_learned_conditional_sampling(name, kwargs, n_steps):
     assert np.abs(np.array(MU2["atac"]) - mean).max() > 1.0
 
 
+def test_mean_sampler_gives_the_conditional_mean():
+    den = GaussianDenoiser(MU2, COV2)
+    n = 8
+    cond = {"rna": SOURCE_VALUE.expand(n, 2).clone()}
+    noise = sample_noise({"rna": 2, "atac": 2}, n, _gen(1))
+    out = get_sampler("mean")(den, noise, SCHEDULE, generator=None, condition=cond)
+    assert len(den.calls) == 1 and bool((den.calls[0]["atac"] == SCHEDULE.T - 1).all())
+    mean, _ = den.conditional({"rna": SOURCE_VALUE[None]})
+    np.testing.assert_allclose(out["atac"].numpy(), np.tile(mean, (n, 1)), atol=1e-3)
+    # deterministic: the noise is not used
+    again = get_sampler("mean")(den, {m: 5 * v for m, v in noise.items()}, SCHEDULE, condition=cond)
+    assert torch.equal(out["atac"], again["atac"])
+
+
 def test_condition_only_modality_and_errors():
     den = GaussianDenoiser(MU2, COV2)
     cond = {"rna": SOURCE_VALUE.expand(4, 2).clone()}
@@ -314,7 +329,8 @@ def test_get_sampler():
     assert isinstance(get_sampler("ddpm"), DDPMSampler)
     assert get_sampler("ddim", eta=0.3).eta == 0.3
     assert isinstance(get_sampler("dpm++2m", spacing="linspace"), DPMSolverPP2MSampler)
-    with pytest.raises(ValueError, match="'ddpm', 'ddim', 'dpm\\+\\+2m'"):
+    assert isinstance(get_sampler("mean"), MeanSampler)
+    with pytest.raises(ValueError, match="'ddpm', 'ddim', 'dpm\\+\\+2m', 'mean'"):
         get_sampler("euler")
 
 

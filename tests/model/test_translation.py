@@ -98,6 +98,21 @@ def test_methods_are_reproducible_with_a_seed(trained, method):
     )
 
 
+def test_mean_sampler_is_one_deterministic_evaluation(trained):
+    model, mdata = trained
+    query = _only(mdata, "rna")
+    first = model.get_translated_modality(query, "rna", "atac", sampler="mean", seed=0)
+    other = model.get_translated_modality(query, "rna", "atac", sampler="mean", seed=1)
+    np.testing.assert_array_equal(first.X, other.X)
+    settings = first.uns["scdx_translation"]
+    assert settings["sampler"] == "mean" and settings["n_steps"] == 1
+    # per cell: reordering the cells reorders the estimates, which differ between cells
+    order = np.random.default_rng(0).permutation(query.n_obs)
+    moved = model.get_translated_modality(query[order].copy(), "rna", "atac", sampler="mean")
+    np.testing.assert_allclose(moved.X, first.X[order], rtol=1e-4, atol=1e-6)
+    assert np.ptp(first.X, axis=0).max() > 0
+
+
 def test_features_are_matched_by_name(trained, caplog):
     model, mdata = trained
     query = _only(mdata, "rna")

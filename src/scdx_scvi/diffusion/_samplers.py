@@ -542,21 +542,46 @@ class DPMSolverPP2MSampler(Sampler):
         return d
 
 
+class MeanSampler(Sampler):
+    r"""The model's estimate of the conditional mean :math:`E[x_0 \mid \text{condition}]`.
+
+    One denoiser evaluation at the last timestep ``T - 1``, from :math:`x_{T-1} = 0` (the
+    mean of the noise, which at ``T - 1`` carries almost no information about :math:`x_0`):
+    :math:`\hat x_0 = -\sqrt{1-\bar\alpha_{T-1}}\,\hat\varepsilon / \sqrt{\bar\alpha_{T-1}}`.
+    A denoiser trained with ``prediction="v"`` regresses :math:`x_0` there, so this is its
+    minimum-squared-error estimate given the condition and labels: a point estimate (no
+    diversity, deterministic, ``noise`` and ``n_steps`` are ignored) that suits imputation
+    and correlation-type scores better than one sample. With a noise-predicting denoiser the
+    estimate multiplies the network's error by up to 158 and is not useful.
+    """
+
+    name = "mean"
+    default_steps = 1
+
+    def _run(self, eps, x, schedule, n_steps, generator, progress):
+        t = len(schedule) - 1
+        ab = float(schedule.alphas_cumprod[t])
+        zeros = {m: torch.zeros_like(v) for m, v in x.items()}
+        e = eps(zeros, t)
+        return {m: _clip(-math.sqrt(1 - ab) * e[m] / math.sqrt(ab), self.clip_x0) for m in x}
+
+
 SAMPLERS: dict[str, type[Sampler]] = {
     DDPMSampler.name: DDPMSampler,
     DDIMSampler.name: DDIMSampler,
     DPMSolverPP2MSampler.name: DPMSolverPP2MSampler,
+    MeanSampler.name: MeanSampler,
 }
 
 
-def get_sampler(name: Literal["ddpm", "ddim", "dpm++2m"], **kwargs) -> Sampler:
+def get_sampler(name: Literal["ddpm", "ddim", "dpm++2m", "mean"], **kwargs) -> Sampler:
     """Instantiate a sampler by name.
 
     Parameters
     ----------
     name
-        ``"ddpm"`` (:class:`DDPMSampler`), ``"ddim"`` (:class:`DDIMSampler`) or ``"dpm++2m"``
-        (:class:`DPMSolverPP2MSampler`).
+        ``"ddpm"`` (:class:`DDPMSampler`), ``"ddim"`` (:class:`DDIMSampler`), ``"dpm++2m"``
+        (:class:`DPMSolverPP2MSampler`) or ``"mean"`` (:class:`MeanSampler`).
     **kwargs
         Passed to the sampler's constructor (e.g. ``eta`` for DDIM, ``clip_x0``).
 

@@ -140,7 +140,7 @@ class TranslationMixin:
         source_modality: str | Sequence[str] = "rna",
         target_modality: str | Sequence[str] | None = "atac",
         method: TranslationMethod = "learned",
-        sampler: Literal["ddpm", "ddim", "dpm++2m"] = "dpm++2m",
+        sampler: Literal["ddpm", "ddim", "dpm++2m", "mean"] = "dpm++2m",
         n_steps: int | None = None,
         n_samples: int = 1,
         labels: str | Sequence[str] | None = None,
@@ -186,7 +186,10 @@ class TranslationMixin:
             ``guidance_strength``; one backward pass per step).
         sampler
             Sampler of the ``"learned"`` method: ``"dpm++2m"`` (default), ``"ddim"`` or
-            ``"ddpm"``.
+            ``"ddpm"`` draw samples of ``p(target | source)``; ``"mean"`` returns the
+            denoiser's estimate of the conditional mean latent in one evaluation
+            (:class:`~scdx_scvi.diffusion.MeanSampler`: deterministic, no diversity, the better
+            point estimate for imputation and correlation scores).
         n_steps
             Denoiser evaluations (default: 25 for ``"learned"``, 1000 for the others).
         n_samples
@@ -261,7 +264,8 @@ class TranslationMixin:
             raise ValueError(f"return_type must be 'anndata' or 'numpy', got {return_type!r}.")
         x, obs = self._query_sources(adata, sources, layer, indices)
         codes = self._query_labels(labels, obs)
-        n_steps = n_steps or DEFAULT_TRANSLATION_STEPS[method]
+        mean = method == "learned" and sampler == "mean"
+        n_steps = 1 if mean else n_steps or DEFAULT_TRANSLATION_STEPS[method]
         seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else int(seed)
         diffusion_batch, decoder_batch = self._generation_batch(batch)
         n_cells = len(obs)
