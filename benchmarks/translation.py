@@ -8,9 +8,11 @@ log1p(counts per 10k) for RNA and protein, per-peak AUROC and AUPRC for ATAC.
 
 Models:
 
-* ``SCDX-learned``: the default method (conditional diffusion, ``condition_prob=0.5``,
-  DPM-Solver++ 25 steps), on the autoencoder of the base model; ``SCDX-learned-mean5``: the
-  mean of 5 samples per cell (``n_samples=5``; the reference averages 5 runs too);
+* ``SCDX-learned``: the default (conditional diffusion, ``condition_prob=0.5``, the denoiser's
+  conditional-mean estimate ``sampler="mean"``, one evaluation), on the autoencoder of the
+  base model; ``SCDX-learned-sample``: one sample per cell (DPM-Solver++ 25 steps);
+  ``SCDX-learned-mean5``: the mean of 5 samples per cell (``n_samples=5``; the reference
+  averages 5 runs too);
 * ``SCDX-replacement`` / ``SCDX-guidance``: the reference's zero-shot methods (ancestral DDPM,
   1000 steps) on the same network (which also learned the joint), run on a subset of
   ``--n-zero-shot`` test cells (with ``SCDX-learned`` on the same cells, for the speed-up);
@@ -42,19 +44,22 @@ import numpy as np
 import scvi
 from _common import open_results, read, share_autoencoder, split
 from scipy import sparse
-from sklearn.decomposition import TruncatedSVD
-from sklearn.neighbors import NearestNeighbors
 
 from scdx_scvi import SCDX
 from scdx_scvi.metrics import (
     auprc_per_feature,
     auroc_per_feature,
+    knn_prediction,
     log_cp10k,
+    mean_profile_prediction,
     pearson_per_cell,
     pearson_per_feature,
 )
 
 LABELS_KEY = "cell_type"
+#: The default of ``get_translated_modality``, and the sampling alternative.
+DEFAULT_METHOD = "learned, conditional mean (sampler='mean', 1 evaluation)"
+SAMPLE = {"sampler": "dpm++2m", "n_steps": 25}
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -84,42 +89,6 @@ def score(target: str, observed, predicted: np.ndarray) -> dict:
 def directions(mods: list[str]) -> list[tuple[str, str]]:
     other = "atac" if "atac" in mods else "protein"
     return [(other, "rna"), ("rna", other)]
-
-
-# ----------------------------------------------------------------------------- controls
-
-
-def normalised_target(x, target: str) -> sparse.csr_matrix:
-    """Training targets on the prediction scale: per 10k counts, or binary accessibility."""
-    x = sparse.csr_matrix(x, dtype=np.float64)
-    if target == "atac":
-        x.data = (x.data > 0).astype(np.float64)
-        return x
-    totals = np.asarray(x.sum(axis=1)).ravel()
-    return sparse.csr_matrix(sparse.diags(1e4 / np.maximum(totals, 1e-12)) @ x)
-
-
-def source_embedding(train_x, test_x, source: str, n_comps: int = 50):
-    """A 50-component SVD of the source (log1p CP10k counts, binarised ATAC), fitted on train."""
-
-    def prep(x):
-        if source == "atac":
-            x = sparse.csr_matrix(x, dtype=np.float64)
-            x.data = (x.data > 0).astype(np.float64)
-            return x
-        return log_cp10k(sparse.csr_matrix(x))
-
-    svd = TruncatedSVD(n_components=min(n_comps, train_x.shape[1] - 1), random_state=0)
-    return svd.fit_transform(prep(train_x)), svd.transform(prep(test_x))
-
-
-def knn_regression(train_source, train_target, test_source, source, target, k=15) -> np.ndarray:
-    train_emb, test_emb = source_embedding(train_source, test_source, source)
-    _, idx = NearestNeighbors(n_neighbors=k).fit(train_emb).kneighbors(test_emb)
-    rows = np.repeat(np.arange(len(idx)), k)
-    weights = sparse.csr_matrix((np.full(rows.size, 1 / k), (rows, idx.ravel())),
-                                shape=(len(idx), train_emb.shape[0]))  # fmt: skip
-    return np.asarray((weights @ normalised_target(train_target, target)).todense())
 
 
 # ----------------------------------------------------------------------------- peers
@@ -173,6 +142,7 @@ def scdx_model(data: md.MuData, args, condition_prob: float) -> SCDX:
     return SCDX(
         data, architecture=args.architecture, n_channels=args.n_channels,
         condition_prob=condition_prob, latent_scaling=args.latent_scaling,
+        prediction=args.prediction, denoiser=args.denoiser,
     )  # fmt: skip
 
 
@@ -197,7 +167,10 @@ def main() -> None:
     parser.add_argument("--ae-epochs", type=int, default=25)
     parser.add_argument("--diffusion-steps", type=int, default=4000)
     parser.add_argument("--condition-prob", type=float, default=0.5)
+    parser.add_argument("--lr", type=float, default=1e-4, help="diffusion learning rate")
     parser.add_argument("--latent-scaling", default="scalar", choices=["scalar", "per_dim"])
+    parser.add_argument("--prediction", default="epsilon", choices=["epsilon", "v"])
+    parser.add_argument("--denoiser", default="faithful", choices=["faithful", "improved"])
     parser.add_argument("--peer-epochs", type=int, default=100)
     parser.add_argument("--base-model", default=None, help="saved SCDX whose autoencoder is used")
     parser.add_argument("--peer-model", default=None, help="saved MultiVI")
@@ -205,7 +178,9 @@ def main() -> None:
     parser.add_argument("--n-zero-shot", type=int, default=256)
     parser.add_argument("--zero-shot-steps", type=int, default=1000)
     parser.add_argument(
-        "--skip", default="", help="comma list of: learned,mean5,controls,zero_shot,mosaic,peer"
+        "--skip",
+        default="",
+        help="comma list of: learned,sample,mean5,controls,zero_shot,mosaic,peer",
     )
     parser.add_argument("--save-dir", default=None, help="save the learned model here")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
@@ -250,22 +225,28 @@ def main() -> None:
         learned = scdx_model(train.copy(), args, condition_prob=args.condition_prob)
         share_autoencoder(base, learned)
         start = time.perf_counter()
-        learned.train_diffusion(max_steps=args.diffusion_steps, enable_progress_bar=False)
+        learned.train_diffusion(
+            max_steps=args.diffusion_steps, lr=args.lr, enable_progress_bar=False
+        )
         train_seconds = time.perf_counter() - start
         if args.save_dir:
             learned.save(Path(args.save_dir) / f"{args.dataset}_learned", overwrite=True)
     for source, target in directions(mods) if "learned" not in skip else ():
         run("SCDX-learned", source, target, test, via(learned, test, source, target),
-            train_seconds=train_seconds, method="learned dpm++2m 25")  # fmt: skip
+            train_seconds=train_seconds, method=DEFAULT_METHOD)  # fmt: skip
+        if "sample" not in skip:
+            run("SCDX-learned-sample", source, target, test,
+                via(learned, test, source, target, **SAMPLE),
+                method="learned dpm++2m 25")  # fmt: skip
         if "mean5" not in skip:
             run("SCDX-learned-mean5", source, target, test,
-                via(learned, test, source, target, n_samples=5),
+                via(learned, test, source, target, n_samples=5, **SAMPLE),
                 method="learned dpm++2m 25, mean of 5 samples")  # fmt: skip
 
     for source, target in directions(mods) if "controls" not in skip else ():
-        run("mean-profile", source, target, test, lambda t=target: np.repeat(
-            np.asarray(normalised_target(train[t].X, t).mean(0)), test.n_obs, axis=0))  # fmt: skip
-        run("kNN-regression", source, target, test, lambda s=source, t=target: knn_regression(
+        run("mean-profile", source, target, test, lambda t=target: mean_profile_prediction(
+            train[t].X, test.n_obs, t))  # fmt: skip
+        run("kNN-regression", source, target, test, lambda s=source, t=target: knn_prediction(
             train[s].X, train[t].X, test[s].X, s, t))  # fmt: skip
 
     if not {"zero_shot", "learned"} & skip:
@@ -273,6 +254,9 @@ def main() -> None:
         subset = test[np.sort(order)].copy()
         for source, target in directions(mods):
             run("SCDX-learned", source, target, subset, via(learned, subset, source, target),
+                method=DEFAULT_METHOD, subset=True)  # fmt: skip
+            run("SCDX-learned-sample", source, target, subset,
+                via(learned, subset, source, target, **SAMPLE),
                 method="learned dpm++2m 25", subset=True)  # fmt: skip
             for method in ("replacement", "guidance"):
                 fn = via(
@@ -290,12 +274,12 @@ def main() -> None:
         mosaic = scdx_model(data, args, condition_prob=args.condition_prob)
         start = time.perf_counter()
         mosaic.train(max_epochs=args.ae_epochs, max_steps_diffusion=args.diffusion_steps,
-                     enable_progress_bar=False)  # fmt: skip
+                     diffusion_kwargs={"lr": args.lr}, enable_progress_bar=False)  # fmt: skip
         train_seconds = time.perf_counter() - start
         for source, target in directions(mods):
             run("SCDX-learned-mosaic", source, target, test, via(mosaic, test, source, target),
                 train_seconds=train_seconds, hidden_share=float(hidden.mean()),
-                method="learned dpm++2m 25")  # fmt: skip
+                method=DEFAULT_METHOD)  # fmt: skip
     if "peer" not in skip:
         if "atac" in mods:
             start = time.perf_counter()

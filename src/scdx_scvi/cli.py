@@ -10,64 +10,34 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-
-logger = logging.getLogger("scdx_scvi")
-
-#: Dataset of ``scdx demo`` when ``--data`` is not given (found relative to the working directory).
-DEFAULT_DEMO_DATA = Path(
-    "../shared/data/neurips2021_bmmc_multiome_starter/neurips2021_bmmc_multiome_starter.h5mu"
-)
+from scdx_scvi._demo import DemoConfig, run_demo
 
 
-def _load_demo_data(path: Path | None):
-    import mudata as md
-    import scvi
-
-    if path is not None:
-        if not path.exists():
-            raise SystemExit(f"scdx demo: no such file: {path}")
-        return md.read_h5mu(path), path.name
-    if DEFAULT_DEMO_DATA.exists():
-        return md.read_h5mu(DEFAULT_DEMO_DATA), DEFAULT_DEMO_DATA.name
-    logger.info("%s not found; using scvi-tools' synthetic RNA+ATAC data.", DEFAULT_DEMO_DATA)
-    mdata = scvi.data.synthetic_iid(n_proteins=0, return_mudata=True)
-    return mdata, "scvi.data.synthetic_iid (RNA+ATAC)"
+def demo_config(args: argparse.Namespace) -> DemoConfig:
+    """Build the settings of the demo from the parsed ``scdx demo`` options."""
+    return DemoConfig(
+        data=args.data,
+        labels_key=args.labels_key,
+        out=args.out,
+        accelerator=args.accelerator,
+        seed=args.seed,
+        n_cells=args.n_cells,
+        n_genes=args.n_genes,
+        n_peaks=args.n_peaks,
+        n_proteins=args.n_proteins,
+        architecture=args.architecture,
+        n_channels=args.n_channels,
+        max_epochs=args.max_epochs,
+        diffusion_steps=args.diffusion_steps,
+        n_generate=args.n_generate,
+        progress=not args.no_progress,
+        figures=not args.no_figures,
+    )
 
 
 def demo(args: argparse.Namespace) -> int:
-    """Train the autoencoder on a small dataset and print held-out reconstruction metrics."""
-    import scvi
-
-    from scdx_scvi import SCDX
-    from scdx_scvi.metrics import reconstruction_scores
-
-    scvi.settings.seed = args.seed
-    mdata, name = _load_demo_data(args.data)
-    test = np.random.default_rng(0).random(mdata.n_obs) < 0.2
-    train, held_out = mdata[~test].copy(), mdata[test].copy()
-    print(f"data: {name}: {train.n_obs} training and {held_out.n_obs} held-out cells")
-    for mod, adata in mdata.mod.items():
-        print(f"  {mod}: {adata.n_vars} features")
-
-    SCDX.setup_mudata(train)
-    model = SCDX(train, architecture=args.architecture)
-    start = time.perf_counter()
-    model.train_autoencoder(max_epochs=args.max_epochs, accelerator=args.accelerator)
-    seconds = time.perf_counter() - start
-    print(f"trained {len(model.history['train_loss'])} epochs in {seconds:.1f} s")
-
-    nll = model.get_reconstruction_error(held_out)
-    scores = reconstruction_scores(
-        {m: held_out[mod].X for m, mod in model._modality_names.items()},
-        model.get_normalized_modalities(held_out, library_size=1e4),
-    )
-    print("\nheld-out reconstruction")
-    for key, value in {**nll, **scores}.items():
-        print(f"  {key:<32} {value:10.4f}" if isinstance(value, float) else f"  {key:<32} {value}")
-    if args.out is not None:
-        model.save(args.out, overwrite=True)
-        print(f"\nmodel saved to {args.out}")
+    """Run the end-to-end demo (see :func:`scdx_scvi._demo.run_demo`) with the parsed options."""
+    run_demo(demo_config(args), command=" ".join(["scdx", *args.argv]))
     return 0
 
 
@@ -330,6 +300,10 @@ def translate(args: argparse.Namespace) -> int:
 
 
 _EXAMPLES = {
+    "demo": """examples:
+  scdx demo
+  scdx demo --data multiome.h5mu --labels-key cell_type --out demo_multiome
+  scdx demo --max-epochs 200 --diffusion-steps 20000 --n-channels 128 --accelerator gpu""",
     "train": """examples:
   scdx train multiome.h5mu --out model --labels-key cell_type --batch-key batch
   scdx train cite.h5mu --out model --modalities rna=gex,protein=adt --rna-layer counts""",
@@ -345,14 +319,7 @@ _EXAMPLES = {
 def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(prog="scdx", description="scdx-scvi command line")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="train on a small dataset and report reconstruction")
-    p.add_argument("--data", type=Path, default=None, help="a paired .h5mu (default: demo set)")
-    p.add_argument("--max-epochs", type=int, default=100)
-    p.add_argument("--architecture", default="small", choices=["small", "default", "large"])
-    p.add_argument("--accelerator", default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path("demo_output/model"))
-    commands = {"demo": p}
+    commands: dict[str, argparse.ArgumentParser] = {}
 
     def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
         commands[name] = sub.add_parser(
@@ -371,6 +338,95 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
             choices=["auto", "cpu", "gpu"],
             help="device to run on (default: %(default)s, a GPU if there is one)",
         )
+
+    defaults = DemoConfig()
+    p = command(
+        "demo",
+        "run the end-to-end demo: train, generate, translate, score, report",
+        "Train SCDX on paired cells (simulated by default, or --data), generate new cells of "
+        "each cell type, translate held-out cells from one modality into the other in both "
+        "directions, score both against the held-out cells and two controls (kNN regression "
+        "and the mean profile), and write the model, the cells, figures, metrics.json and "
+        "report.md to --out. A fifth of the cells is held out (chosen with --seed).",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        metavar="FILE.h5mu",
+        help="paired MuData with raw counts: RNA and ATAC and/or protein (default: simulated "
+        "cells, see --n-cells)",
+    )
+    p.add_argument(
+        "--labels-key",
+        metavar="KEY",
+        help="obs column with cell types; generation is conditioned on it (default: cell_type "
+        "if the data has it)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=defaults.out,
+        metavar="DIR",
+        help="output folder; files of an earlier demo there are replaced (default: %(default)s)",
+    )
+    sizes = (
+        ("--n-cells", "n_cells", "simulated cells"),
+        ("--n-genes", "n_genes", "simulated genes"),
+        ("--n-peaks", "n_peaks", "simulated ATAC peaks"),
+    )
+    for flag, name, what in sizes:
+        p.add_argument(
+            flag,
+            type=_positive_int,
+            default=getattr(defaults, name),
+            metavar="N",
+            help=f"{what}, without --data (default: %(default)s)",
+        )
+    p.add_argument(
+        "--n-proteins",
+        type=int,
+        default=defaults.n_proteins,
+        metavar="N",
+        help="simulated proteins (a third modality), without --data (default: %(default)s)",
+    )
+    p.add_argument(
+        "--architecture",
+        default=defaults.architecture,
+        choices=["small", "default", "large"],
+        help="autoencoder size preset (default: %(default)s)",
+    )
+    p.add_argument(
+        "--n-channels",
+        type=_positive_int,
+        default=defaults.n_channels,
+        metavar="C",
+        help="base width of the diffusion U-Net (default: %(default)s; scdx train uses 128)",
+    )
+    p.add_argument(
+        "--max-epochs",
+        type=_positive_int,
+        default=defaults.max_epochs,
+        metavar="N",
+        help="maximum autoencoder epochs, with early stopping (default: %(default)s)",
+    )
+    p.add_argument(
+        "--diffusion-steps",
+        type=_positive_int,
+        default=defaults.diffusion_steps,
+        metavar="N",
+        help="maximum diffusion optimiser steps, with early stopping (default: %(default)s)",
+    )
+    p.add_argument(
+        "--n-generate",
+        type=_positive_int,
+        metavar="N",
+        help="cells to generate, with the held-out cell-type composition (default: as many as "
+        "the held-out cells)",
+    )
+    accelerator(p)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.add_argument("--no-figures", action="store_true", help="do not draw the figures")
 
     p = command(
         "train",
@@ -498,23 +554,25 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     )
     p.add_argument(
         "--sampler",
-        default="dpm++2m",
-        choices=["dpm++2m", "ddim", "ddpm"],
-        help="sampler of the learned method (default: %(default)s)",
+        default="mean",
+        choices=["mean", "dpm++2m", "ddim", "ddpm"],
+        help="learned method: mean = the conditional-mean estimate (one evaluation), or a "
+        "sampler that draws cells (default: %(default)s)",
     )
     p.add_argument(
         "--steps",
         type=_positive_int,
         metavar="N",
-        help="denoiser evaluations (default: 25 for learned, 1000 for the others)",
+        help="denoiser evaluations (default: 1 for mean, 25 for the learned samplers, "
+        "1000 for the zero-shot methods)",
     )
     p.add_argument(
         "--samples",
         type=_positive_int,
         default=1,
         metavar="N",
-        help="translations per cell; with more than one, X is their mean and "
-        "layers['variance'] their variance (default: %(default)s)",
+        help="sampled translations per cell (not with --sampler mean); with more than one, X is "
+        "their mean and layers['variance'] their variance (default: %(default)s)",
     )
     p.add_argument(
         "--layer",
@@ -541,11 +599,11 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser, commands = _build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     warnings.filterwarnings("ignore", category=FutureWarning)
-    if args.command == "demo":
-        return demo(args)
-    run = {"train": train, "generate": generate, "translate": translate}[args.command]
+    commands_run = {"demo": demo, "train": train, "generate": generate, "translate": translate}
+    run = commands_run[args.command]
     try:
         return run(args)
     except (CommandError, *_USER_ERRORS) as error:

@@ -15,7 +15,7 @@ from scipy import sparse
 from scdx_scvi import SCDX
 from scdx_scvi.data import pad_mosaic
 
-FAST = {"n_steps": 4, "seed": 0}
+FAST = {"sampler": "dpm++2m", "n_steps": 4, "seed": 0}
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_subset_of_modalities_to_the_rest(trained3):
 def test_methods_are_reproducible_with_a_seed(trained, method):
     model, mdata = trained
     query = _only(mdata, "atac")
-    kwargs = {"method": method, "n_steps": 5, "batch_size": 64}
+    kwargs = {"method": method, "n_steps": 5, "batch_size": 64, "sampler": "dpm++2m"}
     first = model.get_translated_modality(query, "atac", "rna", seed=3, **kwargs)
     again = model.get_translated_modality(query, "atac", "rna", seed=3, **kwargs)
     other = model.get_translated_modality(query, "atac", "rna", seed=4, **kwargs)
@@ -101,7 +101,7 @@ def test_methods_are_reproducible_with_a_seed(trained, method):
 def test_mean_sampler_is_one_deterministic_evaluation(trained):
     model, mdata = trained
     query = _only(mdata, "rna")
-    first = model.get_translated_modality(query, "rna", "atac", sampler="mean", seed=0)
+    first = model.get_translated_modality(query, "rna", "atac", seed=0)  # the default
     other = model.get_translated_modality(query, "rna", "atac", sampler="mean", seed=1)
     np.testing.assert_array_equal(first.X, other.X)
     settings = first.uns["scdx_translation"]
@@ -111,6 +111,8 @@ def test_mean_sampler_is_one_deterministic_evaluation(trained):
     moved = model.get_translated_modality(query[order].copy(), "rna", "atac", sampler="mean")
     np.testing.assert_allclose(moved.X, first.X[order], rtol=1e-4, atol=1e-6)
     assert np.ptp(first.X, axis=0).max() > 0
+    with pytest.raises(ValueError, match="n_samples"):
+        model.get_translated_modality(query, "rna", "atac", n_samples=2)
 
 
 def test_features_are_matched_by_name(trained, caplog):

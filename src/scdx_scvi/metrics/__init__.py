@@ -1,5 +1,6 @@
-"""Metrics on observed and predicted single-cell profiles."""
+"""Metrics on observed and predicted single-cell profiles, and simple translation controls."""
 
+from ._controls import knn_prediction, mean_profile_prediction
 from ._generation import (
     classifier_auc,
     energy_distance,
@@ -34,7 +35,9 @@ __all__ = [
     "foscttm",
     "generation_scores",
     "knn_label_transfer_accuracy",
+    "knn_prediction",
     "log_cp10k",
+    "mean_profile_prediction",
     "mixing_score",
     "mmd_rbf",
     "pca_projection",

@@ -63,7 +63,7 @@ class LatentDiffusionMixin:
         self,
         max_steps: int = 100_000,
         batch_size: int = 128,
-        lr: float = 1e-4,
+        lr: float = 1e-3,
         weight_decay: float = 1e-4,
         ema_decay: float = 0.9999,
         lr_decay: bool = True,
@@ -79,9 +79,12 @@ class LatentDiffusionMixin:
         The latents of every cell are computed once (in minibatches, without gradients), scaled
         with statistics of the training cells, and the denoiser is trained on the autoencoder's
         train/validation split with the DDPM objective. Defaults are the reference's (AdamW,
-        learning rate 1e-4 decayed linearly to 0, weight decay 1e-4, batch 128, EMA 0.9999),
-        except for the number of steps (the reference runs 800k steps and stops by hand; here
-        at most ``max_steps`` with early stopping on the EMA denoiser's validation loss). The
+        learning rate decayed linearly to 0, weight decay 1e-4, batch 128, EMA 0.9999), except
+        for the number of steps (the reference runs 800k steps and stops by hand; here at most
+        ``max_steps`` with early stopping on the EMA denoiser's validation loss) and the
+        learning rate (1e-3 instead of 1e-4: runs of thousands rather than hundreds of
+        thousands of steps, in which the denoiser must learn to use the source for the
+        learned translation). The
         per-label library-size priors used by :meth:`generate` are fitted on the training
         cells as well. History: ``model.diffusion_history``.
 
@@ -92,7 +95,7 @@ class LatentDiffusionMixin:
         batch_size
             Cells per minibatch.
         lr
-            AdamW learning rate.
+            AdamW learning rate (1e-4 in the reference).
         weight_decay
             AdamW weight decay.
         ema_decay

@@ -140,7 +140,7 @@ class TranslationMixin:
         source_modality: str | Sequence[str] = "rna",
         target_modality: str | Sequence[str] | None = "atac",
         method: TranslationMethod = "learned",
-        sampler: Literal["ddpm", "ddim", "dpm++2m", "mean"] = "dpm++2m",
+        sampler: Literal["mean", "dpm++2m", "ddim", "ddpm"] = "mean",
         n_steps: int | None = None,
         n_samples: int = 1,
         labels: str | Sequence[str] | None = None,
@@ -185,13 +185,15 @@ class TranslationMixin:
             ``"guidance"`` (plus the gradient of the source reconstruction error, scale
             ``guidance_strength``; one backward pass per step).
         sampler
-            Sampler of the ``"learned"`` method: ``"dpm++2m"`` (default), ``"ddim"`` or
-            ``"ddpm"`` draw samples of ``p(target | source)``; ``"mean"`` returns the
-            denoiser's estimate of the conditional mean latent in one evaluation
-            (:class:`~scdx_scvi.diffusion.MeanSampler`: deterministic, no diversity, the better
-            point estimate for imputation and correlation scores).
+            Sampler of the ``"learned"`` method. ``"mean"`` (default) returns the denoiser's
+            estimate of the conditional mean latent ``E[z_target | source]`` in one evaluation
+            (:class:`~scdx_scvi.diffusion.MeanSampler`): deterministic, the point estimate for
+            imputation and correlation-type analyses. ``"dpm++2m"``, ``"ddim"`` or ``"ddpm"``
+            draw samples of ``p(target | source)`` (realistic single cells with their
+            variability; ``n_samples > 1`` gives the uncertainty).
         n_steps
-            Denoiser evaluations (default: 25 for ``"learned"``, 1000 for the others).
+            Denoiser evaluations (default: 1 with ``sampler="mean"``, 25 for the other
+            samplers of ``"learned"``, 1000 for the zero-shot methods).
         n_samples
             Independent translations per cell. With more than one, ``X`` is their mean and
             ``layers["variance"]`` their per-cell, per-feature variance (the uncertainty).
@@ -260,6 +262,11 @@ class TranslationMixin:
             )
         if n_samples < 1:
             raise ValueError(f"n_samples must be at least 1, got {n_samples}.")
+        if method == "learned" and sampler == "mean" and n_samples > 1:
+            raise ValueError(
+                "sampler='mean' gives one deterministic estimate per cell; to draw several "
+                "samples (n_samples > 1) use a sampler such as sampler='dpm++2m'."
+            )
         if return_type not in ("anndata", "numpy"):
             raise ValueError(f"return_type must be 'anndata' or 'numpy', got {return_type!r}.")
         x, obs = self._query_sources(adata, sources, layer, indices)

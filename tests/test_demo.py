@@ -1,0 +1,272 @@
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from pathlib import Path
+
+import anndata as ad
+import matplotlib.image
+import mudata as md
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import SHARED_DATA
+
+from scdx_scvi import SCDX, cli
+from scdx_scvi._demo import (
+    DemoConfig,
+    generation_request,
+    run_demo,
+    split_cells,
+    translation_directions,
+    translation_scores,
+)
+from scdx_scvi.datasets import simulate_multiome
+from scdx_scvi.metrics import knn_prediction, log_cp10k, pearson_per_feature
+
+SIZES = {"n_cells": 160, "n_genes": 60, "n_peaks": 150}
+TINY_DEMO = {**SIZES, "max_epochs": 2, "diffusion_steps": 20, "n_channels": 16}
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """The demo run once on a tiny simulation, with what it printed."""
+    out = tmp_path_factory.mktemp("demo") / "demo_output"
+    config = DemoConfig(out=out, accelerator="cpu", progress=False, **TINY_DEMO)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        result = run_demo(config)
+    data, _ = simulate_multiome(**SIZES, seed=0)
+    held_out = data[split_cells(data.n_obs, 0)].copy()
+    train = data[~split_cells(data.n_obs, 0)].copy()
+    return result, printed.getvalue(), train, held_out
+
+
+def test_the_split_holds_out_a_fifth_at_random():
+    test = split_cells(1000, seed=3)
+    np.testing.assert_array_equal(test, np.random.default_rng(3).random(1000) < 0.2)
+    assert 150 < test.sum() < 250
+
+
+def test_demo_writes_every_output_and_they_load(demo_run):
+    result, _, train, held_out = demo_run
+    out = result.out
+    expected = [
+        "model/",
+        "generated.h5mu",
+        "translated_rna.h5ad",
+        "translated_atac.h5ad",
+        "figures/pearson_per_gene_scdx_vs_knn.png",
+        "figures/umap_atac.png",
+        "figures/umap_rna.png",
+        "metrics.json",
+        "report.md",
+    ]
+    assert result.files == expected
+    for name in expected:
+        assert (out / name).exists(), name
+
+    model = SCDX.load(out / "model", accelerator="cpu")
+    assert model.is_trained and model.is_diffusion_trained_
+    assert list(model.feature_names_["atac"]) == list(train["atac"].var_names)
+
+    generated = md.read_h5mu(out / "generated.h5mu")
+    assert generated.n_obs == held_out.n_obs  # the held-out cell types, as many cells
+    for mod in ("rna", "atac"):
+        assert list(generated[mod].var_names) == list(train[mod].var_names)
+    assert sorted(generated.obs["cell_type"].astype(str)) == sorted(
+        held_out.obs["cell_type"].astype(str)
+    )
+    assert set(np.unique(generated["atac"].X.toarray())) <= {0.0, 1.0}
+
+    for name in ("umap_rna", "umap_atac", "pearson_per_gene_scdx_vs_knn"):
+        image = matplotlib.image.imread(out / "figures" / f"{name}.png")
+        assert image.ndim == 3 and min(image.shape[:2]) > 300
+        assert image[..., :3].std() > 0.05  # something was drawn
+
+
+def test_translated_cells_have_the_training_features(demo_run):
+    result, _, train, held_out = demo_run
+    rna = ad.read_h5ad(result.out / "translated_rna.h5ad")
+    atac = ad.read_h5ad(result.out / "translated_atac.h5ad")
+    assert rna.shape == (held_out.n_obs, train["rna"].n_vars)
+    assert atac.shape == (held_out.n_obs, train["atac"].n_vars)
+    assert list(rna.var_names) == list(train["rna"].var_names)
+    assert list(atac.var_names) == list(train["atac"].var_names)
+    assert list(rna.obs_names) == list(held_out.obs_names)
+    assert rna.obs["cell_type"].tolist() == held_out.obs["cell_type"].tolist()
+    np.testing.assert_allclose(rna.X.sum(axis=1), 1e4, rtol=1e-3)  # per 10k counts
+    assert ((atac.X >= 0) & (atac.X <= 1)).all()  # probabilities
+    assert rna.uns["scdx_translation"]["source_modality"] == ["atac"]
+    assert atac.uns["scdx_translation"]["source_modality"] == ["rna"]
+
+
+def test_metrics_are_finite_and_match_the_outputs(demo_run):
+    result, _, train, held_out = demo_run
+    metrics = json.loads((result.out / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(result.metrics))
+    assert metrics["data"]["n_held_out"] == held_out.n_obs
+    assert metrics["data"]["n_train"] == train.n_obs
+    assert metrics["training"]["autoencoder_epochs"] == 2
+    assert metrics["training"]["diffusion_steps"] == 20
+
+    translation = metrics["translation"]
+    assert set(translation) == {"ATAC->RNA", "RNA->ATAC"}
+    methods = {"SCDX", "kNN regression", "mean profile"}
+    for entry in translation.values():
+        assert set(entry["scores"]) == methods
+        for scores in entry["scores"].values():
+            assert scores and all(math.isfinite(v) for v in scores.values())
+    rna, atac = translation["ATAC->RNA"]["scores"], translation["RNA->ATAC"]["scores"]
+    # a constant prediction: no per-gene correlation, chance-level AUROC and AUPRC
+    assert abs(rna["mean profile"]["pearson_per_gene"]) < 1e-9
+    assert atac["mean profile"]["auroc_per_peak"] == pytest.approx(0.5)
+    chance = translation["RNA->ATAC"]["auprc_chance"]
+    assert atac["mean profile"]["auprc_per_peak"] == pytest.approx(chance)
+
+    # the reported numbers are those of the files and of the controls
+    predicted = ad.read_h5ad(result.out / "translated_rna.h5ad").X
+    truth = log_cp10k(held_out["rna"].X)
+    scdx = pearson_per_feature(truth, np.log1p(predicted)).mean()
+    assert rna["SCDX"]["pearson_per_gene"] == pytest.approx(scdx)
+    knn = knn_prediction(train["atac"].X, train["rna"].X, held_out["atac"].X, "atac", "rna")
+    knn_score = pearson_per_feature(truth, np.log1p(knn)).mean()
+    assert rna["kNN regression"]["pearson_per_gene"] == pytest.approx(knn_score)
+
+    generation = metrics["generation"]
+    assert set(generation) == {"rna", "atac"}
+    for scores in generation.values():
+        assert set(scores) == {"SCDX", "training cells"}
+        for name in ("SCDX", "training cells"):
+            values = scores[name]
+            for key in ("mmd_rbf", "energy_distance", "classifier_auc", "mixing"):
+                assert math.isfinite(values[key]), key
+            assert values["n_real"] == held_out.n_obs
+            assert values["n_generated"] == held_out.n_obs
+            assert 0 <= values["classifier_auc"] <= 1 and 0 <= values["mixing"] <= 1
+
+
+def test_report_has_the_tables_with_both_controls(demo_run):
+    result, printed, _, _ = demo_run
+    report = (result.out / "report.md").read_text()
+    header = "| direction | metric | better | SCDX | kNN regression | mean profile |"
+    assert header in report
+    translation = result.metrics["translation"]
+    for direction, metric, key in (
+        ("ATAC->RNA", "Pearson per gene", "pearson_per_gene"),
+        ("ATAC->RNA", "Pearson per cell", "pearson_per_cell"),
+        ("RNA->ATAC", "AUROC per peak", "auroc_per_peak"),
+        ("RNA->ATAC", "AUPRC per peak", "auprc_per_peak"),
+    ):
+        scores = translation[direction]["scores"]
+        values = [f"{scores[m][key] + 0.0:.3f}".replace("-0.000", "0.000") for m in scores]
+        assert f"| {direction} | {metric} | higher | {' | '.join(values)} |" in report
+        assert metric in printed
+    assert "| modality | metric | better | SCDX generated | training cells |" in report
+    for metric in ("MMD (RBF kernel)", "energy distance", "real-vs-generated AUC", "kNN mixing"):
+        assert f"| RNA | {metric} |" in report and f"| ATAC | {metric} |" in report
+        assert f"- **{metric}**:" in report  # what it means
+    for figure in ("umap_rna", "umap_atac", "pearson_per_gene_scdx_vs_knn"):
+        assert f"](figures/{figure}.png)" in report
+    assert "simulate_multiome" in report and "held out" in report
+    assert "kNN regression" in printed and "mean profile" in printed
+
+
+def test_generation_request_follows_the_held_out_composition():
+    labels = pd.Series(["a"] * 5 + ["b"] * 3 + ["c"] * 2)
+    assert generation_request(labels, ["a", "b", "c"], None) == {"a": 5, "b": 3, "c": 2}
+    assert generation_request(labels, ["a", "b"], None) == {"a": 5, "b": 3}  # c is unknown
+    assert generation_request(labels, ["a", "b"], 4) == {"a": 3, "b": 1}  # 2.5, 1.5 rounded
+    assert sum(generation_request(labels, ["a", "b", "c"], 7).values()) == 7
+    assert generation_request(None, [], 12) == 12
+
+
+def test_translation_directions_and_protein_scores():
+    assert translation_directions({"rna": "rna", "atac": "atac"}) == [
+        ("atac", "rna"),
+        ("rna", "atac"),
+    ]
+    assert translation_directions({"rna": "rna", "atac": "atac", "protein": "adt"}) == [
+        ("atac", "rna"),
+        ("rna", "atac"),
+        ("protein", "rna"),
+        ("rna", "protein"),
+    ]
+    observed = np.array([[10, 0, 5], [0, 8, 2], [3, 1, 6]], dtype=np.float32)
+    perfect = observed / observed.sum(axis=1, keepdims=True) * 1e4
+    scores = translation_scores(observed, perfect, "protein")
+    assert scores["pearson_per_protein"] == pytest.approx(1.0)
+    assert scores["pearson_per_cell"] == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------ command line and errors
+
+
+def run(*argv) -> int:
+    try:
+        return cli.main([str(a) for a in argv])
+    except SystemExit as exit_:
+        return exit_.code
+
+
+@pytest.fixture(scope="module")
+def small_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "small.h5mu"
+    simulate_multiome(n_cells=40, n_genes=20, n_peaks=30, seed=1)[0].write_h5mu(path)
+    return path
+
+
+def _last_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
+
+
+def test_demo_with_a_missing_file(tmp_path, capsys):
+    missing = tmp_path / "nope.h5mu"
+    assert run("demo", "--data", missing, "--out", tmp_path / "out") == 2
+    assert _last_error_line(capsys) == f"scdx demo: error: no such file: {missing}"
+
+
+def test_demo_with_a_wrong_labels_key(small_file, tmp_path, capsys):
+    assert run("demo", "--data", small_file, "--labels-key", "celltype", "--out", tmp_path) == 2
+    line = _last_error_line(capsys)
+    assert line.startswith("scdx demo: error: small.h5mu has no obs column 'celltype'")
+    assert "cell_type" in line and "batch" in line  # the columns it has
+
+
+def test_demo_with_a_file_without_atac_or_protein(small_file, tmp_path, capsys):
+    mdata = md.read_h5mu(small_file)
+    rna_only = md.MuData({"rna": mdata["rna"], "spliced": mdata["rna"].copy()})
+    path = tmp_path / "rna_only.h5mu"
+    rna_only.write_h5mu(path)
+    assert run("demo", "--data", path, "--out", tmp_path / "out") == 2
+    line = _last_error_line(capsys)
+    assert "needs an RNA modality and an ATAC (or protein) modality" in line
+    assert "['rna', 'spliced']" in line
+
+
+def test_demo_with_a_file_that_is_not_h5mu(tmp_path, capsys):
+    path = tmp_path / "cells.h5mu"
+    path.write_text("cell,gene\n")
+    assert run("demo", "--data", path, "--out", tmp_path / "out") == 2
+    assert _last_error_line(capsys).startswith(f"scdx demo: error: cannot read {path}")
+
+
+def test_demo_options_reach_the_settings(tmp_path):
+    parser, _ = cli._build_parser()
+    data = SHARED_DATA / "snareseq_mop" / "snareseq_mop.h5mu"
+    args = parser.parse_args(
+        ["demo", "--data", str(data), "--labels-key", "cell_type", "--out", str(tmp_path),
+         "--max-epochs", "7", "--diffusion-steps", "30", "--n-generate", "50", "--seed", "4",
+         "--accelerator", "cpu", "--no-progress"]
+    )  # fmt: skip
+    config = cli.demo_config(args)
+    assert config.data == data and config.labels_key == "cell_type" and config.out == tmp_path
+    assert (config.max_epochs, config.diffusion_steps, config.n_generate) == (7, 30, 50)
+    assert config.seed == 4 and config.accelerator == "cpu" and not config.progress
+    defaults = cli.demo_config(parser.parse_args(["demo"]))
+    assert defaults == DemoConfig()
+    assert defaults.out == Path("demo_output") and defaults.data is None
