@@ -4,14 +4,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.scdx-installed
 
-.PHONY: install demo test lint format clean
+.PHONY: install demo test lint format docs tutorials clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first: 2.13.0 resolves to the local CPU build here and to the CUDA build on GPU hosts.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -30,5 +30,14 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks tutorials
 	$(BIN)/ruff format src tests benchmarks tutorials
 
+# HTML documentation in docs/_build/html; warnings are errors.
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+# Execute every tutorial script with the full settings and rewrite its stored notebook
+# (jupytext, nbclient and ipykernel come with the docs extra).
+tutorials: $(STAMP)
+	$(BIN)/python tutorials/build.py
+
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache .ruff_cache
+	rm -rf $(VENV) demo_output .pytest_cache .ruff_cache docs/_build docs/generated docs/tutorials
