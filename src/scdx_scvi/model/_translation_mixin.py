@@ -271,8 +271,8 @@ class TranslationMixin:
             raise ValueError(f"return_type must be 'anndata' or 'numpy', got {return_type!r}.")
         x, obs = self._query_sources(adata, sources, layer, indices)
         codes = self._query_labels(labels, obs)
-        mean = method == "learned" and sampler == "mean"
-        n_steps = 1 if mean else n_steps or DEFAULT_TRANSLATION_STEPS[method]
+        one_step = method == "learned" and sampler == "mean"
+        n_steps = 1 if one_step else n_steps or DEFAULT_TRANSLATION_STEPS[method]
         seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else int(seed)
         diffusion_batch, decoder_batch = self._generation_batch(batch)
         n_cells = len(obs)
