@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -32,6 +35,17 @@ def split(mdata: md.MuData) -> tuple[md.MuData, md.MuData]:
     return mdata[~test].copy(), mdata[test].copy()
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def provenance(script: str) -> dict:
     """The command, commit and hardware of this run."""
     commit = subprocess.run(
@@ -41,8 +55,8 @@ def provenance(script: str) -> dict:
     return {
         "command": f"python benchmarks/{script} " + " ".join(sys.argv[1:]),
         "commit": commit,
-        "hardware": f"{platform.processor() or platform.machine()}, {device}, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}, "
+        "hardware": f"{_cpu_name()} ({os.cpu_count()} logical cores), {device}, "
+        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, "
         f"scvi-tools {scvi.__version__}",
     }
 
@@ -84,11 +98,31 @@ def rss_mib() -> float:
     return float("nan")
 
 
+try:
+    _LIBC = ctypes.CDLL("libc.so.6")
+except OSError:  # not glibc
+    _LIBC = None
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap memory back to the system (glibc ``malloc_trim``).
+
+    Called before each measurement, so that its peak does not hide in memory freed earlier.
+    """
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
+        _LIBC.malloc_trim(0)
+
+
 def measured(fn):
     """Run ``fn``; return its result, the seconds and the peak memory above the start (MiB).
 
-    On a GPU the peak is the allocator's; on the CPU the resident set size is polled.
+    Freed memory is first handed back to the system (:func:`release_memory`). On a GPU the
+    peak is the allocator's; on the CPU the resident set size is polled.
     """
+    release_memory()
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.synchronize()

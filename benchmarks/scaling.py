@@ -24,8 +24,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import resource
 import warnings
 from pathlib import Path
@@ -36,7 +34,7 @@ import numpy as np
 import pandas as pd
 import scvi
 import torch
-from _common import RESULTS, Results, measured, provenance, rss_mib
+from _common import RESULTS, Results, measured, provenance, release_memory, rss_mib
 from scipy import sparse
 
 from scdx_scvi import SCDX
@@ -47,11 +45,6 @@ MIB = 2**20
 RNA_CHUNK_VALUES = 2**22
 #: Sampled ATAC entries per chunk of simulated ATAC.
 ATAC_CHUNK_VALUES = 2**23
-
-try:
-    _LIBC = ctypes.CDLL("libc.so.6")
-except OSError:  # not glibc
-    _LIBC = None
 
 
 def cell_types(n_cells: int, n_types: int, rng: np.random.Generator) -> np.ndarray:
@@ -173,18 +166,6 @@ def sparse_mib(x: sparse.csr_matrix) -> float:
     return (x.data.nbytes + x.indices.nbytes + x.indptr.nbytes) / MIB
 
 
-def release_memory() -> None:
-    """Collect garbage and hand freed heap memory back to the system (glibc ``malloc_trim``).
-
-    Called before each phase, so that its peak does not hide in memory freed by the last one.
-    """
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
-        _LIBC.malloc_trim(0)
-
-
 def max_rss_mib() -> float:
     """High-water mark of the process's resident set (MiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -261,7 +242,6 @@ def main() -> None:
             ),
         }  # fmt: skip
         for phase, fn in phases.items():
-            release_memory()
             out, seconds, peak = measured(fn)
             n = args.n_generate if phase == "generate" else args.n_cells
             row = {"phase": phase, **common, "seconds": seconds, "peak_mib": peak,

@@ -1,0 +1,381 @@
+"""The Markdown page and PNG figures of ``run.py``: tables, ratios to the peer, where SCDX loses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+SCDX = "SCDX"
+DISPLAY = {"rna": "RNA", "atac": "ATAC", "protein": "protein"}
+
+#: (key, column title, better): ``"high"``, ``"low"`` or ``"half"`` (closest to 0.5).
+TRANSLATION_COLUMNS = {
+    "atac": [
+        ("auroc_per_peak", "per-peak AUROC", "high"),
+        ("auprc_per_peak", "per-peak AUPRC", "high"),
+        ("auroc_flat", "flat AUROC", "high"),
+        ("auprc_flat", "flat AUPRC", "high"),
+    ],
+    "counts": [
+        ("pearson_per_feature", "Pearson per feature", "high"),
+        ("pearson_per_cell", "Pearson per cell", "high"),
+        ("pearson_overall", "Pearson overall", "high"),
+        ("spearman_per_feature", "Spearman per feature", "high"),
+        ("spearman_per_cell", "Spearman per cell", "high"),
+        ("rmse", "RMSE", "low"),
+    ],
+    "space": [
+        ("foscttm", "FOSCTTM", "low"),
+        ("label_accuracy", "label accuracy", "high"),
+    ],
+}
+GENERATION_COLUMNS = [
+    ("mmd_rbf", "MMD", "low"),
+    ("energy_distance", "energy distance", "low"),
+    ("classifier_auc", "RF AUC", "half"),
+    ("mixing", "mixing", "high"),
+    ("label_accuracy", "label recovery", "high"),
+    ("mmd_rbf_per_type_median", "MMD per type (median)", "low"),
+]
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _scatter_groups(ax, xy: np.ndarray, groups: np.ndarray, colours: dict | None = None) -> None:
+    from matplotlib import colormaps
+
+    names = sorted(set(groups), key=lambda g: (g != "real (held out)", g))
+    cmap = colormaps["tab20" if len(names) > 10 else "tab10"]
+    for i, name in enumerate(names):
+        colour = (colours or {}).get(name, cmap(i % cmap.N))
+        inside = groups == name
+        ax.scatter(*xy[inside].T, s=4, color=colour, label=name, alpha=0.6, linewidths=0)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _umap(*parts: np.ndarray) -> np.ndarray:
+    import anndata as ad
+    import scanpy as sc
+
+    pooled = ad.AnnData(np.zeros((sum(len(p) for p in parts), 0), np.float32))
+    pooled.obsm["X_pca"] = np.concatenate(parts)
+    sc.pp.neighbors(pooled, use_rep="X_pca", n_neighbors=15)
+    sc.tl.umap(pooled, random_state=0)
+    return pooled.obsm["X_umap"]
+
+
+def plot_umaps(embeddings: dict, labels: dict | None, folder: Path) -> list[Path]:
+    """One PNG per modality: a UMAP of the held-out cells with each other set, and types.
+
+    Each panel has its own UMAP of the held-out cells pooled with one set, so a set far from
+    the real cells does not squeeze the others; the last panel colours the SCDX panel by type.
+
+    Parameters
+    ----------
+    embeddings
+        ``{modality: {set name: cells x PCs}}`` in one PCA per modality; the first set is the
+        real held-out cells.
+    labels
+        ``{"real (held out)": types, "SCDX": types}``, or ``None``.
+    folder
+        Where ``umap_<modality>.png`` is written.
+    """
+    from matplotlib.figure import Figure
+
+    files = []
+    for m, sets in embeddings.items():
+        real_name, *others = list(sets)
+        real = sets[real_name]
+        panels = len(others) + (labels is not None)
+        fig = Figure(figsize=(4.6 * panels, 4.4))
+        axes = fig.subplots(1, panels, squeeze=False)[0]
+        for ax, name in zip(axes, others, strict=False):
+            xy = _umap(real, sets[name])
+            origin = np.array([real_name] * len(real) + [name] * len(sets[name]))
+            _scatter_groups(ax, xy, origin, {real_name: "#1f77b4", name: "#ff7f0e"})
+            ax.set_title(f"{DISPLAY[m]}: held-out vs {name}", fontsize=9)
+            ax.legend(markerscale=3, frameon=False, fontsize=7, loc="best")
+            if name == SCDX and labels is not None:
+                _scatter_groups(axes[-1], xy, np.concatenate([labels[real_name], labels[SCDX]]))
+                axes[-1].set_title(f"{DISPLAY[m]}: cell types, held-out and SCDX", fontsize=9)
+        fig.tight_layout()
+        path = folder / f"umap_{m}.png"
+        fig.savefig(path, dpi=100)
+        files.append(path)
+    return files
+
+
+def plot_feature_scatter(scores: dict[str, np.ndarray], direction: str, folder: Path) -> Path:
+    """Per-feature score of SCDX against each non-SCDX predictor, one panel each.
+
+    Parameters
+    ----------
+    scores
+        ``{predictor: per-feature score}`` (Pearson per gene/protein, AUROC per peak).
+    direction
+        ``"source->target"``.
+    folder
+        Where ``per_feature_<source>_to_<target>.png`` is written.
+    """
+    from matplotlib.figure import Figure
+
+    source, target = direction.split("->")
+    metric = "AUROC per peak" if target == "atac" else f"Pearson per {_unit(target)}"
+    others = [name for name in scores if not name.startswith(SCDX) and name != "mean profile"]
+    fig = Figure(figsize=(4.4 * len(others), 4.3))
+    axes = fig.subplots(1, len(others), squeeze=False)[0]
+    y = scores[SCDX]
+    for ax, name in zip(axes, others, strict=True):
+        x = scores[name]
+        ok = np.isfinite(x) & np.isfinite(y)
+        ax.scatter(x[ok], y[ok], s=3, alpha=0.35, linewidths=0, color="#2a6f97", rasterized=True)
+        low = float(min(x[ok].min(), y[ok].min()))
+        high = float(max(x[ok].max(), y[ok].max()))
+        ax.plot([low, high], [low, high], color="grey", lw=1, ls="--")
+        wins = int((y[ok] > x[ok]).sum())
+        ax.set_xlabel(f"{name}: {metric}")
+        ax.set_ylabel(f"SCDX: {metric}")
+        ax.set_title(
+            f"{DISPLAY[source]} → {DISPLAY[target]}: SCDX higher on {wins:,} of {ok.sum():,}",
+            fontsize=9,
+        )
+    fig.tight_layout()
+    path = folder / f"per_feature_{source}_to_{target}.png"
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def _unit(target: str) -> str:
+    return {"rna": "gene", "protein": "protein", "atac": "peak"}[target]
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "—"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    return f"{value:.{digits}f}"
+
+
+def _quality(value: float, better: str) -> float:
+    """A number where larger is better."""
+    return {"high": value, "low": -value, "half": -abs(value - 0.5)}[better]
+
+
+def _table(rows: list[dict], columns: list[tuple[str, str, str]], extra: list[str]) -> str:
+    """A Markdown table with the best value of each metric column in bold (controls included,
+    the real-cell ceiling excluded)."""
+    columns = [c for c in columns if any(c[0] in r for r in rows)]
+    best = {}
+    for key, _, better in columns:
+        values = [
+            _quality(r[key], better)
+            for r in rows
+            if r.get(key) is not None and np.isfinite(r[key]) and not r["model"].startswith("real")
+        ]
+        best[key] = max(values) if values else None
+    head = ["model", *(title for _, title, _ in columns), *extra]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["model"]]
+        for key, _, better in columns:
+            text = _fmt(r.get(key))
+            ceiling = r["model"].startswith("real")
+            if r.get(key) is not None and not ceiling and _quality(r[key], better) == best[key]:
+                text = f"**{text}**"
+            cells.append(text)
+        cells += [_extra(r, e) for e in extra]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _extra(row: dict, key: str) -> str:
+    if key == "cells/s":
+        if row.get("includes_training"):
+            return "— (trains)"
+        return _fmt(row.get("cells_per_second"), 1)
+    if key == "peak MiB":
+        return _fmt(row.get("peak_mib"), 0)
+    return ""
+
+
+def _ratio(a, b) -> str:
+    if a is None or b is None or not b:
+        return "—"
+    return f"{a / b:.2f}×"
+
+
+def _cost_table(payload: dict) -> str:
+    peer = payload["peer"]
+    training = {r["model"]: r for r in payload.get("training", [])}
+    rows = payload["results"]
+
+    def pick(task, model, **where):
+        for r in rows:
+            if (
+                r["task"] == task
+                and r["model"].startswith(model)
+                and all(r.get(k) == v for k, v in where.items())
+            ):
+                return r
+        return {}
+
+    lines = [f"| measure | SCDX | {peer} | SCDX / {peer} |", "|---|---|---|---|"]
+
+    def line(title, a, b, digits=1):
+        lines.append(f"| {title} | {_fmt(a, digits)} | {_fmt(b, digits)} | {_ratio(a, b)} |")
+
+    line("training wall-clock (s)", training[SCDX].get("seconds"), training[peer].get("seconds"))
+    line("training peak memory (MiB)", training[SCDX].get("peak_mib"),
+         training[peer].get("peak_mib"))  # fmt: skip
+    for direction in dict.fromkeys(r["direction"] for r in rows if r["task"] == "translation"):
+        a, b = (
+            pick("translation", SCDX, direction=direction),
+            pick("translation", peer, direction=direction),
+        )
+        if b.get("includes_training"):
+            b = {}
+        pretty = _arrow(direction)
+        line(f"translation {pretty} (cells/s)", a.get("cells_per_second"),
+             b.get("cells_per_second"))  # fmt: skip
+        line(f"translation {pretty} peak memory (MiB)", a.get("peak_mib"), b.get("peak_mib"))
+    first = next(r["modality"] for r in rows if r["task"] == "generation")
+    a, b = pick("generation", SCDX, modality=first), pick("generation", peer, modality=first)
+    line("generation (cells/s; peer: posterior samples)", a.get("cells_per_second"),
+         b.get("cells_per_second"))  # fmt: skip
+    line("generation peak memory (MiB)", a.get("peak_mib"), b.get("peak_mib"))
+    return "\n".join(lines)
+
+
+def _arrow(direction: str) -> str:
+    source, target = direction.split("->")
+    return f"{DISPLAY[source]} → {DISPLAY[target]}"
+
+
+def _losses(payload: dict) -> list[str]:
+    """Every metric on which SCDX's default is beaten by the peer or a control."""
+    out = []
+    rows = payload["results"]
+    for r in rows:
+        if r["model"] != SCDX:
+            continue
+        if r["task"] == "translation":
+            target = r["direction"].split("->")[1]
+            columns = TRANSLATION_COLUMNS["atac" if target == "atac" else "counts"]
+            columns = columns + TRANSLATION_COLUMNS["space"]
+            rivals = [x for x in rows if x["task"] == "translation" and x["direction"] ==
+                      r["direction"] and not x["model"].startswith(SCDX)]  # fmt: skip
+            where = _arrow(r["direction"])
+        else:
+            columns = GENERATION_COLUMNS
+            rivals = [x for x in rows if x["task"] == "generation" and x["modality"] ==
+                      r["modality"] and x["model"].startswith(payload["peer"])]  # fmt: skip
+            where = f"generation, {DISPLAY[r['modality']]}"
+        for key, title, better in columns:
+            if r.get(key) is None or not np.isfinite(r[key]):
+                continue
+            beaten = [
+                x for x in rivals
+                if x.get(key) is not None and _quality(x[key], better) > _quality(r[key], better)
+            ]  # fmt: skip
+            if beaten:
+                top = max(beaten, key=lambda x, k=key, b=better: _quality(x[k], b))
+                out.append(
+                    f"{where}, {title}: SCDX {_fmt(r[key])}, {top['model']} {_fmt(top[key])}"
+                )
+    return out
+
+
+# ----------------------------------------------------------------------------- page
+
+
+def write_page(payload: dict, figures: list[Path], path: Path) -> Path:
+    """Write the Markdown page of one benchmark run."""
+    settings, peer = payload["settings"], payload["peer"]
+    rel = {f.name: f"{path.stem}/{f.name}" for f in figures}
+    features = ", ".join(f"{n:,} {DISPLAY[m]}" for m, n in payload["n_features"].items())
+    rows = payload["results"]
+    lines = [
+        f"# {payload['dataset']}",
+        "",
+        f"Generated by `{payload['command']}` on {payload['date']} at commit "
+        f"`{payload['commit']}` ({payload['hardware']}); raw results: "
+        f"`{payload['results_file']}`.",
+        "",
+        f"{payload['n_train']:,} training and {payload['n_test']:,} held-out cells "
+        f"(`np.random.default_rng(0).random(n_obs) < 0.2`), {features} features. Every model "
+        f"was fitted on the same training cells in the same process. SCDX: "
+        f'`architecture="{settings["architecture"]}"`, {settings["ae_epochs"]} autoencoder '
+        f"epochs, the faithful DCA U-Net with C = {settings['n_channels']}, "
+        f"{settings['diffusion_steps']:,} diffusion steps at lr {settings['lr']:g}, "
+        f'`latent_scaling="{settings["latent_scaling"]}"`, other options at the package '
+        f"defaults. {peer}: {settings['peer_epochs']} epochs, defaults. Controls: kNN "
+        "regression (k = 15, 50-component SVD of the source) and the training mean profile.",
+        "",
+        "## Cost",
+        "",
+        _cost_table(payload),
+        "",
+        "## Translation of held-out cells",
+        "",
+        "Each test cell's source modality alone is translated. `SCDX` is the default "
+        '(`sampler="mean"`, the denoiser\'s conditional-mean estimate, one evaluation); '
+        "`SCDX, one sample` draws one cell (DPM-Solver++, 25 steps). FOSCTTM and label "
+        "accuracy are computed in a PCA of the training cells' target modality; the label "
+        "accuracy of the measured target cells is "
+        + ", ".join(
+            f"{_fmt(r['label_accuracy_measured'])} ({_arrow(r['direction'])})"
+            for r in rows
+            if r["task"] == "translation" and r["model"] == SCDX and "label_accuracy_measured" in r
+        )
+        + ". FOSCTTM is not defined for a constant prediction (the mean profile), whose "
+        "distances all tie. Best value per column in bold.",
+        "",
+    ]
+    for direction in dict.fromkeys(r["direction"] for r in rows if r["task"] == "translation"):
+        target = direction.split("->")[1]
+        subset = [r for r in rows if r["task"] == "translation" and r["direction"] == direction]
+        columns = TRANSLATION_COLUMNS["atac" if target == "atac" else "counts"]
+        lines += [
+            f"### {_arrow(direction)}",
+            "",
+            _table(subset, columns + TRANSLATION_COLUMNS["space"], ["cells/s", "peak MiB"]),
+            "",
+        ]
+        name = f"per_feature_{direction.replace('->', '_to_')}.png"
+        if name in rel:
+            lines += [f"![per-feature scores, {_arrow(direction)}]({rel[name]})", ""]
+    lines += [
+        "## Generation",
+        "",
+        f"SCDX generates as many cells of each type as the test set has (DPM-Solver++, "
+        f"{settings['generation_steps']} steps); {peer}'s posterior samples of the test cells "
+        "(z ~ q(z | x), counts from its likelihoods) see the test cells themselves; real "
+        "training cells with the test set's composition show what a perfect generator would "
+        "score. All sets are compared with the held-out cells in a PCA fitted on them (log1p "
+        f"CP10k, ATAC binarised, {settings['n_comps']} components). RF AUC: 0.5 is ideal.",
+        "",
+    ]
+    for m in payload["n_features"]:
+        subset = [r for r in rows if r["task"] == "generation" and r["modality"] == m]
+        lines += [
+            f"### {DISPLAY[m]}",
+            "",
+            _table(subset, GENERATION_COLUMNS, ["cells/s", "peak MiB"]),
+            "",
+        ]
+        if f"umap_{m}.png" in rel:
+            lines += [f"![UMAP of real and generated {DISPLAY[m]}]({rel[f'umap_{m}.png']})", ""]
+    losses = _losses(payload)
+    lines += ["## Where SCDX loses", ""]
+    lines += [f"- {loss}" for loss in losses] or ["SCDX is best or tied on every metric."]
+    path.write_text("\n".join(lines) + "\n")
+    return path
