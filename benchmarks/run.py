@@ -302,8 +302,9 @@ def composition_sample(train: md.MuData, labels, composition: dict[str, int]) ->
 def run_generation(scdx, peer, train, test, mods, labels_key, args, record) -> dict:
     """Score SCDX's generated cells, the peer's samples and real cells; return PCs for UMAPs."""
     train_labels, test_labels = labels_of(train, labels_key), labels_of(test, labels_key)
-    if labels_key:
-        names, counts = np.unique(test_labels, return_counts=True)
+    if labels_key:  # types without training cells cannot be asked for
+        known = test_labels[np.isin(test_labels, train_labels)]
+        names, counts = np.unique(known, return_counts=True)
         composition = {str(k): int(n) for k, n in zip(names, counts, strict=True)}
         request = {"labels": composition}
     else:

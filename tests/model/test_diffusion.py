@@ -108,6 +108,14 @@ def test_generation_errors():
         model.generate(labels={"T cell": 3})
     with pytest.raises(ValueError, match="Give `n_cells`"):
         model.generate()
+    counts = model.module.label_counts.clone()
+    model.module.label_counts[1] = 0  # a category of the column that no training cell had
+    try:
+        with pytest.raises(ValueError, match=r"No training cell has label\(s\) \['label_1'\]"):
+            model.generate(labels={"label_0": 2, "label_1": 1})
+        assert model.generate(labels={"label_0": 2}, n_steps=2).n_obs == 2
+    finally:
+        model.module.label_counts.copy_(counts)
     with pytest.raises(ValueError, match="asks for 2 cells"):
         model.generate(n_cells=3, labels=["label_0", "label_1"])
     with pytest.raises(ValueError, match="valid|Unknown sampler|sampler"):

@@ -163,6 +163,13 @@ def test_registered_cells_indices_and_labels(trained):
     assert not any(c.startswith("_scvi") for c in out.obs.columns)
     with pytest.raises(ValueError, match="Unknown label"):
         model.get_translated_modality(_only(mdata, "rna"), labels=["nope"] * mdata.n_obs)
+    counts = model.module.label_counts.clone()
+    model.module.label_counts[0] = 0  # a category of the column that no training cell had
+    try:
+        with pytest.raises(ValueError, match="No training cell has label"):
+            model.get_translated_modality(indices=[0, 1], labels=["label_0", "label_1"], **FAST)
+    finally:
+        model.module.label_counts.copy_(counts)
 
 
 def test_errors(trained, trained3):

@@ -201,7 +201,20 @@ class LatentDiffusionMixin:
         lookup = {str(c): i for i, c in enumerate(categories)}
         if n_cells is not None and n_cells != len(names):
             raise ValueError(f"`n_cells`={n_cells} but `labels` asks for {len(names)} cells.")
-        return np.array([lookup[str(n)] for n in names], dtype=int), categories
+        codes = np.array([lookup[str(n)] for n in names], dtype=int)
+        self._check_trained_labels(codes, categories)
+        return codes, categories
+
+    def _check_trained_labels(self, codes: np.ndarray, categories: list) -> None:
+        """Refuse labels that no training cell had: the model never learned them."""
+        counts = self.module.label_counts.cpu().numpy()
+        untrained = sorted({str(categories[c]) for c in np.unique(codes) if counts[c] == 0})
+        if untrained:
+            raise ValueError(
+                f"No training cell has label(s) {untrained} (they are categories of the "
+                "labels column only), so the model never learned them: leave them out, or "
+                "train with cells of these types."
+            )
 
     def _categories(self, registry_key: str) -> list:
         """Categories of a registered categorical field, read from the saved registry."""

@@ -132,7 +132,9 @@ class TranslationMixin:
         unknown = sorted(set(labels) - set(categories))
         if unknown:
             raise ValueError(f"Unknown label(s) {unknown[:5]}; the model knows {categories}.")
-        return pd.Categorical(labels, categories=categories).codes.astype(np.int64)
+        codes = pd.Categorical(labels, categories=categories).codes.astype(np.int64)
+        self._check_trained_labels(codes, categories)
+        return codes
 
     def get_translated_modality(
         self,

@@ -1,0 +1,66 @@
+"""Smoke runs of the benchmark scripts (``--quick``) on the small shared data sets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+DATA = BENCHMARKS.parents[1] / "shared" / "data"
+
+
+def run_script(script: str, *args: str) -> None:
+    subprocess.run([sys.executable, str(BENCHMARKS / script), *args], check=True, cwd=BENCHMARKS)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "other", "peer"),
+    [
+        ("neurips2021_bmmc_multiome_starter", "atac", "MultiVI"),
+        ("neurips2021_bmmc_cite_starter", "protein", "totalVI"),
+    ],
+)
+def test_run_writes_results_page_and_figures(tmp_path, dataset, other, peer):
+    if not (DATA / dataset).exists():
+        pytest.skip(f"{DATA / dataset} is not present")
+    run_script("run.py", "--quick", "--dataset", dataset, "--out", str(tmp_path))
+
+    payload = json.loads((tmp_path / f"benchmark_{dataset}.json").read_text())
+    assert payload["peer"] == peer
+    assert {r["model"] for r in payload["training"]} == {"SCDX", peer}
+    assert all(r["seconds"] > 0 for r in payload["training"])
+    rows = payload["results"]
+    for direction in (f"{other}->rna", f"rna->{other}"):
+        models = {r["model"] for r in rows if r.get("direction") == direction}
+        assert {"SCDX", "SCDX, one sample", "kNN regression", "mean profile"} <= models
+    # totalVI does not translate protein -> RNA; every other pairing has the peer
+    assert peer in {r["model"] for r in rows if r.get("direction") == f"rna->{other}"}
+    for m in ("rna", other):
+        models = {r["model"] for r in rows if r.get("modality") == m}
+        assert models == {"SCDX", f"{peer} posterior samples", "real training cells"}
+        scdx = next(r for r in rows if r.get("modality") == m and r["model"] == "SCDX")
+        assert 0 <= scdx["classifier_auc"] <= 1 and scdx["cells_per_second"] > 0
+
+    page = (tmp_path / f"{dataset}.md").read_text()
+    assert f"| measure | SCDX | {peer} | SCDX / {peer} |" in page
+    assert "## Where SCDX loses" in page
+    figures = sorted(p.name for p in (tmp_path / dataset).glob("*.png"))
+    assert figures == sorted(
+        ["umap_rna.png", f"umap_{other}.png", f"per_feature_{other}_to_rna.png",
+         f"per_feature_rna_to_{other}.png"]
+    )  # fmt: skip
+    for name in figures:
+        assert f"]({dataset}/{name})" in page
+
+
+def test_scaling_quick(tmp_path):
+    out = tmp_path / "scaling.json"
+    run_script("scaling.py", "--quick", "--out", str(out))
+    rows = json.loads(out.read_text())["results"]
+    assert [r["phase"] for r in rows] == ["autoencoder", "diffusion", "generate"]
+    assert all(r["peak_mib"] >= 0 and r["seconds"] > 0 for r in rows)
+    assert rows[-1]["n_generated"] == 500
