@@ -301,6 +301,8 @@ def write_page(payload: dict, figures: list[Path], path: Path) -> Path:
     """Write the Markdown page of one benchmark run."""
     settings, peer = payload["settings"], payload["peer"]
     rel = {f.name: f"{path.stem}/{f.name}" for f in figures}
+    trained = {r["model"]: r for r in payload.get("training", [])}
+    epochs = trained.get(peer, {}).get("epochs", settings["peer_epochs"])
     features = ", ".join(f"{n:,} {DISPLAY[m]}" for m, n in payload["n_features"].items())
     rows = payload["results"]
     lines = [
@@ -317,7 +319,7 @@ def write_page(payload: dict, figures: list[Path], path: Path) -> Path:
         f"epochs, the faithful DCA U-Net with C = {settings['n_channels']}, "
         f"{settings['diffusion_steps']:,} diffusion steps at lr {settings['lr']:g}, "
         f'`latent_scaling="{settings["latent_scaling"]}"`, other options at the package '
-        f"defaults. {peer}: {settings['peer_epochs']} epochs, defaults. Controls: kNN "
+        f"defaults. {peer}: {epochs} epochs, defaults. Controls: kNN "
         "regression (k = 15, 50-component SVD of the source) and the training mean profile.",
         "",
         "## Cost",

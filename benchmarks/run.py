@@ -387,8 +387,9 @@ def main() -> None:
         scdx, info = train_scdx(train, args, labels_key)
         record({"task": "training", "model": SCDX_NAME, **info}, "training")
         peer_model, seconds, peak = measured(lambda: train_peer(train, mods, args.peer_epochs))
+        epochs = len(peer_model.history.get("elbo_train", [])) or args.peer_epochs
         record({"task": "training", "model": peer, "seconds": seconds, "peak_mib": peak,
-                "epochs": args.peer_epochs}, "training")  # fmt: skip
+                "epochs": epochs}, "training")  # fmt: skip
         if args.save_dir:
             scdx.save(models / f"{args.dataset}_scdx", overwrite=True)
             peer_model.save(models / f"{args.dataset}_peer", overwrite=True)
