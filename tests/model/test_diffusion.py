@@ -15,6 +15,7 @@ from helpers import (
 from scipy import sparse
 
 from scdx_scvi import SCDX
+from scdx_scvi.model._diffusion_mixin import stack_rows
 
 COMBINATIONS = [("rna", "atac"), ("rna", "protein"), ("rna", "atac", "protein")]
 _train = train_tiny
@@ -209,3 +210,16 @@ def test_batch_conditioned_diffusion():
     assert list(generated.obs["batch"]) == ["batch_1"] * 3
     with pytest.raises(ValueError, match="Unknown batch"):
         model.generate(n_cells=2, batch="batch_7")
+
+
+def test_stack_rows_matches_vstack():
+    rng = np.random.default_rng(0)
+    blocks = [
+        sparse.random(n, 7, density=d, format="csr", dtype=np.float32, random_state=rng)
+        for n, d in [(3, 0.5), (0, 0.0), (4, 0.0), (5, 0.9)]
+    ]
+    expected = sparse.vstack(blocks, format="csr")
+    got = stack_rows(list(blocks))
+    assert got.shape == (12, 7) and got.dtype == np.float32
+    assert (got != expected).nnz == 0
+    got.check_format(full_check=True)

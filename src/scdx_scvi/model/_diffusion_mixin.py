@@ -31,6 +31,28 @@ logger = logging.getLogger(__name__)
 DEFAULT_STEPS = {"ddpm": 1000, "ddim": 100, "dpm++2m": 25}
 
 
+def stack_rows(blocks: list[sparse.csr_matrix]) -> sparse.csr_matrix:
+    """Stack CSR row blocks into one matrix, releasing each block's arrays as they are copied.
+
+    Equal to ``scipy.sparse.vstack(blocks, format="csr")``, but the data and index arrays are
+    concatenated one after the other and the blocks' own arrays dropped in between, so the
+    peak is about 1.5 times the result instead of 2 times. The blocks are emptied.
+    """
+    n_cols = blocks[0].shape[1]
+    offsets = np.cumsum([0] + [b.nnz for b in blocks])
+    indptr = np.concatenate(
+        [[0]] + [b.indptr[1:].astype(np.int64) + o for b, o in zip(blocks, offsets, strict=False)]
+    )
+    n_rows = sum(b.shape[0] for b in blocks)
+    data = np.concatenate([b.data for b in blocks])
+    for b in blocks:
+        b.data = np.empty(0, data.dtype)  # a view would keep the block's buffer alive
+    index_dtype = np.int32 if offsets[-1] < np.iinfo(np.int32).max else np.int64
+    indices = np.concatenate([b.indices for b in blocks]).astype(index_dtype, copy=False)
+    blocks.clear()
+    return sparse.csr_matrix((data, indices, indptr.astype(index_dtype)), shape=(n_rows, n_cols))
+
+
 class LatentDiffusionMixin:
     """``train_diffusion`` and ``generate`` of :class:`~scdx_scvi.model.SCDX`."""
 
@@ -346,7 +368,7 @@ class LatentDiffusionMixin:
             obs[setup_args.get("batch_key") or "batch"] = str(batch)
         mods = {}
         for m, mod in self._modality_names.items():
-            x = sparse.vstack(chunks[m], format="csr") if chunks[m] else sparse.csr_matrix((0, 0))
+            x = stack_rows(chunks[m]) if chunks[m] else sparse.csr_matrix((0, 0))
             var = pd.DataFrame(index=pd.Index(self.feature_names_[m], dtype=str))
             mods[mod] = AnnData(X=x, obs=obs.copy(), var=var)
         mdata = MuData(mods)
