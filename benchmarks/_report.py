@@ -158,6 +158,8 @@ def _unit(target: str) -> str:
 def _fmt(value, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and not np.isfinite(value)):
         return "—"
+    if round(value, digits) == 0:
+        value = 0.0  # no "-0.000"
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     if abs(value) >= 100:
@@ -213,20 +215,19 @@ def _ratio(a, b) -> str:
     return f"{a / b:.2f}×"
 
 
+def find_row(payload: dict, task: str, model: str, **where) -> dict:
+    """The result row of ``model`` for ``task`` matching ``where`` (``{}`` if there is none)."""
+    for r in payload["results"]:
+        if r["task"] == task and r["model"] == model:
+            if all(r.get(k) == v for k, v in where.items()):
+                return r
+    return {}
+
+
 def _cost_table(payload: dict) -> str:
     peer = payload["peer"]
     training = {r["model"]: r for r in payload.get("training", [])}
     rows = payload["results"]
-
-    def pick(task, model, **where):
-        for r in rows:
-            if (
-                r["task"] == task
-                and r["model"].startswith(model)
-                and all(r.get(k) == v for k, v in where.items())
-            ):
-                return r
-        return {}
 
     lines = [f"| measure | SCDX | {peer} | SCDX / {peer} |", "|---|---|---|---|"]
 
@@ -237,10 +238,8 @@ def _cost_table(payload: dict) -> str:
     line("training peak memory (MiB)", training[SCDX].get("peak_mib"),
          training[peer].get("peak_mib"))  # fmt: skip
     for direction in dict.fromkeys(r["direction"] for r in rows if r["task"] == "translation"):
-        a, b = (
-            pick("translation", SCDX, direction=direction),
-            pick("translation", peer, direction=direction),
-        )
+        a = find_row(payload, "translation", SCDX, direction=direction)
+        b = find_row(payload, "translation", peer, direction=direction)
         if b.get("includes_training"):
             b = {}
         pretty = _arrow(direction)
@@ -248,7 +247,8 @@ def _cost_table(payload: dict) -> str:
              b.get("cells_per_second"))  # fmt: skip
         line(f"translation {pretty} peak memory (MiB)", a.get("peak_mib"), b.get("peak_mib"))
     first = next(r["modality"] for r in rows if r["task"] == "generation")
-    a, b = pick("generation", SCDX, modality=first), pick("generation", peer, modality=first)
+    a = find_row(payload, "generation", SCDX, modality=first)
+    b = find_row(payload, "generation", f"{peer} posterior samples", modality=first)
     line("generation (cells/s; peer: posterior samples)", a.get("cells_per_second"),
          b.get("cells_per_second"))  # fmt: skip
     line("generation peak memory (MiB)", a.get("peak_mib"), b.get("peak_mib"))
@@ -302,7 +302,9 @@ def write_page(payload: dict, figures: list[Path], path: Path) -> Path:
     settings, peer = payload["settings"], payload["peer"]
     rel = {f.name: f"{path.stem}/{f.name}" for f in figures}
     trained = {r["model"]: r for r in payload.get("training", [])}
-    epochs = trained.get(peer, {}).get("epochs", settings["peer_epochs"])
+    epochs = trained.get(peer, {}).get("epochs")
+    if epochs is None:  # runs before the trained count was recorded
+        epochs = f"at most {settings['peer_epochs']} (early stopping; the count was not recorded)"
     features = ", ".join(f"{n:,} {DISPLAY[m]}" for m, n in payload["n_features"].items())
     rows = payload["results"]
     lines = [

@@ -19,8 +19,9 @@ on the same training cells and scored on the held-out cells:
   as the ratio SCDX / peer.
 
 Writes ``benchmarks/results/benchmark_<dataset>.json`` and the page ``docs/benchmarks/<dataset>.md``
-with its PNG figures in ``docs/benchmarks/<dataset>/`` (``--out DIR`` puts all three in DIR),
-stamped with the commit, the hardware and the command.
+with its PNG figures in ``docs/benchmarks/<dataset>/``, stamped with the commit, the hardware and
+the command, and refreshes the summary across data sets on ``docs/benchmarks.md``
+(``summary.py``). ``--out DIR`` puts the JSON, page and figures in DIR and leaves the docs alone.
 
 Usage::
 
@@ -44,6 +45,7 @@ from _common import RESULTS, Results, measured, provenance, read, split
 from _report import plot_feature_scatter, plot_umaps, write_page
 from generation import multivi_posterior_samples
 from scipy import sparse
+from summary import update as update_summary
 from translation import multivi_translate, totalvi_rna_to_protein
 
 from scdx_scvi import SCDX
@@ -400,6 +402,8 @@ def main() -> None:
     drawn += [plot_feature_scatter(scores, pair, figures) for pair, scores in per_feature.items()]
     write_page(results.payload, drawn, page)
     print(f"wrote {results.path}, {page} and {len(drawn)} figures in {figures}")
+    if out is None:  # the run of record: refresh the summary of docs/benchmarks.md
+        update_summary()
 
 
 if __name__ == "__main__":

@@ -55,6 +55,36 @@ def test_run_writes_results_page_and_figures(tmp_path, dataset, other, peer):
     )  # fmt: skip
     for name in figures:
         assert f"]({dataset}/{name})" in page
+    check_summary(tmp_path, dataset, other)
+
+
+def check_summary(folder: Path, dataset: str, other: str) -> None:
+    """``summary.py`` rewrites the marked block of a page and the run's page from the JSON."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import summary
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    page = folder / "benchmarks.md"
+    page.write_text(f"# Benchmarks\n\n{summary.BEGIN}\nstale\n{summary.END}\n\nkept\n")
+    (folder / f"{dataset}.md").unlink()
+    summary.update(folder, page, folder)
+
+    text = page.read_text()
+    assert "stale" not in text and text.endswith("\n\nkept\n")
+    rows = json.loads((folder / f"benchmark_{dataset}.json").read_text())["results"]
+    key = "auroc_per_peak" if other == "atac" else "pearson_per_feature"
+    scdx = next(r for r in rows if r.get("direction") == f"rna->{other}" and r["model"] == "SCDX")
+    target = "ATAC" if other == "atac" else "protein"
+    line = next(x for x in text.splitlines() if x.startswith(f"| {dataset} | RNA → {target} |"))
+    assert f"{scdx[key]:.3f}" in line
+    assert f"| {dataset} | {target} | " in text  # generation
+    assert f"| {dataset} | " in text.split("**Cost**")[1]
+    assert f"]({dataset}/umap_rna.png)" in (folder / f"{dataset}.md").read_text()
+
+    page.write_text("# no markers\n")
+    with pytest.raises(SystemExit, match="no summary markers"):
+        summary.update(folder, page, folder)
 
 
 def test_scaling_quick(tmp_path):
@@ -64,3 +94,13 @@ def test_scaling_quick(tmp_path):
     assert [r["phase"] for r in rows] == ["autoencoder", "diffusion", "generate"]
     assert all(r["peak_mib"] >= 0 and r["seconds"] > 0 for r in rows)
     assert rows[-1]["n_generated"] == 500
+
+
+def test_metrics_scaling_quick(tmp_path):
+    out = tmp_path / "metrics_scaling.json"
+    run_script("metrics_scaling.py", "--quick", "--out", str(out))
+    rows = json.loads(out.read_text())["results"]
+    assert len(rows) == 16 and all(r["seconds"] > 0 and r["n_cells"] == 600 for r in rows)
+    assert {r["metric"] for r in rows if "dense_pairwise_mib" in r} == {
+        "foscttm", "mmd_rbf", "energy_distance"
+    }  # fmt: skip

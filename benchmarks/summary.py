@@ -1,0 +1,199 @@
+"""The benchmark of record across data sets: one summary on ``docs/benchmarks.md``.
+
+Reads every ``benchmarks/results/benchmark_<dataset>.json`` written by ``run.py``, re-renders
+each data set's page ``docs/benchmarks/<dataset>.md`` from its JSON (the figures of the run are
+kept) and rewrites the block between the two ``summary`` markers of ``docs/benchmarks.md``:
+the headline translation metric of every direction, generation MMD and classifier AUC, and the
+cost ratios to the peer, one row per data set. ``run.py`` calls it after each run; run it by
+hand after a change to the page layout, which then needs no new training.
+
+Usage::
+
+    python benchmarks/summary.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from _common import RESULTS
+from _report import DISPLAY, SCDX, _arrow, _fmt, _quality, _ratio, find_row, write_page
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+MAIN_PAGE = DOCS / "benchmarks.md"
+BEGIN, END = "<!-- summary: begin (benchmarks/summary.py) -->", "<!-- summary: end -->"
+#: Data sets in the order of the summary: the main benchmark first.
+ORDER = ["snareseq_mop"]
+CONTROLS = ["kNN regression", "mean profile"]
+
+
+def load_payloads(folder: Path = RESULTS) -> list[dict]:
+    """The results of every ``run.py`` run in ``folder``, the main benchmark first."""
+    payloads = [json.loads(p.read_text()) for p in sorted(folder.glob("benchmark_*.json"))]
+    return sorted(payloads, key=lambda p: (p["dataset"] not in ORDER, p["dataset"]))
+
+
+def _headline(direction: str) -> tuple[str, str]:
+    """The metric that a direction is judged by, and its title."""
+    target = direction.split("->")[1]
+    if target == "atac":
+        return "auroc_per_peak", "per-peak AUROC"
+    return "pearson_per_feature", f"per-{'gene' if target == 'rna' else 'protein'} Pearson"
+
+
+def _best(values: list, better: str = "high") -> list[str]:
+    """Values formatted, the best in bold (``better`` as in ``_report._quality``)."""
+    scored = [_quality(v, better) for v in values if v is not None]
+    top = max(scored) if scored else None
+    return [
+        f"**{_fmt(v)}**" if v is not None and _quality(v, better) == top else _fmt(v)
+        for v in values
+    ]
+
+
+def translation_table(payloads: list[dict]) -> str:
+    lines = [
+        "| data set | direction | metric | SCDX | SCDX, one sample | peer | kNN regression "
+        "| mean profile |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for p in payloads:
+        directions = dict.fromkeys(
+            r["direction"] for r in p["results"] if r["task"] == "translation"
+        )
+        for direction in directions:
+            key, title = _headline(direction)
+            models = [SCDX, f"{SCDX}, one sample", p["peer"], *CONTROLS]
+            values = [find_row(p, "translation", m, direction=direction).get(key) for m in models]
+            cells = _best(values)
+            lines.append(
+                f"| {p['dataset']} | {_arrow(direction)} | {title} | "
+                + " | ".join(cells[:2])
+                + f" | {cells[2]} ({p['peer']}) | "
+                + " | ".join(cells[3:])
+                + " |"
+            )
+    return "\n".join(lines)
+
+
+def generation_table(payloads: list[dict]) -> str:
+    lines = [
+        "| data set | modality | MMD: SCDX | peer | real cells | RF AUC: SCDX | peer "
+        "| real cells |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for p in payloads:
+        samples = f"{p['peer']} posterior samples"
+        for m in p["n_features"]:
+            names = (SCDX, samples, "real training cells")
+            rows = [find_row(p, "generation", n, modality=m) for n in names]
+            mmd = [r.get("mmd_rbf") for r in rows]
+            auc = [r.get("classifier_auc") for r in rows]
+            mmd_cells, auc_cells = _best(mmd[:2], "low"), _best(auc[:2], "half")
+            lines.append(
+                f"| {p['dataset']} | {DISPLAY[m]} | "
+                f"{' | '.join(mmd_cells)} ({p['peer']}) | {_fmt(mmd[2])} | "
+                f"{' | '.join(auc_cells)} ({p['peer']}) | {_fmt(auc[2])} |"
+            )
+    return "\n".join(lines)
+
+
+def cost_table(payloads: list[dict]) -> str:
+    lines = [
+        "| data set | training time (s): SCDX / peer | ratio | translation cells/s ratio "
+        "(each direction) | generation cells/s ratio | training peak memory ratio |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p in payloads:
+        training = {r["model"]: r for r in p["training"]}
+        scdx, peer = training[SCDX], training[p["peer"]]
+        ratios = []
+        for direction in dict.fromkeys(
+            r["direction"] for r in p["results"] if r["task"] == "translation"
+        ):
+            a = find_row(p, "translation", SCDX, direction=direction)
+            b = find_row(p, "translation", p["peer"], direction=direction)
+            comparable = b and not b.get("includes_training")
+            ratio = _ratio(a["cells_per_second"], b["cells_per_second"]) if comparable else "—"
+            ratios.append(f"{_arrow(direction)} {ratio}")
+        first = next(iter(p["n_features"]))
+        gen = _ratio(
+            find_row(p, "generation", SCDX, modality=first).get("cells_per_second"),
+            find_row(p, "generation", f"{p['peer']} posterior samples", modality=first).get(
+                "cells_per_second"
+            ),
+        )
+        lines.append(
+            f"| {p['dataset']} | {_fmt(scdx['seconds'], 0)} / {_fmt(peer['seconds'], 0)} "
+            f"({p['peer']}) | {_ratio(scdx['seconds'], peer['seconds'])} | {'; '.join(ratios)} "
+            f"| {gen} | {_ratio(scdx['peak_mib'], peer['peak_mib'])} |"
+        )
+    return "\n".join(lines)
+
+
+def summary(payloads: list[dict]) -> str:
+    """The Markdown block between the markers of ``docs/benchmarks.md``."""
+    runs = ", ".join(
+        f"[{p['dataset']}](benchmarks/{p['dataset']}.md) ({p['n_train']:,} / {p['n_test']:,} "
+        f"cells, commit `{p['commit']}`)"
+        for p in payloads
+    )
+    return "\n".join(
+        [
+            BEGIN,
+            "",
+            f"Runs: {runs}. Each page has every metric, the figures and the command.",
+            "",
+            "**Translation of held-out cells**, each from its source modality alone. `SCDX` is "
+            'the default (`sampler="mean"`), `SCDX, one sample` one drawn cell; the largest value '
+            "of each row is in bold (controls included). Per-feature Pearson is on log1p CP10k; "
+            "per-peak AUROC is 0.5 for a constant prediction. totalVI has no protein → RNA path.",
+            "",
+            translation_table(payloads),
+            "",
+            "**Generation** of as many cells per type as the test set has, against the held-out "
+            "cells (PCA fitted on them). Lower MMD is better, RF AUC is best at 0.5; the better "
+            "of SCDX and the peer's posterior samples of the test cells is in bold; real training "
+            "cells of the same composition show what a perfect generator scores.",
+            "",
+            generation_table(payloads),
+            "",
+            "**Cost**, as ratios SCDX / peer measured in the same process: training time and "
+            "peak memory (above 1: SCDX needs more), throughput in cells/s (above 1: SCDX is "
+            "faster). The peer's generation is posterior sampling of the test cells (one "
+            "encoder and decoder pass), SCDX's is 25 solver steps from noise. totalVI's RNA → "
+            "protein retrains on the query cells, so it has no comparable throughput.",
+            "",
+            cost_table(payloads),
+            "",
+            END,
+        ]
+    )
+
+
+def rerender_page(payload: dict, docs: Path = DOCS / "benchmarks") -> Path:
+    """Write a data set's page again from its JSON, with the figures its run drew."""
+    figures = sorted((docs / payload["dataset"]).glob("*.png"))
+    return write_page(payload, figures, docs / f"{payload['dataset']}.md")
+
+
+def update(
+    folder: Path = RESULTS, page: Path = MAIN_PAGE, pages: Path = DOCS / "benchmarks"
+) -> None:
+    """Re-render the page of every run in ``folder`` (in ``pages``) and the summary in ``page``."""
+    payloads = load_payloads(folder)
+    for payload in payloads:
+        rerender_page(payload, pages)
+    text = page.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{page} has no summary markers ({BEGIN} ... {END}).")
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    page.write_text(head + summary(payloads) + tail)
+    print(f"wrote the summary of {len(payloads)} runs in {page}")
+
+
+if __name__ == "__main__":
+    update()
