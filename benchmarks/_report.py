@@ -215,6 +215,13 @@ def _ratio(a, b) -> str:
     return f"{a / b:.2f}×"
 
 
+def directions(payload: dict) -> list[str]:
+    """The translation directions of a run (``"source->target"``), in the order they ran."""
+    return list(
+        dict.fromkeys(r["direction"] for r in payload["results"] if r["task"] == "translation")
+    )
+
+
 def find_row(payload: dict, task: str, model: str, **where) -> dict:
     """The result row of ``model`` for ``task`` matching ``where`` (``{}`` if there is none)."""
     for r in payload["results"]:
@@ -237,7 +244,7 @@ def _cost_table(payload: dict) -> str:
     line("training wall-clock (s)", training[SCDX].get("seconds"), training[peer].get("seconds"))
     line("training peak memory (MiB)", training[SCDX].get("peak_mib"),
          training[peer].get("peak_mib"))  # fmt: skip
-    for direction in dict.fromkeys(r["direction"] for r in rows if r["task"] == "translation"):
+    for direction in directions(payload):
         a = find_row(payload, "translation", SCDX, direction=direction)
         b = find_row(payload, "translation", peer, direction=direction)
         if b.get("includes_training"):
@@ -344,7 +351,7 @@ def write_page(payload: dict, figures: list[Path], path: Path) -> Path:
         "distances all tie. Best value per column in bold.",
         "",
     ]
-    for direction in dict.fromkeys(r["direction"] for r in rows if r["task"] == "translation"):
+    for direction in directions(payload):
         target = direction.split("->")[1]
         subset = [r for r in rows if r["task"] == "translation" and r["direction"] == direction]
         columns = TRANSLATION_COLUMNS["atac" if target == "atac" else "counts"]

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from _common import RESULTS
-from _report import DISPLAY, SCDX, _arrow, _fmt, _quality, _ratio, find_row, write_page
+from _report import DISPLAY, SCDX, _arrow, _fmt, _quality, _ratio, directions, find_row, write_page
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -60,10 +60,7 @@ def translation_table(payloads: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for p in payloads:
-        directions = dict.fromkeys(
-            r["direction"] for r in p["results"] if r["task"] == "translation"
-        )
-        for direction in directions:
+        for direction in directions(p):
             key, title = _headline(direction)
             models = [SCDX, f"{SCDX}, one sample", p["peer"], *CONTROLS]
             values = [find_row(p, "translation", m, direction=direction).get(key) for m in models]
@@ -110,9 +107,7 @@ def cost_table(payloads: list[dict]) -> str:
         training = {r["model"]: r for r in p["training"]}
         scdx, peer = training[SCDX], training[p["peer"]]
         ratios = []
-        for direction in dict.fromkeys(
-            r["direction"] for r in p["results"] if r["task"] == "translation"
-        ):
+        for direction in directions(p):
             a = find_row(p, "translation", SCDX, direction=direction)
             b = find_row(p, "translation", p["peer"], direction=direction)
             comparable = b and not b.get("includes_training")
