@@ -26,7 +26,9 @@ def run_script(script: str, *args: str) -> None:
 )
 def test_run_writes_results_page_and_figures(tmp_path, dataset, other, peer):
     if not (DATA / dataset).exists():
-        pytest.skip(f"{DATA / dataset} is not present")
+        pytest.fail(
+            f"{DATA / dataset} is missing: the tests need ../shared/data beside the repository."
+        )
     run_script("run.py", "--quick", "--dataset", dataset, "--out", str(tmp_path))
 
     payload = json.loads((tmp_path / f"benchmark_{dataset}.json").read_text())
