@@ -172,30 +172,32 @@ def _quality(value: float, better: str) -> float:
     return {"high": value, "low": -value, "half": -abs(value - 0.5)}[better]
 
 
+def bold_best(values: list, better: str = "high") -> list[str]:
+    """Values formatted, the best finite one(s) in bold; ``None`` and NaN are never best."""
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    top = max((_quality(v, better) for v in finite), default=None)
+    return [
+        f"**{_fmt(v)}**" if v in finite and _quality(v, better) == top else _fmt(v) for v in values
+    ]
+
+
 def _table(rows: list[dict], columns: list[tuple[str, str, str]], extra: list[str]) -> str:
     """A Markdown table with the best value of each metric column in bold (controls included,
     the real-cell ceiling excluded)."""
     columns = [c for c in columns if any(c[0] in r for r in rows)]
-    best = {}
+    ceiling = [r["model"].startswith("real") for r in rows]
+    cells = [[r["model"]] for r in rows]
     for key, _, better in columns:
-        values = [
-            _quality(r[key], better)
-            for r in rows
-            if r.get(key) is not None and np.isfinite(r[key]) and not r["model"].startswith("real")
-        ]
-        best[key] = max(values) if values else None
+        ranked = bold_best(
+            [None if c else r.get(key) for r, c in zip(rows, ceiling, strict=True)], better
+        )
+        for row_cells, r, c, text in zip(cells, rows, ceiling, ranked, strict=True):
+            row_cells.append(_fmt(r.get(key)) if c else text)
     head = ["model", *(title for _, title, _ in columns), *extra]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [r["model"]]
-        for key, _, better in columns:
-            text = _fmt(r.get(key))
-            ceiling = r["model"].startswith("real")
-            if r.get(key) is not None and not ceiling and _quality(r[key], better) == best[key]:
-                text = f"**{text}**"
-            cells.append(text)
-        cells += [_extra(r, e) for e in extra]
-        lines.append("| " + " | ".join(cells) + " |")
+    for r, row_cells in zip(rows, cells, strict=True):
+        row_cells += [_extra(r, e) for e in extra]
+        lines.append("| " + " | ".join(row_cells) + " |")
     return "\n".join(lines)
 
 

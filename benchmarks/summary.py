@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from _common import RESULTS
-from _report import DISPLAY, SCDX, _arrow, _fmt, _quality, _ratio, directions, find_row, write_page
+from _report import DISPLAY, SCDX, _arrow, _fmt, _ratio, bold_best, directions, find_row, write_page
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -43,16 +43,6 @@ def _headline(direction: str) -> tuple[str, str]:
     return "pearson_per_feature", f"per-{'gene' if target == 'rna' else 'protein'} Pearson"
 
 
-def _best(values: list, better: str = "high") -> list[str]:
-    """Values formatted, the best in bold (``better`` as in ``_report._quality``)."""
-    scored = [_quality(v, better) for v in values if v is not None]
-    top = max(scored) if scored else None
-    return [
-        f"**{_fmt(v)}**" if v is not None and _quality(v, better) == top else _fmt(v)
-        for v in values
-    ]
-
-
 def translation_table(payloads: list[dict]) -> str:
     lines = [
         "| data set | direction | metric | SCDX | SCDX, one sample | peer | kNN regression "
@@ -64,7 +54,7 @@ def translation_table(payloads: list[dict]) -> str:
             key, title = _headline(direction)
             models = [SCDX, f"{SCDX}, one sample", p["peer"], *CONTROLS]
             values = [find_row(p, "translation", m, direction=direction).get(key) for m in models]
-            cells = _best(values)
+            cells = bold_best(values)
             lines.append(
                 f"| {p['dataset']} | {_arrow(direction)} | {title} | "
                 + " | ".join(cells[:2])
@@ -88,7 +78,7 @@ def generation_table(payloads: list[dict]) -> str:
             rows = [find_row(p, "generation", n, modality=m) for n in names]
             mmd = [r.get("mmd_rbf") for r in rows]
             auc = [r.get("classifier_auc") for r in rows]
-            mmd_cells, auc_cells = _best(mmd[:2], "low"), _best(auc[:2], "half")
+            mmd_cells, auc_cells = bold_best(mmd[:2], "low"), bold_best(auc[:2], "half")
             lines.append(
                 f"| {p['dataset']} | {DISPLAY[m]} | "
                 f"{' | '.join(mmd_cells)} ({p['peer']}) | {_fmt(mmd[2])} | "
