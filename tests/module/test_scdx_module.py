@@ -120,3 +120,57 @@ def test_needs_two_known_modalities():
         SCDXModule({"rna": 3}, {"rna": (4,)}, {"rna": 2})
     with pytest.raises(ValueError, match="Unknown modalities"):
         SCDXModule({"rna": 3, "hic": 3}, {"rna": (4,), "hic": (4,)}, {"rna": 2, "hic": 2})
+
+
+def _paired_module(**kwargs) -> SCDXModule:
+    return SCDXModule(
+        n_features={"rna": 5, "atac": 4},
+        n_hidden={"rna": (8,), "atac": (6,)},
+        n_latent={"rna": 3, "atac": 3},
+        **kwargs,
+    ).eval()
+
+
+def test_cross_reconstruction_decodes_each_modality_from_the_other_latent():
+    module = _paired_module(cross_reconstruction=0.5)
+    tensors = _tensors()
+    with torch.no_grad():
+        inference, _, losses = module(tensors)
+        plain = _paired_module()
+        plain.load_state_dict(module.state_dict())
+        _, _, plain_losses = plain(tensors)
+        z = inference["z"]
+        x_rna, x_atac = tensors[REGISTRY_KEYS.X_KEY], tensors[REGISTRY_KEYS.ATAC_X_KEY]
+        mu = torch.softmax(module.decoders["rna"](z["atac"]), -1) * x_rna.sum(1, keepdim=True)
+        theta = module.likelihoods["rna"].log_theta.exp()
+        cross_rna = -_nb_log_prob(x_rna, mu, theta).sum(-1)
+        logits = module.decoders["atac"](z["rna"])
+        cross_atac = torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, (x_atac > 0).float(), reduction="none"
+        ).sum(-1)
+    expected = plain_losses.loss + 0.5 * (cross_rna + cross_atac).mean()
+    torch.testing.assert_close(losses.loss, expected)
+    torch.testing.assert_close(
+        losses.extra_metrics["cross_reconstruction_loss"], (cross_rna + cross_atac).mean()
+    )
+
+
+def test_latent_agreement_is_scale_free_and_skips_unpaired_cells():
+    module = _paired_module(latent_agreement=1.0)
+    z = {"rna": torch.randn(6, 3), "atac": torch.randn(6, 3)}
+    observed = {"rna": torch.ones(6, dtype=torch.bool), "atac": torch.ones(6, dtype=torch.bool)}
+    observed["atac"][0] = False
+    outputs = {"z": z, "library": {"rna": torch.ones(6, 1)}, "observed": observed}
+    _, agreement = module._cross_modal_terms({}, outputs)
+    scaled = {"z": {m: 10.0 * v for m, v in z.items()}, "library": outputs["library"],
+              "observed": observed}  # fmt: skip
+    _, agreement_scaled = module._cross_modal_terms({}, scaled)
+    assert agreement[0] == 0 and (agreement[1:] > 0).all()
+    torch.testing.assert_close(agreement, agreement_scaled)
+
+
+def test_cross_modal_terms_need_equal_latents_and_non_negative_weights():
+    with pytest.raises(ValueError, match="one latent size"):
+        _module(cross_reconstruction=1.0)
+    with pytest.raises(ValueError, match="latent_agreement"):
+        _paired_module(latent_agreement=-1.0)

@@ -427,3 +427,30 @@ def test_invalid_arguments():
         model(x, t, labels=torch.zeros(B, dtype=torch.long))
     with pytest.raises(KeyError, match="atac"):
         model({"rna": x["rna"]}, t)
+
+
+@pytest.mark.parametrize("n_mod", [2, 3])
+def test_source_injection_starts_as_the_plain_network(n_mod):
+    plain = _model(n_mod, n_labels=3)
+    injected = _model(n_mod, n_labels=3, source_injection=True)
+    missing, unexpected = injected.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("source_") for k in missing)
+    x, t = _inputs(plain)
+    labels = torch.tensor([0, 1, 2, 3])
+    expected, got = plain(x, t, labels), injected(x, t, labels)
+    for m in plain.modalities:
+        torch.testing.assert_close(got[m], expected[m])
+
+
+def test_source_injection_lets_a_clean_source_steer_the_target():
+    """The target stream's output depends on the source latent without any cross-attention."""
+    model = _model(2, cross_attention="none", source_injection=True)
+    _perturb_zero_init(model)
+    x, _ = _inputs(model)
+    t = {"rna": torch.full((B,), 500), "atac": torch.zeros(B, dtype=torch.long)}
+    base = model(x, t)["rna"]
+    shifted = model({**x, "atac": x["atac"] + 1.0}, t)["rna"]
+    assert not torch.allclose(base, shifted)
+    # without the injection the streams are independent
+    plain = _model(2, cross_attention="none")
+    assert torch.allclose(plain(x, t)["rna"], plain({**x, "atac": x["atac"] + 1.0}, t)["rna"])

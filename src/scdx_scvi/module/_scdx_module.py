@@ -76,6 +76,19 @@ class SCDXModule(BaseModuleClass):
         unconditional diffusion. Also the number of per-label library-size priors.
     diffusion_batch
         Condition the diffusion on the batch as well (needs ``n_batch > 1``).
+    cross_reconstruction
+        Weight of the cross-reconstruction term: every modality is also decoded from every
+        other modality's latent (``decoder_b(z_a)`` scored against ``x_b``, with ``x_b``'s own
+        likelihood and weight), on the cells that have both. This makes each latent predictive
+        of the other modalities and puts the latents in one coordinate system that every decoder
+        reads, as BABEL's cross loss does :cite:p:`Wu2021`. 0 reproduces the reference (two
+        unrelated per-modality latents). Needs equal latent sizes.
+    latent_agreement
+        Weight of a penalty on the disagreement of the modality latents of a cell: the squared
+        difference of every pair, divided by the (detached) average latent variance of the
+        minibatch so that it does not reward shrinking the latents, averaged over dimensions.
+        The counterpart of MultiVI's penalty between its modality posteriors
+        :cite:p:`Ashuach2023`. 0 reproduces the reference. Needs equal latent sizes.
     diffusion_kwargs
         Options of :class:`~scdx_scvi.module.LatentDiffusion` (denoiser, latent scaling, ...).
     """
@@ -93,6 +106,8 @@ class SCDXModule(BaseModuleClass):
         reconstruction_weights: ReconstructionWeights = "sum",
         n_labels: int = 0,
         diffusion_batch: bool = False,
+        cross_reconstruction: float = 0.0,
+        latent_agreement: float = 0.0,
         diffusion_kwargs: Mapping | None = None,
     ):
         super().__init__()
@@ -107,6 +122,19 @@ class SCDXModule(BaseModuleClass):
         self.n_batch = n_batch
         self.use_batch = use_batch and n_batch > 1
         self.reconstruction_weights = _resolve_weights(reconstruction_weights, self.n_features)
+        for name, value in (
+            ("cross_reconstruction", cross_reconstruction),
+            ("latent_agreement", latent_agreement),
+        ):
+            if not float(value) >= 0.0:
+                raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
+        if (cross_reconstruction or latent_agreement) and len(set(self.n_latent.values())) > 1:
+            raise ValueError(
+                "cross_reconstruction and latent_agreement need one latent size for every "
+                f"modality, got {self.n_latent}: pass one int as `n_latent`."
+            )
+        self.cross_reconstruction = float(cross_reconstruction)
+        self.latent_agreement = float(latent_agreement)
         cat_list = [n_batch] if self.use_batch else None
 
         self.encoders = nn.ModuleDict()
@@ -238,21 +266,66 @@ class SCDXModule(BaseModuleClass):
         A modality counts only for the cells that have it (mosaic data). Each modality's
         unweighted negative log-likelihood (summed over features, averaged over the cells that
         have it) is also reported in ``extra_metrics`` as ``reconstruction_loss_<modality>``.
+        With ``cross_reconstruction`` or ``latent_agreement``, their terms are added on the
+        cells that have both modalities of a pair and reported as ``cross_reconstruction_loss``
+        and ``latent_agreement_loss``.
         """
         observed = inference_outputs[MODULE_KEYS.OBSERVED]
         nll, metrics = {}, {}
         for m, px in generative_outputs[MODULE_KEYS.PX].items():
-            x = tensors[MODALITIES[m].registry_key]
-            value = -px.log_prob(self.likelihoods[m].observed(x)).sum(dim=-1)
-            nll[m] = torch.where(observed[m], value, torch.zeros_like(value))
+            nll[m] = self._nll(m, px, tensors, observed[m])
             n_m = observed[m].sum().clamp(min=1)
             metrics[f"reconstruction_loss_{m}"] = (nll[m].sum() / n_m).detach()
         weighted = sum(self.reconstruction_weights[m] * v for m, v in nll.items())
+        if self.cross_reconstruction or self.latent_agreement:
+            cross, agreement = self._cross_modal_terms(tensors, inference_outputs)
+            weighted = weighted + self.cross_reconstruction * cross
+            weighted = weighted + self.latent_agreement * agreement
+            metrics["cross_reconstruction_loss"] = cross.mean().detach()
+            metrics["latent_agreement_loss"] = agreement.mean().detach()
         return LossOutput(
             loss=weighted.mean(),
             reconstruction_loss={f"reconstruction_loss_{m}": v for m, v in nll.items()},
             extra_metrics=metrics,
         )
+
+    def _nll(self, m: str, px, tensors: dict, observed: torch.Tensor) -> torch.Tensor:
+        """Negative log-likelihood per cell of modality ``m`` under ``px`` (0 where unobserved)."""
+        x = tensors[MODALITIES[m].registry_key]
+        value = -px.log_prob(self.likelihoods[m].observed(x)).sum(dim=-1)
+        return torch.where(observed, value, torch.zeros_like(value))
+
+    def _cross_modal_terms(
+        self, tensors: dict, inference_outputs: dict
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-reconstruction NLL and latent disagreement per cell, summed over pairs."""
+        z = inference_outputs[MODULE_KEYS.Z]
+        library = inference_outputs[MODULE_KEYS.LIBRARY]
+        observed = inference_outputs[MODULE_KEYS.OBSERVED]
+        batch_index = tensors.get(REGISTRY_KEYS.BATCH_KEY)
+        mods = list(z)
+        ref = z[mods[0]]
+        cross = ref.new_zeros(ref.shape[0])
+        agreement = ref.new_zeros(ref.shape[0])
+        for a in mods:
+            for b in mods:
+                if a == b:
+                    continue
+                both = observed[a] & observed[b]
+                if self.cross_reconstruction:
+                    logits = self.decode_logits({b: z[a]}, batch_index, {b: both})[b]
+                    px = self.likelihoods[b].distribution(logits, library.get(b))
+                    nll = self._nll(b, px, tensors, both)
+                    cross = cross + self.reconstruction_weights[b] * nll
+                if self.latent_agreement and a < b:
+                    rows = both.unsqueeze(-1)
+                    n = both.sum().clamp(min=1)
+                    var = 0.5 * (
+                        _masked_var(z[a], rows, n) + _masked_var(z[b], rows, n)
+                    ).detach().clamp(min=1e-6)
+                    diff = ((z[a] - z[b]) ** 2 / var).mean(dim=-1)
+                    agreement = agreement + torch.where(both, diff, torch.zeros_like(diff))
+        return cross, agreement
 
     @torch.no_grad()
     def fit_library_prior(
@@ -338,6 +411,12 @@ class SCDXModule(BaseModuleClass):
             draws = px.sample((n_samples,)) if n_samples > 1 else px.sample()
             out[m] = draws
         return out
+
+
+def _masked_var(z: torch.Tensor, rows: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """Per-dimension variance of the rows of ``z`` selected by ``rows`` ``(B, 1)``, over ``n``."""
+    mean = (z * rows).sum(dim=0) / n
+    return (((z - mean) ** 2) * rows).sum(dim=0) / n
 
 
 def _resolve_weights(weights: ReconstructionWeights, n_features: Mapping[str, int]) -> dict:

@@ -213,6 +213,15 @@ class DCAUNet(nn.Module):
         Recompute the activations of every ResBlock and cross-attention block during the
         backward pass to save memory (the reference always checkpoints its DCA blocks; this
         changes memory use only).
+    source_injection
+        Give each stream the other streams' latents directly (improvement; the reference has
+        none): stream ``m`` adds ``Linear([x_k]_{k != m})`` to its input projection and
+        ``Linear([x_k, e_k]_{k != m})`` to its embedding, so that every ResBlock's FiLM is
+        modulated by the other modalities and by how noisy they are (``e_k`` is stream
+        ``k``'s timestep embedding). The scalar-token DCA carries a few scalars per block
+        between the streams, too little for a translation to follow its source; with this
+        path a clean source (``t = 0``) steers the target at every level. Both layers start at
+        zero, so an untrained network computes the same function as without them.
 
     Notes
     -----
@@ -252,6 +261,7 @@ class DCAUNet(nn.Module):
         zero_init_head: bool = False,
         zero_init_residual: bool = False,
         gradient_checkpointing: bool = False,
+        source_injection: bool = False,
     ):
         super().__init__()
         if cross_attention not in ("dca", "feature", "none"):
@@ -296,6 +306,18 @@ class DCAUNet(nn.Module):
                 for m, w in self.latent_dims.items()
             }
         )
+        self.source_input = nn.ModuleDict()
+        self.source_embed = nn.ModuleDict()
+        if source_injection:
+            total = sum(self.latent_dims.values())
+            for m, w in self.latent_dims.items():
+                n_other = total - w
+                n_others = len(self.modalities) - 1
+                self.source_input[m] = nn.Linear(n_other, widths[0])
+                self.source_embed[m] = nn.Linear(n_other + n_others * c, c)
+                for layer in (self.source_input[m], self.source_embed[m]):
+                    nn.init.zeros_(layer.weight)
+                    nn.init.zeros_(layer.bias)
         if zero_init_head:
             for head in self.head.values():
                 nn.init.zeros_(head[-1].weight)
@@ -320,7 +342,8 @@ class DCAUNet(nn.Module):
         batch: torch.Tensor | None,
         batch_size: int,
         device: torch.device,
-    ) -> dict[str, torch.Tensor]:
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Per-stream timestep embeddings, and the same plus the label/batch embeddings."""
         cond = None
         for name, codes, embed, n in (
             ("labels", labels, self.label_embed, self.n_labels),
@@ -337,17 +360,31 @@ class DCAUNet(nn.Module):
 
         t_map = dict.fromkeys(self.modalities, t) if isinstance(t, torch.Tensor) else t
         cache: dict[int, torch.Tensor] = {}
-        emb = {}
+        time = {}
         for m in self.modalities:
             tm = t_map[m]
             if id(tm) not in cache:
                 tm = torch.as_tensor(tm, device=device)
                 tm = tm.expand(batch_size) if tm.ndim == 0 else tm.reshape(batch_size)
                 sinusoid = timestep_embedding(tm, self.n_channels)
-                e = self.time_embed(sinusoid.to(self.time_embed[0].weight.dtype))
-                cache[id(t_map[m])] = e if cond is None else e + cond
-            emb[m] = cache[id(t_map[m])]
-        return emb
+                cache[id(t_map[m])] = self.time_embed(sinusoid.to(self.time_embed[0].weight.dtype))
+            time[m] = cache[id(t_map[m])]
+        if cond is None:
+            return time, time
+        with_cond = {id(e): e + cond for e in time.values()}
+        return time, {m: with_cond[id(e)] for m, e in time.items()}
+
+    def _inject_sources(
+        self, x: Mapping[str, torch.Tensor], h: dict, emb: dict, time: dict
+    ) -> tuple[dict, dict]:
+        """Add the other streams' latents (and noise levels) to each stream's input and FiLM."""
+        h, emb = dict(h), dict(emb)
+        for m in self.source_input:
+            others = [k for k in self.modalities if k != m]
+            xs = torch.cat([x[k] for k in others], dim=-1)
+            h[m] = h[m] + self.source_input[m](xs)
+            emb[m] = emb[m] + self.source_embed[m](torch.cat([xs, *(time[k] for k in others)], -1))
+        return h, emb
 
     def _call(self, fn: Callable, *args):
         if self.gradient_checkpointing and torch.is_grad_enabled():
@@ -408,10 +445,12 @@ class DCAUNet(nn.Module):
             raise KeyError(f"Missing latents for modalities {sorted(missing)}.")
         first = x[self.modalities[0]]
         batch_size = first.shape[0]
-        emb = self._embed(t, labels, batch, batch_size, first.device)
+        time, emb = self._embed(t, labels, batch, batch_size, first.device)
 
         sites: list[AttentionSite] = []
         h = {m: self.input_proj[m](x[m]) for m in self.modalities}
+        if len(self.source_input):
+            h, emb = self._inject_sources(x, h, emb, time)
         skips = []
         for level, block in enumerate(self.input_blocks):
             h = self._call(block, h, emb)
