@@ -21,13 +21,13 @@ from scdx_scvi.diffusion import (
     DDIMSampler,
     DDPMSampler,
     DPMSolverPP2MSampler,
+    GuidanceSampler,
     MeanSampler,
     NoiseSchedule,
+    ReplacementSampler,
     classifier_free_guidance,
     combine_guidance,
     get_sampler,
-    guidance_translate,
-    replacement_translate,
     sample_noise,
     with_labels,
 )
@@ -389,7 +389,7 @@ def _translation_setup(n=2000, seed=1):
 
 def test_replacement_translation_moves_to_conditional():
     den, source, noise = _translation_setup()
-    out = replacement_translate(den, source, noise, SCHEDULE, n_steps=100, generator=_gen(2))
+    out = ReplacementSampler()(den, noise, SCHEDULE, 100, _gen(2), condition=source)
     assert out["rna"] is source["rna"] and list(out) == ["rna", "atac"]
     assert len(den.calls) == 100
     # the source stream is q_sample(c, t, eps_src) with the SAME eps_src at every step
@@ -407,17 +407,19 @@ def test_replacement_translation_moves_to_conditional():
 def test_guidance_translation_seeded_and_guides():
     den, source, noise = _translation_setup()
     kw = {"n_steps": 100}
-    rep = replacement_translate(den, source, noise, SCHEDULE, generator=_gen(2), **kw)
-    zero = guidance_translate(den, source, noise, SCHEDULE, generator=_gen(2), scale=0.0, **kw)
+    rep = ReplacementSampler()(den, noise, SCHEDULE, generator=_gen(2), condition=source, **kw)
+    zero = GuidanceSampler(scale=0.0)(
+        den, noise, SCHEDULE, generator=_gen(2), condition=source, **kw
+    )
     assert torch.allclose(zero["atac"], rep["atac"], atol=1e-6)
-    a = guidance_translate(
-        den, source, noise, SCHEDULE, generator=_gen(2), batch_reduction="sum", **kw
+    a = GuidanceSampler(batch_reduction="sum")(
+        den, noise, SCHEDULE, generator=_gen(2), condition=source, **kw
     )
-    b = guidance_translate(
-        den, source, noise, SCHEDULE, generator=_gen(2), batch_reduction="sum", **kw
+    b = GuidanceSampler(batch_reduction="sum")(
+        den, noise, SCHEDULE, generator=_gen(2), condition=source, **kw
     )
-    c = guidance_translate(
-        den, source, noise, SCHEDULE, generator=_gen(3), batch_reduction="sum", **kw
+    c = GuidanceSampler(batch_reduction="sum")(
+        den, noise, SCHEDULE, generator=_gen(3), condition=source, **kw
     )
     assert torch.equal(a["atac"], b["atac"]) and not torch.allclose(a["atac"], c["atac"])
     assert a["rna"] is source["rna"] and not a["atac"].requires_grad
@@ -427,37 +429,37 @@ def test_guidance_translation_seeded_and_guides():
     err_gui = np.linalg.norm(a["atac"].mean(0).numpy() - mean)
     assert err_gui < err_rep - 0.02
     # "mean" reduction (reference): per-cell step scales as 1/B -> nearly replacement here
-    m = guidance_translate(den, source, noise, SCHEDULE, generator=_gen(2), **kw)
+    m = GuidanceSampler()(den, noise, SCHEDULE, generator=_gen(2), condition=source, **kw)
     assert (m["atac"] - rep["atac"]).abs().max() < (a["atac"] - rep["atac"]).abs().max()
 
 
 def test_guidance_single_cell_mean_equals_sum():
     den, source, noise = _translation_setup(n=1)
-    a = guidance_translate(den, source, noise, SCHEDULE, n_steps=20, generator=_gen(4))
-    b = guidance_translate(
-        den, source, noise, SCHEDULE, n_steps=20, generator=_gen(4), batch_reduction="sum"
-    )
+    a = GuidanceSampler()(den, noise, SCHEDULE, 20, _gen(4), condition=source)
+    b = GuidanceSampler(batch_reduction="sum")(den, noise, SCHEDULE, 20, _gen(4), condition=source)
     assert torch.allclose(a["atac"], b["atac"])
 
 
-@pytest.mark.parametrize("method", [replacement_translate, guidance_translate])
-def test_translation_any_subsets(method):
+@pytest.mark.parametrize("sampler", [ReplacementSampler(), GuidanceSampler()])
+def test_translation_any_subsets(sampler):
     # one source -> two targets, three modalities; eps_src missing from noise is drawn
     den = GaussianDenoiser.independent(MU, SD)
     source = {"atac": torch.tensor([[0.0, 1.0]]).expand(6, 2).clone()}
     noise = sample_noise({"rna": 3, "prot": 2}, 6, _gen(0))
-    out = method(den, source, noise, SCHEDULE, n_steps=10, generator=_gen(1))
+    out = sampler(den, noise, SCHEDULE, 10, _gen(1), condition=source)
     assert list(out) == ["rna", "prot", "atac"] and out["rna"].shape == (6, 3)
-    again = method(den, source, noise, SCHEDULE, n_steps=10, generator=_gen(1))
+    again = sampler(den, noise, SCHEDULE, 10, _gen(1), condition=source)
     assert torch.equal(out["prot"], again["prot"])
     # two sources -> one target
     source2 = {"rna": torch.zeros(6, 3), "atac": torch.ones(6, 2)}
-    out2 = method(den, source2, {"prot": noise["prot"]}, SCHEDULE, n_steps=5, generator=_gen(1))
+    out2 = sampler(den, {"prot": noise["prot"]}, SCHEDULE, 5, _gen(1), condition=source2)
     assert out2["prot"].shape == (6, 2) and out2["rna"] is source2["rna"]
-    with pytest.raises(ValueError, match="target"):
-        method(den, source2, {"rna": noise["rna"]}, SCHEDULE, n_steps=5, generator=_gen(1))
+    with pytest.raises(ValueError, match="Nothing to sample"):
+        sampler(den, {"rna": noise["rna"]}, SCHEDULE, 5, _gen(1), condition=source2)
     with pytest.raises(ValueError, match="Generator"):
-        method(den, source, noise, SCHEDULE, n_steps=5)
+        sampler(den, noise, SCHEDULE, 5, condition=source)
+    with pytest.raises(ValueError, match="give the source modalities as `condition`"):
+        sampler(den, noise, SCHEDULE, 5, _gen(1))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -471,5 +473,5 @@ def test_cuda_samplers_and_translation():
     den2, source, noise2 = _translation_setup(n=64)
     source = {m: v.cuda() for m, v in source.items()}
     noise2 = {m: v.cuda() for m, v in noise2.items()}
-    out = guidance_translate(den2, source, noise2, SCHEDULE, n_steps=20, generator=_gen(2, "cuda"))
+    out = GuidanceSampler()(den2, noise2, SCHEDULE, 20, _gen(2, "cuda"), condition=source)
     assert out["atac"].is_cuda

@@ -15,7 +15,6 @@ from helpers import (
 from scipy import sparse
 
 from scdx_scvi import SCDX
-from scdx_scvi.model._diffusion_mixin import stack_rows
 
 COMBINATIONS = [("rna", "atac"), ("rna", "protein"), ("rna", "atac", "protein")]
 _train = train_tiny
@@ -212,14 +211,77 @@ def test_batch_conditioned_diffusion():
         model.generate(n_cells=2, batch="batch_7")
 
 
-def test_stack_rows_matches_vstack():
-    rng = np.random.default_rng(0)
-    blocks = [
-        sparse.random(n, 7, density=d, format="csr", dtype=np.float32, random_state=rng)
-        for n, d in [(3, 0.5), (0, 0.0), (4, 0.0), (5, 0.9)]
-    ]
-    expected = sparse.vstack(blocks, format="csr")
-    got = stack_rows(list(blocks))
-    assert got.shape == (12, 7) and got.dtype == np.float32
-    assert (got != expected).nnz == 0
-    got.check_format(full_check=True)
+# ------------------------------------------------------------------ training state
+
+
+def test_epochs_trained_records_what_ran_with_early_stopping():
+    scvi.settings.seed = 0
+    mods = ("rna", "atac")
+    mdata = synthetic_mudata(mods)
+    SCDX.setup_mudata(mdata, **synthetic_setup_kwargs(mods))
+    model = SCDX(mdata, **TINY)
+    assert model.epochs_trained == {"autoencoder": 0, "diffusion": 0, "diffusion_steps": 0}
+    # patience 1 with a tiny minimum improvement: early stopping ends both stages early
+    stop = {"early_stopping_min_delta": 1e9}
+    model.train_autoencoder(max_epochs=50, early_stopping_patience=1, **stop, **QUIET)
+    model.train_diffusion(max_steps=400, batch_size=64, early_stopping_patience=1, **stop, **QUIET)
+    epochs = model.epochs_trained
+    assert epochs["autoencoder"] == len(model.history["reconstruction_loss_train"]) == 2
+    assert epochs["diffusion"] == len(model.diffusion_history["diffusion_loss_train"]) == 2
+    n_train = len(model.train_indices)
+    assert epochs["diffusion_steps"] == model.trainer.global_step == 2 * -(-n_train // 64)
+    # repeated runs add up, as scvi-tools' history does
+    model.train_diffusion(max_steps=3, batch_size=64, **QUIET)
+    assert model.epochs_trained["diffusion_steps"] == epochs["diffusion_steps"] + 3
+    assert model.epochs_trained["diffusion"] == 3
+
+
+def test_retraining_the_autoencoder_makes_the_diffusion_stale():
+    model, _ = _train(("rna", "atac"))
+    with pytest.warns(UserWarning, match="stale"):
+        model.train_autoencoder(max_epochs=1, **QUIET)
+    assert not model.is_diffusion_trained_
+    with pytest.raises(RuntimeError, match=r"run `model.train_diffusion\(\)` again"):
+        model.generate(n_cells=2)
+    with pytest.raises(RuntimeError, match=r"run `model.train_diffusion\(\)` again"):
+        model.get_translated_modality(model.adata, "rna", "atac")
+    model.train_diffusion(max_steps=2, **QUIET)
+    assert model.generate(n_cells=2, n_steps=2, seed=0).n_obs == 2
+
+
+@pytest.mark.parametrize(
+    ("method", "kwargs", "error", "match"),
+    [
+        ("train", {"max_epochs": 0}, ValueError, "`max_epochs` must be at least 1"),
+        ("train", {"max_steps_diffusion": 0}, ValueError, "`max_steps_diffusion`"),
+        ("train", {"max_steps_diffusion": -5}, ValueError, "`max_steps_diffusion`"),
+        ("train", {"max_epochs": 2.5}, TypeError, "`max_epochs` must be an integer"),
+        ("train", {"diffusion_kwargs": {"batch_size": 0}}, ValueError, "diffusion_kwargs"),
+        ("train_autoencoder", {"max_epochs": -1}, ValueError, "`max_epochs`"),
+        ("train_autoencoder", {"batch_size": 0}, ValueError, "`batch_size`"),
+        ("train_diffusion", {"max_steps": 0}, ValueError, "`max_steps`"),
+        ("train_diffusion", {"batch_size": -3}, ValueError, "`batch_size`"),
+        ("train_diffusion", {"max_steps": True}, TypeError, "`max_steps`"),
+    ],
+)
+def test_training_arguments_are_checked_before_any_training(method, kwargs, error, match):
+    model, _ = _shared_model()
+    state = (model.is_trained_, model.is_diffusion_trained_, model.epochs_trained)
+    with pytest.raises(error, match=match):
+        getattr(model, method)(**kwargs, **QUIET)
+    assert (model.is_trained_, model.is_diffusion_trained_, model.epochs_trained) == state
+
+
+def test_a_stage_that_ran_no_step_is_not_trained():
+    mods = ("rna", "atac")
+    mdata = synthetic_mudata(mods)
+    SCDX.setup_mudata(mdata, **synthetic_setup_kwargs(mods))
+    model = SCDX(mdata, **TINY)
+    with pytest.raises(RuntimeError, match="no optimiser step"):
+        model.train_autoencoder(max_epochs=1, max_steps=0, **QUIET)
+    assert not model.is_trained_
+    model.train_autoencoder(max_epochs=1, **QUIET)
+    with pytest.raises(RuntimeError, match="no optimiser step"):
+        model.train_diffusion(max_steps=5, limit_train_batches=0, **QUIET)
+    assert not model.is_diffusion_trained_ and model.is_trained_
+    assert model.epochs_trained["diffusion_steps"] == 0

@@ -14,6 +14,7 @@ from scipy import sparse
 
 from scdx_scvi import SCDX
 from scdx_scvi.data import pad_mosaic
+from scdx_scvi.diffusion import GuidanceSampler, ReplacementSampler, sample_noise, with_labels
 
 FAST = {"sampler": "dpm++2m", "n_steps": 4, "seed": 0}
 
@@ -181,7 +182,7 @@ def test_errors(trained, trained3):
         model.get_translated_modality(query, "rna", "protein")
     with pytest.raises(ValueError, match="both source and target"):
         model.get_translated_modality(query, "rna", "rna")
-    with pytest.raises(ValueError, match="method must be one of"):
+    with pytest.raises(ValueError, match="`method` must be one of"):
         model.get_translated_modality(query, method="magic")
     with pytest.raises(ValueError, match="An AnnData holds one modality"):
         trained3[0].get_translated_modality(query, ["rna", "atac"], None)
@@ -292,3 +293,41 @@ def test_three_line_script_after_save_and_load(trained, tmp_path):
     loaded = SCDX.load(tmp_path / "model")
     atac = loaded.get_translated_modality(query, "rna", "atac", **FAST)
     np.testing.assert_array_equal(atac.X, expected.X)
+
+
+@pytest.mark.parametrize("method", ["replacement", "guidance"])
+def test_zero_shot_methods_are_the_samplers_on_scaled_latents(trained, method):
+    """The module pipeline gives what the public pieces give, composed by hand."""
+    model, mdata = trained
+    idx = np.arange(6)
+    out = model.get_translated_modality(
+        mdata, "rna", "atac", method=method, n_steps=5, seed=3, indices=idx, return_type="numpy"
+    )
+    module, diffusion = model.module, model.module.diffusion
+    sampler = ReplacementSampler if method == "replacement" else GuidanceSampler
+    generator = torch.Generator().manual_seed(3)
+    batch_index = torch.zeros((6, 1), dtype=torch.long)
+    with torch.random.fork_rng():
+        torch.manual_seed(4)
+        x = {"rna": torch.as_tensor(mdata["rna"].X[idx], dtype=torch.float32)}
+        z = module.inference(x, batch_index)["z"]
+        y = torch.full((6,), diffusion.n_labels)  # the null label and batch
+        null = torch.stack([y, torch.full_like(y, diffusion.n_batch)], dim=1)
+        eps_fn = with_labels(diffusion.labelled_denoiser(), null)
+        noise = sample_noise({"atac": diffusion.latent_dims["atac"]}, 6, generator)
+        x0 = sampler(clip_x0=1.0)(
+            eps_fn, noise, diffusion.schedule, 5, generator, condition=diffusion.scale(z)
+        )
+        latent = diffusion.unscale({"atac": x0["atac"]})
+        expected = module.decode_normalized(latent, batch_index)["atac"]
+    np.testing.assert_array_equal(out, expected.numpy())
+
+
+def test_guidance_with_zero_strength_is_replacement(trained):
+    model, mdata = trained
+    kwargs = {"n_steps": 6, "seed": 2, "indices": np.arange(20), "return_type": "numpy"}
+    replacement = model.get_translated_modality(mdata, method="replacement", **kwargs)
+    guidance = model.get_translated_modality(
+        mdata, method="guidance", guidance_strength=0.0, **kwargs
+    )
+    np.testing.assert_array_equal(replacement, guidance)

@@ -1,4 +1,4 @@
-"""Noise schedules, samplers, guidance and zero-shot translation for multimodal latent diffusion.
+"""Noise schedules, samplers (zero-shot translators included) and classifier-free guidance.
 
 Everything here is independent of any model class: the denoiser is a callable
 ``eps_fn(x, t) -> eps`` on dicts of per-modality tensors (see :mod:`._samplers`).
@@ -18,21 +18,18 @@ Examples
 """
 
 from ._guidance import Denoiser, classifier_free_guidance, combine_guidance, with_labels
+from ._registry import SAMPLERS, get_sampler
 from ._samplers import (
-    SAMPLERS,
     DDIMSampler,
     DDPMSampler,
     DPMSolverPP2MSampler,
-    EpsFn,
     MeanSampler,
     Sampler,
     ddpm_step,
-    get_sampler,
-    randn_like,
-    sample_noise,
 )
 from ._schedule import NoiseSchedule, spaced_timesteps
-from ._translation import guidance_translate, replacement_translate
+from ._utils import EpsFn, randn_like, sample_noise
+from ._zero_shot import GuidanceSampler, ReplacementSampler
 
 __all__ = [
     "SAMPLERS",
@@ -41,16 +38,16 @@ __all__ = [
     "DPMSolverPP2MSampler",
     "Denoiser",
     "EpsFn",
+    "GuidanceSampler",
     "MeanSampler",
     "NoiseSchedule",
+    "ReplacementSampler",
     "Sampler",
     "classifier_free_guidance",
     "combine_guidance",
     "ddpm_step",
     "get_sampler",
-    "guidance_translate",
     "randn_like",
-    "replacement_translate",
     "sample_noise",
     "spaced_timesteps",
     "with_labels",

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor
 
-from ._samplers import EpsFn
+from ._utils import EpsFn
 
 Denoiser = Callable[[dict[str, Tensor], dict[str, Tensor], Tensor | None], dict[str, Tensor]]
 """``denoiser(x, t, labels) -> eps``."""

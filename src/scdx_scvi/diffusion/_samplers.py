@@ -29,144 +29,22 @@ clean value and timestep ``0`` and they are returned unchanged.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from typing import ClassVar, Literal
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from ._schedule import NoiseSchedule, Spacing, spaced_timesteps
-
-EpsFn = Callable[[dict[str, Tensor], dict[str, Tensor]], dict[str, Tensor]]
-"""``eps_fn(x, t) -> eps``: per-modality noise prediction for per-modality timesteps."""
-
-
-# ---------------------------------------------------------------------------------- helpers
-def randn_like(x: Tensor, generator: torch.Generator) -> Tensor:
-    """Draw a standard normal tensor shaped like ``x`` from ``generator`` only.
-
-    Raises
-    ------
-    ValueError
-        If the generator lives on another device type than ``x``.
-    """
-    if generator.device.type != x.device.type:
-        raise ValueError(
-            f"generator is on {generator.device} but the data is on {x.device}; create the "
-            f"generator with torch.Generator(device={str(x.device)!r})."
-        )
-    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-
-
-def sample_noise(
-    dims: Mapping[str, int | tuple[int, ...]],
-    n: int,
-    generator: torch.Generator,
-    dtype: torch.dtype = torch.float32,
-) -> dict[str, Tensor]:
-    """Draw an initial noise dict ``{m: (n, *dims[m])}`` on the generator's device.
-
-    Modalities are drawn in the order of ``dims``, so the same seed gives the same noise.
-    """
-    out = {}
-    for m, d in dims.items():
-        shape = (n, *((d,) if isinstance(d, int) else tuple(d)))
-        out[m] = torch.randn(shape, generator=generator, device=generator.device, dtype=dtype)
-    return out
-
-
-def _progress(it: Iterable, enable: bool, desc: str) -> Iterable:
-    if not enable:
-        return it
-    from tqdm.auto import tqdm
-
-    return tqdm(it, desc=desc)
-
-
-def _clip(x0: Tensor, clip_x0: float | None) -> Tensor:
-    return x0 if clip_x0 is None else x0.clamp(-clip_x0, clip_x0)
-
-
-class ConditionedEps:
-    """Wrap ``eps_fn`` so that it is called with the full state, clean conditions at ``t = 0``.
-
-    Parameters
-    ----------
-    eps_fn
-        The denoiser callable.
-    condition
-        Clean modalities held fixed (may be empty).
-    keys
-        Order of the modalities in the dict passed to ``eps_fn``.
-    """
-
-    def __init__(self, eps_fn: EpsFn, condition: Mapping[str, Tensor], keys: Iterable[str]):
-        self.eps_fn = eps_fn
-        self.condition = dict(condition)
-        self.keys = list(keys)
-
-    def __call__(self, x: Mapping[str, Tensor], t: float | int | Tensor) -> dict[str, Tensor]:
-        """Evaluate at scalar (or ``(B,)``) timestep ``t`` for the free modalities ``x``.
-
-        Integer ``t`` becomes a ``long`` tensor and float ``t`` a ``float32`` tensor of shape
-        ``(B,)``; conditions get zeros of the same dtype. Returns the free modalities' eps.
-        """
-        ref = next(iter(x.values()))
-        b = ref.shape[0]
-        if isinstance(t, Tensor):
-            tt = t.to(ref.device).expand(b) if t.ndim == 0 else t.to(ref.device)
-        elif isinstance(t, int | np.integer):
-            tt = torch.full((b,), int(t), dtype=torch.long, device=ref.device)
-        else:
-            tt = torch.full((b,), float(t), dtype=torch.float32, device=ref.device)
-        zeros = torch.zeros_like(tt)
-        xs, ts = {}, {}
-        for m in self.keys:
-            if m in self.condition:
-                xs[m], ts[m] = self.condition[m], zeros
-            else:
-                xs[m], ts[m] = x[m], tt
-        eps = self.eps_fn(xs, ts)
-        out = {}
-        for m, xm in x.items():
-            if m not in eps:
-                raise KeyError(f"eps_fn returned no prediction for modality {m!r}.")
-            if eps[m].shape != xm.shape:
-                raise ValueError(
-                    f"eps_fn returned shape {tuple(eps[m].shape)} for {m!r}, "
-                    f"expected {tuple(xm.shape)}."
-                )
-            out[m] = eps[m]
-        return out
-
-
-def split_state(
-    noise: Mapping[str, Tensor], condition: Mapping[str, Tensor] | None
-) -> tuple[dict[str, Tensor], dict[str, Tensor], list[str]]:
-    """Split the input into free (sampled) and conditioned modalities; check batch sizes.
-
-    Returns
-    -------
-    free, condition, keys
-        ``keys`` is the order of the output: the keys of ``noise``, then condition-only keys.
-    """
-    condition = dict(condition or {})
-    keys = list(noise) + [m for m in condition if m not in noise]
-    free = {m: v for m, v in noise.items() if m not in condition}
-    if not free:
-        raise ValueError("Nothing to sample: every modality of `noise` is in `condition`.")
-    sizes = {m: v.shape[0] for m, v in (*free.items(), *condition.items())}
-    if len(set(sizes.values())) != 1:
-        raise ValueError(f"All modalities must have the same batch size, got {sizes}.")
-    return free, condition, keys
-
-
-def merge_state(
-    keys: list[str], free: Mapping[str, Tensor], condition: Mapping[str, Tensor]
-) -> dict[str, Tensor]:
-    """Reassemble the output dict in the order ``keys``."""
-    return {m: condition[m] if m in condition else free[m] for m in keys}
+from ._utils import (
+    ConditionedEps,
+    EpsFn,
+    clamp_x0,
+    merge_state,
+    progress_bar,
+    randn_like,
+    split_state,
+)
 
 
 def ddpm_step(
@@ -215,7 +93,7 @@ def ddpm_step(
         raise ValueError(f"variance must be 'fixed_large' or 'fixed_small', got {variance!r}.")
     x_prev, x0s = {}, {}
     for m, xm in x.items():
-        x0 = _clip((xm - math.sqrt(1.0 - ab) * eps[m]) / math.sqrt(ab), clip_x0)
+        x0 = clamp_x0((xm - math.sqrt(1.0 - ab) * eps[m]) / math.sqrt(ab), clip_x0)
         mean = c_x0 * x0 + c_xt * xm
         if i > 0:
             if generator is None:
@@ -234,8 +112,14 @@ class Sampler:
     """
 
     name: ClassVar[str] = ""
-    #: Number of steps when ``n_steps`` is ``None``; ``None`` means ``len(schedule)``.
+    #: Number of steps when ``n_steps`` is ``None``; ``None`` means ``len(schedule)``. The one
+    #: home of the default step counts (the model's ``generate`` and translation use them).
     default_steps: ClassVar[int | None] = None
+    #: Whether the sampler returns one deterministic estimate rather than draws.
+    point_estimate: ClassVar[bool] = False
+    #: Whether the sampler translates a joint model zero-shot (``condition`` is required and
+    #: follows the forward process instead of being passed clean).
+    zero_shot: ClassVar[bool] = False
 
     def __init__(self, clip_x0: float | None = None):
         if clip_x0 is not None and clip_x0 <= 0:
@@ -288,15 +172,25 @@ class Sampler:
         free, cond, keys = split_state(noise, condition)
         if self.stochastic and generator is None:
             raise ValueError(f"{type(self).__name__} is stochastic and needs a torch.Generator.")
-        n = self.default_steps if n_steps is None else int(n_steps)
-        if n is None:
-            n = len(schedule)
-        if n < 1:
-            raise ValueError(f"n_steps must be >= 1, got {n}.")
+        n = self.resolve_steps(n_steps, schedule)
         wrapped = ConditionedEps(eps_fn, cond, keys)
         with torch.no_grad():
             out = self._run(wrapped, dict(free), schedule, n, generator, progress)
         return merge_state(keys, out, cond)
+
+    def resolve_steps(self, n_steps: int | None, schedule: NoiseSchedule) -> int:
+        """Return the number of denoiser evaluations: ``n_steps``, or :attr:`default_steps`.
+
+        Raises
+        ------
+        ValueError
+            If ``n_steps`` is below 1.
+        """
+        if n_steps is None:
+            return len(schedule) if self.default_steps is None else self.default_steps
+        if int(n_steps) != n_steps or n_steps < 1:
+            raise ValueError(f"n_steps must be an integer >= 1, got {n_steps}.")
+        return int(n_steps)
 
     def _run(
         self,
@@ -360,7 +254,7 @@ class DDPMSampler(Sampler):
     def _run(self, eps, x, schedule, n_steps, generator, progress):
         sched = schedule.respace(spaced_timesteps(len(schedule), n_steps, self.spacing))
         x0 = x
-        for i in _progress(range(len(sched) - 1, -1, -1), progress, "DDPM"):
+        for i in progress_bar(range(len(sched) - 1, -1, -1), progress, "DDPM"):
             e = eps(x, int(sched.timestep_map[i]))
             x, x0 = ddpm_step(sched, i, x, e, generator, self.clip_x0, self.variance)
         return x0
@@ -397,7 +291,7 @@ class DDIMSampler(Sampler):
     """
 
     name = "ddim"
-    default_steps = 50
+    default_steps = 100
 
     def __init__(
         self, eta: float = 0.0, clip_x0: float | None = None, spacing: Spacing = "linspace"
@@ -417,7 +311,7 @@ class DDIMSampler(Sampler):
         ts = spaced_timesteps(len(schedule), n_steps, self.spacing).flip(0).tolist()
         abar = schedule.alphas_cumprod
         x0 = x
-        for k in _progress(range(len(ts)), progress, "DDIM"):
+        for k in progress_bar(range(len(ts)), progress, "DDIM"):
             t = ts[k]
             ab = float(abar[t])
             ab_prev = float(abar[ts[k + 1]]) if k + 1 < len(ts) else 1.0
@@ -428,7 +322,7 @@ class DDIMSampler(Sampler):
                 x0m = (xm - math.sqrt(1 - ab) * e[m]) / math.sqrt(ab)
                 em = e[m]
                 if self.clip_x0 is not None:
-                    x0m = _clip(x0m, self.clip_x0)
+                    x0m = clamp_x0(x0m, self.clip_x0)
                     em = (xm - math.sqrt(ab) * x0m) / math.sqrt(1 - ab)
                 xs = math.sqrt(ab_prev) * x0m + math.sqrt(max(1 - ab_prev - sigma**2, 0.0)) * em
                 if sigma > 0:
@@ -480,7 +374,7 @@ class DPMSolverPP2MSampler(Sampler):
     """
 
     name = "dpm++2m"
-    default_steps = 20
+    default_steps = 25
 
     def __init__(
         self,
@@ -523,10 +417,10 @@ class DPMSolverPP2MSampler(Sampler):
         d_prev: dict[str, Tensor] | None = None
         h_prev = 0.0
         d: dict[str, Tensor] = x
-        for i in _progress(range(n), progress, "DPM-Solver++(2M)"):
+        for i in progress_bar(range(n), progress, "DPM-Solver++(2M)"):
             t = int(ts[i]) if self.integer_timesteps else float(ts[i])
             e = eps(x, t)
-            d = {m: _clip((x[m] - sigma[i] * e[m]) / alpha[i], self.clip_x0) for m in x}
+            d = {m: clamp_x0((x[m] - sigma[i] * e[m]) / alpha[i], self.clip_x0) for m in x}
             if i == n - 1:
                 break
             h = lam[i + 1] - lam[i]
@@ -557,42 +451,16 @@ class MeanSampler(Sampler):
 
     name = "mean"
     default_steps = 1
+    point_estimate = True
+
+    def resolve_steps(self, n_steps: int | None, schedule: NoiseSchedule) -> int:
+        """Return 1: the estimate is one denoiser evaluation whatever ``n_steps`` is."""
+        super().resolve_steps(n_steps, schedule)
+        return 1
 
     def _run(self, eps, x, schedule, n_steps, generator, progress):
         t = len(schedule) - 1
         ab = float(schedule.alphas_cumprod[t])
         zeros = {m: torch.zeros_like(v) for m, v in x.items()}
         e = eps(zeros, t)
-        return {m: _clip(-math.sqrt(1 - ab) * e[m] / math.sqrt(ab), self.clip_x0) for m in x}
-
-
-SAMPLERS: dict[str, type[Sampler]] = {
-    DDPMSampler.name: DDPMSampler,
-    DDIMSampler.name: DDIMSampler,
-    DPMSolverPP2MSampler.name: DPMSolverPP2MSampler,
-    MeanSampler.name: MeanSampler,
-}
-
-
-def get_sampler(name: Literal["ddpm", "ddim", "dpm++2m", "mean"], **kwargs) -> Sampler:
-    """Instantiate a sampler by name.
-
-    Parameters
-    ----------
-    name
-        ``"ddpm"`` (:class:`DDPMSampler`), ``"ddim"`` (:class:`DDIMSampler`), ``"dpm++2m"``
-        (:class:`DPMSolverPP2MSampler`) or ``"mean"`` (:class:`MeanSampler`).
-    **kwargs
-        Passed to the sampler's constructor (e.g. ``eta`` for DDIM, ``clip_x0``).
-
-    Raises
-    ------
-    ValueError
-        For an unknown name; the message lists the valid names.
-    """
-    try:
-        cls = SAMPLERS[name]
-    except (KeyError, TypeError):
-        valid = ", ".join(repr(k) for k in SAMPLERS)
-        raise ValueError(f"Unknown sampler {name!r}; valid names are {valid}.") from None
-    return cls(**kwargs)
+        return {m: clamp_x0(-math.sqrt(1 - ab) * e[m] / math.sqrt(ab), self.clip_x0) for m in x}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -13,44 +14,29 @@ from anndata import AnnData
 from mudata import MuData
 from scipy import sparse
 from scvi import REGISTRY_KEYS
-from scvi.train import TrainRunner
 
-from scdx_scvi._compat import (
-    _FIELD_REGISTRIES_KEY,
-    _SETUP_ARGS_KEY,
-    _STATE_REGISTRY_KEY,
-    devices_dsp,
-)
+from scdx_scvi._compat import _SETUP_ARGS_KEY, devices_dsp
 from scdx_scvi._constants import MODULE_KEYS
-from scdx_scvi.diffusion import classifier_free_guidance, get_sampler, sample_noise
+from scdx_scvi.data import stack_rows
+from scdx_scvi.diffusion import SAMPLERS
 from scdx_scvi.train import LatentDataModule, LatentDiffusionTrainingPlan
+
+from ._checks import check_int
+from ._sampling import (
+    batch_code,
+    check_diffusion_trained,
+    generation_labels,
+    label_categories,
+    resolve_seed,
+    seeded,
+)
 
 logger = logging.getLogger(__name__)
 
-#: Default number of denoiser evaluations of each sampler in :meth:`generate`.
-DEFAULT_STEPS = {"ddpm": 1000, "ddim": 100, "dpm++2m": 25}
-
-
-def stack_rows(blocks: list[sparse.csr_matrix]) -> sparse.csr_matrix:
-    """Stack CSR row blocks into one matrix, releasing each block's arrays as they are copied.
-
-    Equal to ``scipy.sparse.vstack(blocks, format="csr")``, but the data and index arrays are
-    concatenated one after the other and the blocks' own arrays dropped in between, so the
-    peak is about 1.5 times the result instead of 2 times. The blocks are emptied.
-    """
-    n_cols = blocks[0].shape[1]
-    offsets = np.cumsum([0] + [b.nnz for b in blocks])
-    indptr = np.concatenate(
-        [[0]] + [b.indptr[1:].astype(np.int64) + o for b, o in zip(blocks, offsets, strict=False)]
-    )
-    n_rows = sum(b.shape[0] for b in blocks)
-    data = np.concatenate([b.data for b in blocks])
-    for b in blocks:
-        b.data = np.empty(0, data.dtype)  # a view would keep the block's buffer alive
-    index_dtype = np.int32 if offsets[-1] < np.iinfo(np.int32).max else np.int64
-    indices = np.concatenate([b.indices for b in blocks]).astype(index_dtype, copy=False)
-    blocks.clear()
-    return sparse.csr_matrix((data, indices, indptr.astype(index_dtype)), shape=(n_rows, n_cols))
+#: Samplers that draw new cells (not a point estimate, not a translator).
+GENERATION_SAMPLERS = [
+    name for name, cls in SAMPLERS.items() if not (cls.point_estimate or cls.zero_shot)
+]
 
 
 class LatentDiffusionMixin:
@@ -136,6 +122,9 @@ class LatentDiffusionMixin:
         **trainer_kwargs
             Keyword arguments for :class:`scvi.train.Trainer`.
         """
+        max_steps = check_int(max_steps, "max_steps")
+        batch_size = check_int(batch_size, "batch_size")
+        early_stopping_patience = check_int(early_stopping_patience, "early_stopping_patience")
         self._check_if_trained(warn=False, message="Train the autoencoder first.")
         z, library, observed, labels, batches = self._encode_all()
         train_idx = torch.as_tensor(self.train_indices)
@@ -153,8 +142,9 @@ class LatentDiffusionMixin:
             self.test_indices, batch_size=batch_size,
         )  # fmt: skip
         plan = self._diffusion_training_plan_cls(
-            self.module,
+            diffusion,
             datamodule.unpack,
+            freeze=self.module.freeze_autoencoder,
             **{
                 "lr": lr,
                 "weight_decay": weight_decay,
@@ -170,20 +160,59 @@ class LatentDiffusionMixin:
         trainer_kwargs.setdefault("early_stopping_patience", early_stopping_patience)
         if datamodule.n_val:
             trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
-        runner = TrainRunner(
+        runner = self._train_runner_cls(
             self, training_plan=plan, data_splitter=datamodule, max_epochs=max_steps,
             max_steps=max_steps, accelerator=accelerator, devices=devices,
             early_stopping=early_stopping, **trainer_kwargs,
         )  # fmt: skip
-        # The runner writes into ``history_``: keep the autoencoder's history apart.
-        autoencoder_history, self.history_, self.is_trained_ = self.history_, None, False
+        # The runner writes into ``history_`` (appending when ``is_trained_``, as for repeated
+        # autoencoder runs): point it at the diffusion's history and restore the autoencoder's.
+        autoencoder_state = self.history_, self.is_trained_
+        self.history_ = self.diffusion_history_
+        self.is_trained_ = self.diffusion_history_ is not None
         try:
             runner()
-            self.diffusion_history_ = self.history_
+            steps = int(self.trainer.global_step)
+            if steps:
+                self.diffusion_history_ = self.history_
         finally:
-            self.history_, self.is_trained_ = autoencoder_history, True
+            self.history_, self.is_trained_ = autoencoder_state
         self.module.eval()
+        if not steps:
+            raise RuntimeError(
+                "`train_diffusion` ran no optimiser step (see `max_steps` and the trainer "
+                "arguments), so the diffusion is not trained."
+            )
+        self.diffusion_steps_ = getattr(self, "diffusion_steps_", 0) + steps
         self.is_diffusion_trained_ = True
+
+    def _invalidate_diffusion(self) -> None:
+        """Mark a trained diffusion stale: the autoencoder's latents are about to change."""
+        if self.is_diffusion_trained_:
+            warnings.warn(
+                "Training the autoencoder again changes its latents, so the trained diffusion "
+                "is stale: run `train_diffusion()` again before `generate` or translation.",
+                UserWarning,
+                stacklevel=3,
+            )
+            self.is_diffusion_trained_ = False
+
+    @property
+    def epochs_trained(self) -> dict[str, int]:
+        """What training actually ran (early stopping included), summed over repeated calls.
+
+        ``{"autoencoder": epochs of train_autoencoder, "diffusion": epochs of
+        train_diffusion, "diffusion_steps": optimiser steps of train_diffusion}``; 0 for a
+        stage that never trained. Epochs are counted from the histories (a last, partial
+        epoch of the diffusion counts as one).
+        """
+        history = (self.history_ or {}) if self.is_trained_ else {}
+        diffusion = self.diffusion_history_ or {}
+        return {
+            "autoencoder": len(history.get("reconstruction_loss_train", ())),
+            "diffusion": len(diffusion.get("diffusion_loss_train", ())),
+            "diffusion_steps": int(getattr(self, "diffusion_steps_", 0)),
+        }
 
     @property
     def diffusion_history(self) -> dict[str, pd.DataFrame] | None:
@@ -192,64 +221,13 @@ class LatentDiffusionMixin:
 
     # ------------------------------------------------------------------ generation
 
-    def _label_codes(
-        self, labels: Mapping[str, int] | Sequence[str] | None, n_cells: int | None, seed: int
-    ) -> tuple[np.ndarray, list | None]:
-        categories = self._categories(REGISTRY_KEYS.LABELS_KEY)
-        conditional = self.module.n_labels > 0
-        if labels is None:
-            if n_cells is None:
-                raise ValueError("Give `n_cells`, or `labels` as a dict {label: n_cells} or list.")
-            if not conditional:
-                return np.zeros(n_cells, dtype=int), None
-            # as the reference: labels drawn with the proportions of the training cells
-            counts = self.module.label_counts.cpu().double().numpy()
-            rng = np.random.default_rng(seed)
-            return rng.choice(len(counts), size=n_cells, p=counts / counts.sum()), categories
-        if not conditional:
-            raise ValueError(
-                "This model's diffusion is unconditional (no `labels_key` at setup): "
-                "generate with `n_cells` only."
-            )
-        if isinstance(labels, Mapping):
-            names = [name for name, count in labels.items() for _ in range(int(count))]
-        elif isinstance(labels, str):
-            raise TypeError("`labels` must be a dict {label: n_cells} or a list of labels.")
-        else:
-            names = list(labels)
-        unknown = sorted({str(n) for n in names} - {str(c) for c in categories})
-        if unknown:
-            raise ValueError(f"Unknown label(s) {unknown}; the model knows {categories}.")
-        lookup = {str(c): i for i, c in enumerate(categories)}
-        if n_cells is not None and n_cells != len(names):
-            raise ValueError(f"`n_cells`={n_cells} but `labels` asks for {len(names)} cells.")
-        codes = np.array([lookup[str(n)] for n in names], dtype=int)
-        self._check_trained_labels(codes, categories)
-        return codes, categories
-
-    def _check_trained_labels(self, codes: np.ndarray, categories: list) -> None:
-        """Refuse labels that no training cell had: the model never learned them."""
-        counts = self.module.label_counts.cpu().numpy()
-        untrained = sorted({str(categories[c]) for c in np.unique(codes) if counts[c] == 0})
-        if untrained:
-            raise ValueError(
-                f"No training cell has label(s) {untrained} (they are categories of the "
-                "labels column only), so the model never learned them: leave them out, or "
-                "train with cells of these types."
-            )
-
-    def _categories(self, registry_key: str) -> list:
-        """Categories of a registered categorical field, read from the saved registry."""
-        state = self.registry_[_FIELD_REGISTRIES_KEY][registry_key][_STATE_REGISTRY_KEY]
-        return list(state["categorical_mapping"])
-
     @torch.no_grad()
     def generate(
         self,
         n_cells: int | None = None,
         labels: Mapping[str, int] | Sequence[str] | None = None,
         batch: str | None = None,
-        sampler: str = "dpm++2m",
+        sampler: Literal["dpm++2m", "ddim", "ddpm"] = "dpm++2m",
         n_steps: int | None = None,
         guidance_scale: float = 1.0,
         seed: int | None = None,
@@ -268,8 +246,8 @@ class LatentDiffusionMixin:
         Parameters
         ----------
         n_cells
-            Number of cells. Without ``labels``, labels are drawn with the training-cell
-            proportions (conditional model).
+            Number of cells (0 gives an empty MuData). Without ``labels``, labels are drawn
+            with the training-cell proportions (conditional model).
         labels
             ``{"L5 IT": 300, "Astro": 100}`` or a list with one label per cell.
         batch
@@ -277,10 +255,11 @@ class LatentDiffusionMixin:
             built with ``diffusion_batch=True``, and the decoder decodes as this batch when the
             autoencoder is batch-conditioned (without ``batch``: the first batch).
         sampler
-            ``"dpm++2m"`` (DPM-Solver++ 2M, default 25 steps), ``"ddim"`` (100 steps) or
-            ``"ddpm"`` (ancestral, 1000 steps, the reference's sampler).
+            ``"dpm++2m"`` (:class:`~scdx_scvi.diffusion.DPMSolverPP2MSampler`), ``"ddim"``
+            (:class:`~scdx_scvi.diffusion.DDIMSampler`) or ``"ddpm"`` (ancestral, the
+            reference's sampler, :class:`~scdx_scvi.diffusion.DDPMSampler`).
         n_steps
-            Number of denoiser evaluations (default: see ``sampler``).
+            Number of denoiser evaluations (default: the sampler's ``default_steps``).
         guidance_scale
             Classifier-free guidance ``w``: 1 is the plain conditional model, 0 the
             unconditional one, above 1 strengthens the label.
@@ -301,61 +280,39 @@ class LatentDiffusionMixin:
         training ``var_names``, and ``obs`` with the label (column named as ``labels_key``) of
         every cell.
         """
-        if not getattr(self, "is_diffusion_trained_", False):
-            raise RuntimeError("Train the diffusion first: `model.train()` or `train_diffusion()`.")
-        seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else int(seed)
-        codes, categories = self._label_codes(labels, n_cells, seed)
-        diffusion_batch, decoder_batch = self._generation_batch(batch)
+        check_diffusion_trained(self)
+        if sampler not in GENERATION_SAMPLERS:
+            why = " (it estimates a mean, it does not draw cells)" if sampler == "mean" else ""
+            raise ValueError(
+                f"`sampler` of `generate` must be one of {GENERATION_SAMPLERS}, got "
+                f"{sampler!r}{why}."
+            )
+        n_steps = check_int(n_steps, "n_steps", optional=True)
+        batch_size = check_int(batch_size, "batch_size")
+        seed = resolve_seed(seed)
+        categories = label_categories(self.registry_, self.module.n_labels)
+        codes = generation_labels(labels, n_cells, categories, self.module.label_counts, seed)
+        code = batch_code(batch, self.registry_, self._batch_conditioned)
+        draw = self.module.diffusion.make_sampler(sampler, clip_x0)
         device = self.module.device
-        diffusion = self.module.diffusion
-        draw = get_sampler(sampler, clip_x0=self._clip_x0(clip_x0))
-        n_steps = n_steps or DEFAULT_STEPS[sampler]
-        generator = torch.Generator(device=device).manual_seed(seed)
-        dims = {m: diffusion.denoiser.latent_dims[m] for m in self.modalities}
         chunks = {m: [] for m in self.modalities}
-        devices = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed + 1)
+        with seeded(seed, device) as generator:
             for start in range(0, len(codes), batch_size):
                 y = torch.as_tensor(codes[start : start + batch_size], device=device)
-                cond = torch.stack([y, torch.full_like(y, diffusion_batch)], dim=1)
-                null = torch.tensor([diffusion.n_labels, diffusion.n_batch], device=device)
-                eps_fn = classifier_free_guidance(
-                    diffusion.labelled_denoiser(), cond, null, guidance_scale
-                )
-                noise = sample_noise(dims, len(y), generator)
-                x0 = draw(eps_fn, noise, diffusion.schedule, n_steps, generator, progress=progress)
-                batch_index = torch.full((len(y), 1), decoder_batch, device=device)
-                counts = self.module.sample_counts(diffusion.unscale(x0), y, batch_index)
+                latents = self.module.diffusion.sample(
+                    draw, labels=y, batch=code, n_steps=n_steps, guidance_scale=guidance_scale,
+                    generator=generator, progress=progress,
+                )  # fmt: skip
+                batch_index = torch.full((len(y), 1), code or 0, device=device)
+                counts = self.module.sample_counts(latents, y, batch_index)
                 for m, values in counts.items():
                     chunks[m].append(sparse.csr_matrix(values.cpu().numpy(), dtype=np.float32))
         return self._generated_mudata(chunks, codes, categories, batch)
 
-    def _clip_x0(self, clip_x0: float | str | None) -> float | None:
-        """Resolve ``clip_x0="auto"``: 1 for the reference's scalar scaling, else none."""
-        if clip_x0 == "auto":
-            return 1.0 if self.module.diffusion.latent_scaling == "scalar" else None
-        return clip_x0
-
-    def _generation_batch(self, batch: str | None) -> tuple[int, int]:
-        """Batch codes for the denoiser and for the autoencoder's decoder.
-
-        Without ``batch``, the denoiser gets its null batch and a batch-conditioned decoder
-        decodes as the first batch.
-        """
-        n_batch = self.module.diffusion.n_batch
-        if batch is None:
-            return n_batch, 0
-        if n_batch == 0 and not self.module.use_batch:
-            raise ValueError(
-                "This model is not conditioned on the batch: register `batch_key` and use "
-                "`use_batch=True` (decoder) or `diffusion_batch=True` (denoiser)."
-            )
-        categories = [str(c) for c in self._categories(REGISTRY_KEYS.BATCH_KEY)]
-        if str(batch) not in categories:
-            raise ValueError(f"Unknown batch {batch!r}; the model knows {categories}.")
-        code = categories.index(str(batch))
-        return (code if n_batch else 0), code
+    @property
+    def _batch_conditioned(self) -> bool:
+        """Whether the denoiser or the decoder is conditioned on the batch."""
+        return self.module.use_batch or self.module.diffusion.n_batch > 0
 
     def _generated_mudata(self, chunks, codes, categories, batch) -> MuData:
         n = len(codes)
@@ -368,8 +325,8 @@ class LatentDiffusionMixin:
             obs[setup_args.get("batch_key") or "batch"] = str(batch)
         mods = {}
         for m, mod in self._modality_names.items():
-            x = stack_rows(chunks[m]) if chunks[m] else sparse.csr_matrix((0, 0))
             var = pd.DataFrame(index=pd.Index(self.feature_names_[m], dtype=str))
+            x = stack_rows(chunks[m], n_cols=len(var))
             mods[mod] = AnnData(X=x, obs=obs.copy(), var=var)
         mdata = MuData(mods)
         mdata.obs = obs.loc[mdata.obs_names]

@@ -26,6 +26,7 @@ from scdx_scvi._docs import getter_dsp
 from scdx_scvi.data import check_mudata, data_modalities, resolve_modalities
 from scdx_scvi.module import PRESETS, SCDXModule
 
+from ._checks import check_int
 from ._diffusion_mixin import LatentDiffusionMixin
 from ._translation_mixin import TranslationMixin
 
@@ -420,9 +421,12 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
             Keyword arguments for :class:`scvi.train.Trainer` (e.g. ``enable_progress_bar``,
             ``max_steps``, ``precision``).
         """
+        max_epochs = check_int(max_epochs, "max_epochs", optional=True)
+        batch_size = check_int(batch_size, "batch_size")
+        self._invalidate_diffusion()
         # A later stage freezes the autoencoder; make sure this stage trains it again.
-        for part in (self.module.encoders, self.module.decoders, self.module.likelihoods):
-            part.requires_grad_(True)
+        self.module.freeze_autoencoder(False)
+        was_trained = self.is_trained_
         plan = {
             "optimizer": "AdamW",
             "lr": self._preset.lr if lr is None else lr,
@@ -435,7 +439,7 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
         trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
         if gradient_clip_val is not None:
             trainer_kwargs.setdefault("gradient_clip_val", gradient_clip_val)
-        return UnsupervisedTrainingMixin.train(
+        UnsupervisedTrainingMixin.train(
             self,
             max_epochs=max_epochs,
             accelerator=accelerator,
@@ -448,6 +452,12 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
             plan_kwargs=plan,
             **trainer_kwargs,
         )
+        if not self.trainer.global_step:
+            self.is_trained_ = was_trained
+            raise RuntimeError(
+                "`train_autoencoder` ran no optimiser step (see `max_epochs` and the trainer "
+                "arguments), so the autoencoder is not trained."
+            )
 
     @devices_dsp.dedent
     def train(
@@ -478,6 +488,13 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
             Keyword arguments for :class:`scvi.train.Trainer`, used by both stages (e.g.
             ``enable_progress_bar``).
         """
+        check_int(max_epochs, "max_epochs", optional=True)
+        check_int(max_steps_diffusion, "max_steps_diffusion")
+        for name, kwargs in (("autoencoder_kwargs", autoencoder_kwargs),
+                             ("diffusion_kwargs", diffusion_kwargs)):  # fmt: skip
+            if "batch_size" in (kwargs or {}):
+                check_int(kwargs["batch_size"], f"{name}['batch_size']")
+        self.is_diffusion_trained_ = False  # retrained below: no stale-diffusion warning
         self.train_autoencoder(
             max_epochs=max_epochs, accelerator=accelerator, devices=devices,
             **{**trainer_kwargs, **(autoencoder_kwargs or {})},

@@ -12,25 +12,30 @@ import torch
 from anndata import AnnData
 from mudata import MuData
 from scipy import sparse
-from scvi import REGISTRY_KEYS
 
 from scdx_scvi._compat import _SETUP_ARGS_KEY
 from scdx_scvi._constants import MODALITIES, MODULE_KEYS
-from scdx_scvi.data import align_features
-from scdx_scvi.diffusion import (
-    get_sampler,
-    guidance_translate,
-    replacement_translate,
-    sample_noise,
-    with_labels,
+from scdx_scvi.data import align_features, stack_rows
+from scdx_scvi.diffusion import SAMPLERS, Sampler
+
+from ._checks import check_choice, check_int, check_positive
+from ._sampling import (
+    batch_code,
+    check_diffusion_trained,
+    draw_labels,
+    label_categories,
+    query_labels,
+    resolve_seed,
+    seeded,
 )
 
 logger = logging.getLogger(__name__)
 
 TranslationMethod = Literal["learned", "replacement", "guidance"]
-
-#: Default number of denoiser evaluations of each translation method.
-DEFAULT_TRANSLATION_STEPS = {"learned": 25, "replacement": 1000, "guidance": 1000}
+#: Translation methods: the learned conditional, and the reference's zero-shot samplers.
+TRANSLATION_METHODS = ("learned", *(name for name, cls in SAMPLERS.items() if cls.zero_shot))
+#: Samplers of the learned conditional.
+LEARNED_SAMPLERS = [name for name, cls in SAMPLERS.items() if not cls.zero_shot]
 
 
 class TranslationMixin:
@@ -113,29 +118,6 @@ class TranslationMixin:
             obs = obs.iloc[indices]
         return x, obs.loc[:, ~obs.columns.str.startswith("_scvi_")].copy()
 
-    def _query_labels(
-        self, labels: str | Sequence[str] | None, obs: pd.DataFrame
-    ) -> np.ndarray | None:
-        """Label codes of the query cells, or ``None`` for the null (unconditional) label."""
-        if labels is None:
-            return None
-        if self.module.diffusion.n_labels == 0:
-            raise ValueError("The model was not trained with labels (`labels_key`).")
-        if isinstance(labels, str):
-            if labels not in obs.columns:
-                raise KeyError(f"`labels={labels!r}` is not a column of the query obs.")
-            labels = obs[labels]
-        labels = np.asarray(labels).astype(str)
-        if len(labels) != len(obs):
-            raise ValueError(f"Got {len(labels)} labels for {len(obs)} cells.")
-        categories = [str(c) for c in self._categories(REGISTRY_KEYS.LABELS_KEY)]
-        unknown = sorted(set(labels) - set(categories))
-        if unknown:
-            raise ValueError(f"Unknown label(s) {unknown[:5]}; the model knows {categories}.")
-        codes = pd.Categorical(labels, categories=categories).codes.astype(np.int64)
-        self._check_trained_labels(codes, categories)
-        return codes
-
     def get_translated_modality(
         self,
         adata: AnnData | MuData | None = None,
@@ -194,8 +176,8 @@ class TranslationMixin:
             draw samples of ``p(target | source)`` (realistic single cells with their
             variability; ``n_samples > 1`` gives the uncertainty).
         n_steps
-            Denoiser evaluations (default: 1 with ``sampler="mean"``, 25 for the other
-            samplers of ``"learned"``, 1000 for the zero-shot methods).
+            Denoiser evaluations (default: the sampler's ``default_steps``, e.g. all 1000
+            steps for the zero-shot methods; ``sampler="mean"`` always makes one).
         n_samples
             Independent translations per cell. With more than one, ``X`` is their mean and
             ``layers["variance"]`` their per-cell, per-feature variance (the uncertainty).
@@ -248,139 +230,128 @@ class TranslationMixin:
             if adata is not None:
                 raise ValueError("Pass the query as `adata` or `mdata`, not both.")
             adata = mdata
-        if not getattr(self, "is_diffusion_trained_", False):
-            raise RuntimeError("Train the diffusion first: `model.train()` or `train_diffusion()`.")
+        check_diffusion_trained(self)
         sources, targets = self._translation_roles(source_modality, target_modality)
-        diffusion = self.module.diffusion
-        if method not in DEFAULT_TRANSLATION_STEPS:
-            raise ValueError(
-                f"method must be one of {list(DEFAULT_TRANSLATION_STEPS)}, got {method!r}."
-            )
-        if method == "learned" and diffusion.condition_prob == 0:
-            raise ValueError(
-                "This model's diffusion was trained on the joint only (condition_prob=0, the "
-                "reference), so it has no learned conditional: use method='replacement' or "
-                "'guidance', or build the model with condition_prob > 0 and retrain."
-            )
-        if n_samples < 1:
-            raise ValueError(f"n_samples must be at least 1, got {n_samples}.")
-        if method == "learned" and sampler == "mean" and n_samples > 1:
-            raise ValueError(
-                "sampler='mean' gives one deterministic estimate per cell; to draw several "
-                "samples (n_samples > 1) use a sampler such as sampler='dpm++2m'."
-            )
-        if return_type not in ("anndata", "numpy"):
-            raise ValueError(f"return_type must be 'anndata' or 'numpy', got {return_type!r}.")
+        draw = self._translation_sampler(method, sampler, n_samples, guidance_strength, clip_x0)
+        check_choice(return_type, "return_type", ("anndata", "numpy"))
+        n_steps = self.module.diffusion.resolve_steps(
+            draw, check_int(n_steps, "n_steps", optional=True)
+        )
+        batch_size = check_int(batch_size, "batch_size")
+        library_size = check_positive(library_size, "library_size")
+        seed = resolve_seed(seed)
         x, obs = self._query_sources(adata, sources, layer, indices)
-        codes = self._query_labels(labels, obs)
-        one_step = method == "learned" and sampler == "mean"
-        n_steps = 1 if one_step else n_steps or DEFAULT_TRANSLATION_STEPS[method]
-        seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else int(seed)
-        diffusion_batch, decoder_batch = self._generation_batch(batch)
-        n_cells = len(obs)
+        categories = label_categories(self.registry_, self.module.n_labels)
+        codes = query_labels(labels, obs, categories, self.module.label_counts)
         if codes is None and sample_counts:  # library sizes need a label: training proportions
-            p = self.module.label_counts.cpu().double().numpy()
-            codes_for_library = np.random.default_rng(seed).choice(len(p), n_cells, p=p / p.sum())
+            library_codes = draw_labels(self.module.label_counts, len(obs), seed)
         else:
-            codes_for_library = codes
-
+            library_codes = codes
+        code = batch_code(batch, self.registry_, self._batch_conditioned)
         device = self.module.device
-        generator = torch.Generator(device=device).manual_seed(seed)
-        clip = self._clip_x0(clip_x0)
-        draw = get_sampler(sampler, clip_x0=clip) if method == "learned" else None
-        # every non-source modality is sampled (the others are marginalised), targets are kept
-        sampled = [m for m in self.modalities if m not in sources]
-        dims = {m: diffusion.denoiser.latent_dims[m] for m in sampled}
-        means = {m: [] for m in targets}
-        variances = {m: [] for m in targets}
-        counts = {m: [] for m in targets}
+        keys = ("mean",) + ("variance",) * (n_samples > 1) + ("counts",) * bool(sample_counts)
+        parts = {key: {m: [] for m in targets} for key in keys}
         self.module.eval()
-        devices = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed + 1)
-            for start in range(0, n_cells, batch_size):
-                stop = min(start + batch_size, n_cells)
-                n = stop - start
-                batch_index = torch.full((n, 1), decoder_batch, device=device)
-                with torch.no_grad():
-                    tensors = {
-                        m: torch.as_tensor(v[start:stop].toarray(), device=device)
-                        for m, v in x.items()
-                    }
-                    z = self.module.inference(tensors, batch_index)[MODULE_KEYS.Z]
-                    source = diffusion.scale(z)
-                y = (
-                    torch.full((n,), diffusion.n_labels, device=device)
-                    if codes is None
-                    else torch.as_tensor(codes[start:stop], device=device)
-                )
-                cond = torch.stack([y, torch.full_like(y, diffusion_batch)], dim=1)
-                eps_fn = with_labels(diffusion.labelled_denoiser(), cond)
+        with torch.no_grad(), seeded(seed, device) as generator:
+            for start in range(0, len(obs), batch_size):
+                rows = slice(start, start + batch_size)
+                n = min(batch_size, len(obs) - start)
+                batch_index = torch.full((n, 1), code or 0, device=device)
+                tensors = {
+                    m: torch.as_tensor(v[rows].toarray(), device=device) for m, v in x.items()
+                }
+                source = self.module.inference(tensors, batch_index)[MODULE_KEYS.Z]
+                y = None if codes is None else torch.as_tensor(codes[rows], device=device)
                 total = dict.fromkeys(targets, 0.0)
                 total_sq = dict.fromkeys(targets, 0.0)
                 for s in range(n_samples):
-                    noise = sample_noise(dims, n, generator)
-                    if method == "learned":
-                        out = draw(
-                            eps_fn, noise, diffusion.schedule, n_steps, generator,
-                            condition=source, progress=progress,
-                        )  # fmt: skip
-                    elif method == "replacement":
-                        out = replacement_translate(
-                            eps_fn, source, noise, diffusion.schedule, n_steps, generator,
-                            clip_x0=clip, progress=progress,
-                        )  # fmt: skip
-                    else:
-                        out = guidance_translate(
-                            eps_fn, source, noise, diffusion.schedule, n_steps, generator,
-                            scale=guidance_strength, clip_x0=clip, progress=progress,
-                        )  # fmt: skip
-                    with torch.no_grad():
-                        latents = diffusion.unscale({m: out[m] for m in targets})
-                        logits = self.module.decode_logits(latents, batch_index)
+                    latents = self.module.diffusion.sample(
+                        draw, labels=y, batch=code, condition=source, n_steps=n_steps,
+                        generator=generator, progress=progress,
+                    )  # fmt: skip
+                    latents = {m: latents[m] for m in targets}
+                    values = self.module.decode_normalized(latents, batch_index, library_size)
+                    for m in targets:
+                        total[m] = total[m] + values[m].double()
+                        total_sq[m] = total_sq[m] + values[m].double() ** 2
+                    if "counts" in parts and s == 0:
+                        y_lib = torch.as_tensor(library_codes[rows], device=device)
+                        drawn = self.module.sample_counts(latents, y_lib, batch_index)
                         for m in targets:
-                            values = self.module.likelihoods[m].normalized(logits[m], library_size)
-                            total[m] = total[m] + values.double()
-                            total_sq[m] = total_sq[m] + values.double() ** 2
-                        if sample_counts and s == 0:
-                            y_lib = torch.as_tensor(codes_for_library[start:stop], device=device)
-                            drawn = self.module.sample_counts(latents, y_lib, batch_index)
-                            for m in targets:
-                                counts[m].append(
-                                    sparse.csr_matrix(drawn[m].cpu().numpy(), dtype=np.float32)
-                                )
+                            parts["counts"][m].append(
+                                sparse.csr_matrix(drawn[m].cpu().numpy(), dtype=np.float32)
+                            )
                 for m in targets:
                     mean = total[m] / n_samples
-                    means[m].append(mean.float().cpu().numpy())
-                    if n_samples > 1:
+                    parts["mean"][m].append(mean.float().cpu().numpy())
+                    if "variance" in parts:
                         var = (total_sq[m] / n_samples - mean**2).clamp(min=0.0)
-                        variances[m].append(var.float().cpu().numpy())
-
-        def stack(parts: list, m: str) -> np.ndarray:
-            width = len(self.feature_names_[m])
-            return np.concatenate(parts) if parts else np.zeros((0, width), np.float32)
-
-        if return_type == "numpy":
-            result = {m: stack(means[m], m) for m in targets}
-            return result[targets[0]] if len(targets) == 1 else result
+                        parts["variance"][m].append(var.float().cpu().numpy())
         info = {
             "method": method,
             "sampler": sampler if method == "learned" else "ddpm",
-            "n_steps": int(n_steps),
-            "n_samples": int(n_samples),
+            "n_steps": n_steps,
+            "n_samples": n_samples,
             "source_modality": sources,
             "seed": seed,
-            "library_size": float(library_size),
+            "library_size": library_size,
         }
+        return self._assemble_translation(parts, obs, info, return_type)
+
+    def _translation_sampler(
+        self,
+        method: str,
+        sampler: str,
+        n_samples: int,
+        guidance_strength: float,
+        clip_x0: float | Literal["auto"] | None,
+    ) -> Sampler:
+        """Build the sampler of a translation ``method`` (``sampler`` if learned); check them."""
+        check_choice(method, "method", TRANSLATION_METHODS)
+        if method == "learned":
+            check_choice(sampler, "sampler", LEARNED_SAMPLERS)
+            if self.module.diffusion.condition_prob == 0:
+                raise ValueError(
+                    "This model's diffusion was trained on the joint only (condition_prob=0, "
+                    "the reference), so it has no learned conditional: use "
+                    "method='replacement' or 'guidance', or build the model with "
+                    "condition_prob > 0 and retrain."
+                )
+        check_int(n_samples, "n_samples")
+        options = {"scale": guidance_strength} if method == "guidance" else {}
+        draw = self.module.diffusion.make_sampler(
+            sampler if method == "learned" else method, clip_x0, **options
+        )
+        if draw.point_estimate and n_samples > 1:
+            raise ValueError(
+                f"sampler={sampler!r} gives one deterministic estimate per cell; to draw several "
+                "samples (n_samples > 1) use a sampler such as sampler='dpm++2m'."
+            )
+        return draw
+
+    def _assemble_translation(
+        self, parts: dict, obs: pd.DataFrame, info: dict, return_type: str
+    ) -> AnnData | MuData | np.ndarray | dict[str, np.ndarray]:
+        """Output of :meth:`get_translated_modality` from the chunks of each target."""
+
+        def dense(key: str, m: str) -> np.ndarray:
+            width = len(self.feature_names_[m])
+            chunks = parts[key][m]
+            return np.concatenate(chunks) if chunks else np.zeros((0, width), np.float32)
+
+        targets = list(parts["mean"])
+        if return_type == "numpy":
+            result = {m: dense("mean", m) for m in targets}
+            return result[targets[0]] if len(targets) == 1 else result
         out = {}
         for m in targets:
             layers = {}
-            if n_samples > 1:
-                layers["variance"] = stack(variances[m], m)
-            if sample_counts:
-                layers["counts"] = sparse.vstack(counts[m], format="csr")
+            if "variance" in parts:
+                layers["variance"] = dense("variance", m)
+            if "counts" in parts:
+                layers["counts"] = stack_rows(parts["counts"][m], len(self.feature_names_[m]))
             out[self._modality_names[m]] = AnnData(
-                X=stack(means[m], m),
+                X=dense("mean", m),
                 obs=obs.copy(),
                 var=pd.DataFrame(index=pd.Index(self.feature_names_[m], dtype=str)),
                 layers=layers,

@@ -9,12 +9,25 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from scdx_scvi.diffusion import NoiseSchedule
+from scdx_scvi.diffusion import (
+    NoiseSchedule,
+    Sampler,
+    classifier_free_guidance,
+    get_sampler,
+    sample_noise,
+)
 from scdx_scvi.nn import DCAUNet
 
 LatentScaling = Literal["scalar", "per_dim"]
 Denoiser = Literal["faithful", "improved"]
 Prediction = Literal["epsilon", "v"]
+
+#: Average per-dimension standard deviation of the latents under ``latent_scaling="scalar"``
+#: (the reference's scaling).
+SCALAR_LATENT_SD = 0.1
+#: Smallest average per-dimension standard deviation of a modality's training latents that can
+#: be scaled; below it the autoencoder has learned (almost) nothing that varies between cells.
+MIN_LATENT_SD = 1e-6
 
 #: Constructor options of :class:`~scdx_scvi.nn.DCAUNet` for each named denoiser.
 DENOISERS: dict[str, dict] = {
@@ -80,7 +93,8 @@ class LatentDiffusion(nn.Module):
         Base width ``C`` of the U-Net (128 in the reference).
     latent_scaling
         ``"scalar"`` (the reference): each modality's latent is divided by
-        ``10 * mean_d(std_d)``, so the average per-dimension standard deviation is 0.1.
+        ``mean_d(std_d) / 0.1``, so the average per-dimension standard deviation is 0.1
+        (:data:`SCALAR_LATENT_SD`).
         ``"per_dim"``: each dimension is centred and divided by its standard deviation.
     label_dropout
         Probability of replacing a cell's label (and batch) by the null token during training,
@@ -141,6 +155,7 @@ class LatentDiffusion(nn.Module):
         if not 0.0 <= condition_prob <= 1.0:
             raise ValueError(f"condition_prob must be in [0, 1], got {condition_prob}.")
         self.modalities = tuple(latent_dims)
+        self.latent_dims = {m: int(d) for m, d in latent_dims.items()}
         self.n_labels = n_labels
         self.n_batch = n_batch
         self.latent_scaling = latent_scaling
@@ -164,12 +179,28 @@ class LatentDiffusion(nn.Module):
 
     @torch.no_grad()
     def fit_scaling(self, z: Mapping[str, Tensor]) -> None:
-        """Set the latent shift and scale of each modality from training latents ``z``."""
+        """Set the latent shift and scale of each modality from training latents ``z``.
+
+        Raises
+        ------
+        ValueError
+            If a modality's latents are missing, not finite, or have (almost) no spread
+            (average per-dimension SD below :data:`MIN_LATENT_SD`): they cannot be scaled, and
+            the diffusion would learn NaN.
+        """
         for m in self.modalities:
             std = z[m].std(dim=0)
+            spread = float(std.mean()) if len(z[m]) > 1 else float("nan")
+            if not spread >= MIN_LATENT_SD:
+                raise ValueError(
+                    f"The {m} latents of the training cells have an average SD of {spread:.3g} "
+                    f"({len(z[m])} cells): the autoencoder encodes every cell (almost) alike, so "
+                    f"the diffusion cannot be fitted. Check the {m} data (enough cells with "
+                    "counts, more than a few features that vary) and train the autoencoder again."
+                )
             if self.latent_scaling == "scalar":
                 shift = torch.zeros_like(std)
-                scale = torch.full_like(std, 10.0 * float(std.mean()))
+                scale = torch.full_like(std, spread / SCALAR_LATENT_SD)
             else:
                 shift = z[m].mean(dim=0)
                 scale = std.clamp(min=1e-6)
@@ -327,6 +358,122 @@ class LatentDiffusion(nn.Module):
 
         return call
 
+    # ------------------------------------------------------------------ sampling
+
+    def condition_codes(self, labels: Tensor | None, batch: int | None, n_cells: int) -> Tensor:
+        """Return the denoiser's condition ``(n_cells, 2)``: label and batch code of each cell.
+
+        ``labels=None`` gives the null label and ``batch=None`` the null batch (the tokens of
+        label dropout, i.e. the unconditional model); the batch is ignored by a denoiser that
+        is not batch-conditioned.
+        """
+        device = self.ema_updates.device
+        if labels is None:
+            labels = torch.full((n_cells,), self.n_labels, device=device)
+        labels = labels.reshape(-1).long().to(device)
+        code = self.n_batch if batch is None or not self.n_batch else int(batch)
+        return torch.stack([labels, torch.full_like(labels, code)], dim=1)
+
+    def null_condition(self) -> Tensor:
+        """Return the null (label, batch) token, ``(2,)``."""
+        return torch.tensor([self.n_labels, self.n_batch], device=self.ema_updates.device)
+
+    def make_sampler(
+        self, name: str, clip_x0: float | Literal["auto"] | None = "auto", **options
+    ) -> Sampler:
+        """Build the sampler ``name`` (:func:`~scdx_scvi.diffusion.get_sampler`).
+
+        ``clip_x0="auto"`` clamps the predicted clean latent at 1 with ``"scalar"`` scaling
+        (the reference's ``clip_denoised``: 10 SDs of its latents) and not at all with
+        ``"per_dim"``.
+        """
+        if clip_x0 == "auto":
+            clip_x0 = 10 * SCALAR_LATENT_SD if self.latent_scaling == "scalar" else None
+        return get_sampler(name, clip_x0=clip_x0, **options)
+
+    def resolve_steps(self, sampler: Sampler, n_steps: int | None) -> int:
+        """Return the number of denoiser evaluations of ``sampler`` for ``n_steps``."""
+        return sampler.resolve_steps(n_steps, self.schedule)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        sampler: str | Sampler,
+        n_cells: int | None = None,
+        labels: Tensor | None = None,
+        batch: int | None = None,
+        condition: Mapping[str, Tensor] | None = None,
+        n_steps: int | None = None,
+        guidance_scale: float = 1.0,
+        generator: torch.Generator | None = None,
+        clip_x0: float | Literal["auto"] | None = "auto",
+        progress: bool = False,
+    ) -> dict[str, Tensor]:
+        """Sample autoencoder latents with the EMA denoiser: scale, sample, unscale.
+
+        Parameters
+        ----------
+        sampler
+            A :class:`~scdx_scvi.diffusion.Sampler`, or its name (see :meth:`make_sampler`).
+        n_cells
+            Number of cells; needed only without ``labels`` and ``condition``.
+        labels
+            Label codes ``(n_cells,)``; ``None``: the null label.
+        batch
+            Batch code of every cell; ``None``: the null batch.
+        condition
+            Autoencoder latents of the source modalities ``{m: (n_cells, d_m)}``: the other
+            modalities are sampled given them (translation).
+        n_steps
+            Denoiser evaluations (``None``: the sampler's default).
+        guidance_scale
+            Classifier-free guidance ``w`` on the (label, batch) condition (1: none).
+        generator
+            Source of the initial noise and of the sampler's draws.
+        clip_x0
+            Clamp of the predicted clean latent, for a sampler given by name.
+        progress
+            Show a progress bar over the steps.
+
+        Returns
+        -------
+        The latents of the modalities not in ``condition``, on the autoencoder's scale.
+
+        Raises
+        ------
+        RuntimeError
+            If a sampled latent is not finite.
+        """
+        if isinstance(sampler, str):
+            sampler = self.make_sampler(sampler, clip_x0)
+        scaled = self.scale(condition or {})
+        sizes = {len(v) for v in scaled.values()} | ({len(labels)} if labels is not None else set())
+        sizes |= {n_cells} if n_cells is not None else set()
+        if len(sizes) != 1:
+            raise ValueError(f"`n_cells`, `labels` and `condition` disagree on the cells: {sizes}.")
+        n = sizes.pop()
+        if generator is None:
+            generator = torch.Generator(device=self.ema_updates.device)
+        free = {m: d for m, d in self.latent_dims.items() if m not in scaled}
+        eps_fn = classifier_free_guidance(
+            self.labelled_denoiser(),
+            self.condition_codes(labels, batch, n),
+            self.null_condition(),
+            guidance_scale,
+        )
+        noise = sample_noise(free, n, generator)
+        x0 = sampler(eps_fn, noise, self.schedule, n_steps, generator, scaled or None, progress)
+        latents = self.unscale({m: x0[m] for m in free})
+        for m, v in latents.items():
+            bad = int((~torch.isfinite(v)).any(dim=-1).sum())
+            if bad:
+                raise RuntimeError(
+                    f"Sampling gave non-finite {m} latents for {bad} of {n} cells: the source "
+                    "had non-finite values, or the diffusion diverged (see "
+                    "`model.diffusion_history`; more `n_steps` or `clip_x0` may help)."
+                )
+        return latents
+
     def _coefficients(self, t, like: Tensor) -> tuple[Tensor, Tensor]:
         r""":math:`(\alpha_t, \sigma_t)` as ``(B, 1)`` columns for the rows of ``like``."""
         t = torch.as_tensor(t, device=like.device).expand(like.shape[0])
@@ -339,7 +486,7 @@ class LatentDiffusion(nn.Module):
         if not self.gaussian_residual:
             return out
         # variance of the scaled latents: 0.01 with the reference's scalar scaling, 1 per dim
-        var = 0.01 if self.latent_scaling == "scalar" else 1.0
+        var = SCALAR_LATENT_SD**2 if self.latent_scaling == "scalar" else 1.0
         for m, x_m in x.items():
             a, s = self._coefficients(t[m] if isinstance(t, Mapping) else t, x_m)
             # optimum for x0 ~ N(0, var): eps* = s x / (a² var + s²), v* = a eps* - s x0*

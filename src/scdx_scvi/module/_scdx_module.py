@@ -167,6 +167,28 @@ class SCDXModule(BaseModuleClass):
         """The parts of stage 1 (frozen while the diffusion trains)."""
         return (self.encoders, self.decoders, self.likelihoods)
 
+    @torch.no_grad()
+    def decode_normalized(
+        self,
+        z: Mapping[str, torch.Tensor],
+        batch_index: torch.Tensor | None = None,
+        library_size: float = 1e4,
+    ) -> dict[str, torch.Tensor]:
+        """Decode latents into normalised values.
+
+        Expression per ``library_size`` counts (RNA, protein) or accessibility probabilities
+        (ATAC), one entry per modality of ``z``.
+        """
+        logits = self.decode_logits(z, batch_index)
+        return {m: self.likelihoods[m].normalized(v, library_size) for m, v in logits.items()}
+
+    def freeze_autoencoder(self, frozen: bool = True) -> None:
+        """Freeze the autoencoder (no gradients, eval mode) or make it trainable again."""
+        for part in self.autoencoder:
+            part.requires_grad_(not frozen)
+            if frozen:
+                part.eval()
+
     def _covariates(self, batch_index: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
         return (batch_index,) if self.use_batch and batch_index is not None else ()
 

@@ -2,29 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import lightning.pytorch as pl
 import torch
 
-from scdx_scvi.module import SCDXModule
+from scdx_scvi.module import LatentDiffusion
 
 
 class LatentDiffusionTrainingPlan(pl.LightningModule):
-    """Lightning module that trains :attr:`SCDXModule.diffusion` on minibatches of latents.
+    """Lightning module that trains a :class:`~scdx_scvi.module.LatentDiffusion` on latents.
 
-    The autoencoder is frozen (``requires_grad=False``, eval mode) for the whole fit and
-    unfrozen afterwards. After every optimiser step the EMA denoiser is updated; validation
-    evaluates the EMA denoiser (the weights that sampling uses and ``save`` stores) with a
-    fixed random stream, so the validation loss compares epochs on the same noise.
+    The plan sees the diffusion only; the autoencoder that made the latents is frozen through
+    the ``freeze`` hook for the whole fit (``freeze(True)`` at the start, ``freeze(False)`` at
+    the end). After every optimiser step the EMA denoiser is updated; validation evaluates the
+    EMA denoiser (the weights that sampling uses and ``save`` stores) with a fixed random
+    stream, so the validation loss compares epochs on the same noise.
 
     Logged per epoch: ``diffusion_loss_{train,validation}`` and
     ``diffusion_loss_<modality>_{train,validation}`` (the per-modality MSE).
 
     Parameters
     ----------
-    module
-        The SCDX module.
+    diffusion
+        The latent diffusion to train.
     unpack
-        Function splitting a minibatch into ``(latents, labels, batch)``.
+        Function splitting a minibatch into ``(latents, labels, batch, observed)``.
+    freeze
+        ``freeze(frozen: bool)`` freezes (``True``) or releases (``False``) the autoencoder, e.g.
+        :meth:`~scdx_scvi.module.SCDXModule.freeze_autoencoder`; ``None`` if there is nothing to
+        freeze.
     lr
         AdamW learning rate (1e-4 in the reference).
     weight_decay
@@ -39,44 +46,45 @@ class LatentDiffusionTrainingPlan(pl.LightningModule):
 
     def __init__(
         self,
-        module: SCDXModule,
-        unpack,
+        diffusion: LatentDiffusion,
+        unpack: Callable,
+        freeze: Callable[[bool], None] | None = None,
         lr: float = 1e-4,
         weight_decay: float = 1e-4,
         ema_decay: float = 0.9999,
         lr_decay_steps: int | None = None,
     ):
         super().__init__()
-        self.module = module
+        if lr_decay_steps is not None and lr_decay_steps < 1:
+            raise ValueError(f"`lr_decay_steps` must be at least 1 or None, got {lr_decay_steps}.")
+        self.diffusion = diffusion
         self.unpack = unpack
+        self.freeze = freeze
         self.lr = lr
         self.weight_decay = weight_decay
         self.ema_decay = ema_decay
         self.lr_decay_steps = lr_decay_steps
 
-    def _freeze_autoencoder(self, frozen: bool) -> None:
-        for part in self.module.autoencoder:
-            part.requires_grad_(not frozen)
-            if frozen:
-                part.eval()
-        self.module.diffusion.ema.requires_grad_(False)
-
     def on_fit_start(self) -> None:
-        """Freeze the autoencoder."""
-        self._freeze_autoencoder(True)
+        """Freeze the autoencoder; put the diffusion in training mode (label dropout).
 
-    def on_train_epoch_start(self) -> None:
-        """Keep the frozen autoencoder in eval mode (Lightning sets everything to train)."""
-        for part in self.module.autoencoder:
-            part.eval()
+        Lightning keeps the modes it finds, and encoding the latents leaves the diffusion in
+        eval mode, in which :meth:`~scdx_scvi.module.LatentDiffusion.loss` drops no label.
+        The EMA weights never take gradients.
+        """
+        if self.freeze is not None:
+            self.freeze(True)
+        self.diffusion.train()
+        self.diffusion.ema.requires_grad_(False)
 
     def on_fit_end(self) -> None:
-        """Make the autoencoder trainable again."""
-        self._freeze_autoencoder(False)
+        """Release the autoencoder."""
+        if self.freeze is not None:
+            self.freeze(False)
 
     def _step(self, minibatch, split: str, use_ema: bool, generator=None) -> torch.Tensor:
         latents, labels, batch, observed = self.unpack(minibatch)
-        loss, mse, target = self.module.diffusion.loss(
+        loss, mse, target = self.diffusion.loss(
             latents, labels, batch, observed=observed, use_ema=use_ema, generator=generator
         )
         n = loss.shape[0]
@@ -95,7 +103,7 @@ class LatentDiffusionTrainingPlan(pl.LightningModule):
 
     def on_train_batch_end(self, outputs, minibatch, batch_idx: int) -> None:
         """Update the EMA weights."""
-        self.module.diffusion.update_ema(self.ema_decay)
+        self.diffusion.update_ema(self.ema_decay)
 
     def validation_step(self, minibatch, batch_idx: int) -> torch.Tensor:
         """DDPM loss of the EMA denoiser on validation latents (fixed noise per minibatch)."""
@@ -106,13 +114,12 @@ class LatentDiffusionTrainingPlan(pl.LightningModule):
     def configure_optimizers(self):
         """AdamW on the denoiser only, with an optional linear decay of the learning rate."""
         optimizer = torch.optim.AdamW(
-            self.module.diffusion.denoiser.parameters(), lr=self.lr, weight_decay=self.weight_decay
+            self.diffusion.denoiser.parameters(), lr=self.lr, weight_decay=self.weight_decay
         )
-        if not self.lr_decay_steps:
+        if self.lr_decay_steps is None:
             return optimizer
-        total = self.lr_decay_steps
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: max(0.0, 1.0 - step / total)
+        scheduler = torch.optim.lr_scheduler.LinearLR(
+            optimizer, start_factor=1.0, end_factor=0.0, total_iters=self.lr_decay_steps
         )
         return {
             "optimizer": optimizer,

@@ -1,0 +1,39 @@
+"""Memory-lean stacking of CSR row blocks (generated cells are produced in chunks)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+
+
+def stack_rows(blocks: list[sparse.csr_matrix], n_cols: int | None = None) -> sparse.csr_matrix:
+    """Stack CSR row blocks into one matrix, releasing each block's arrays as they are copied.
+
+    Equal to ``scipy.sparse.vstack(blocks, format="csr")``, but the data and index arrays are
+    concatenated one after the other and the blocks' own arrays dropped in between, so the
+    peak is about 1.5 times the result instead of 2 times. The blocks are emptied.
+
+    Parameters
+    ----------
+    blocks
+        CSR matrices with the same number of columns.
+    n_cols
+        Number of columns of the result; needed only when ``blocks`` is empty (0 rows).
+    """
+    if not blocks:
+        if n_cols is None:
+            raise ValueError("Give `n_cols` to stack an empty list of blocks.")
+        return sparse.csr_matrix((0, n_cols), dtype=np.float32)
+    n_cols = blocks[0].shape[1]
+    offsets = np.cumsum([0] + [b.nnz for b in blocks])
+    indptr = np.concatenate(
+        [[0]] + [b.indptr[1:].astype(np.int64) + o for b, o in zip(blocks, offsets, strict=False)]
+    )
+    n_rows = sum(b.shape[0] for b in blocks)
+    data = np.concatenate([b.data for b in blocks])
+    for b in blocks:
+        b.data = np.empty(0, data.dtype)  # a view would keep the block's buffer alive
+    index_dtype = np.int32 if offsets[-1] < np.iinfo(np.int32).max else np.int64
+    indices = np.concatenate([b.indices for b in blocks]).astype(index_dtype, copy=False)
+    blocks.clear()
+    return sparse.csr_matrix((data, indices, indptr.astype(index_dtype)), shape=(n_rows, n_cols))
