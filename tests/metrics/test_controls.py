@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from scdx_scvi.metrics import knn_prediction, mean_profile_prediction
+from scdx_scvi.metrics import knn_prediction, mean_profile_prediction, ridge_prediction
 
 # Four training cells. ATAC source: cells 0 and 1 differ in one peak, cells 2 and 3 in one peak,
 # and the two pairs share none, so the nearest neighbours are known by hand.
@@ -86,3 +86,39 @@ def test_knn_checks_its_inputs():
         knn_prediction(ATAC_SOURCE, RNA_TARGET[:3], ATAC_SOURCE, "atac", "rna", k=1)
     with pytest.raises(ValueError, match="source"):
         knn_prediction(ATAC_SOURCE, RNA_TARGET, ATAC_SOURCE, "dna", "rna", k=1)
+
+
+def test_ridge_recovers_a_linear_target_and_beats_the_mean():
+    rng = np.random.default_rng(0)
+    programme = rng.gamma(2.0, 1.0, size=(400, 3))
+    source = rng.poisson(20 * programme @ rng.gamma(1.0, 2.0, size=(3, 40)))
+    target = rng.poisson(50 * programme @ rng.gamma(1.0, 1.0, size=(3, 8)))
+    train, query = slice(0, 300), slice(300, 400)
+    ridge = ridge_prediction(source[train], target[train], source[query], "rna", "protein")
+    mean = mean_profile_prediction(target[train], 100, "protein")
+    truth = np.log1p(target[query] / target[query].sum(1, keepdims=True) * 1e4)
+
+    def error(prediction):
+        return np.mean((np.log1p(prediction) - truth) ** 2)
+
+    assert ridge.shape == (100, 8) and (ridge >= 0).all()
+    assert error(ridge) < 0.5 * error(mean)
+
+
+def test_ridge_to_atac_predicts_probabilities_from_sparse_input():
+    source = sparse.csr_matrix(np.tile(ATAC_SOURCE, (5, 1)))
+    target = sparse.csr_matrix(np.tile((RNA_TARGET > 1).astype(np.float32), (5, 1)))
+    prediction = ridge_prediction(source, target, source[:4], "atac", "atac", alpha=1e-6, n_comps=3)
+    assert ((prediction >= 0) & (prediction <= 1)).all()
+    # cells 2 and 3 differ from 0 and 1, and the target's third peak separates them
+    assert prediction[1, 2] > prediction[2, 2]
+
+
+def test_ridge_checks_its_inputs():
+    x = np.ones((4, 3))
+    with pytest.raises(ValueError, match="`alpha` must be non-negative"):
+        ridge_prediction(x, x, x, "rna", "rna", alpha=-1)
+    with pytest.raises(ValueError, match="`target` must be one of"):
+        ridge_prediction(x, x, x, "rna", "dna")
+    with pytest.raises(ValueError, match="query_source has 2 features"):
+        ridge_prediction(x, x, x[:, :2], "rna", "rna")

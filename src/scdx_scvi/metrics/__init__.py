@@ -1,6 +1,7 @@
-"""Metrics on observed and predicted single-cell profiles, and simple translation controls."""
+"""Metrics on observed and predicted single-cell profiles, translation controls and task scores."""
 
-from ._controls import knn_prediction, mean_profile_prediction
+from ._controls import knn_prediction, mean_profile_prediction, ridge_prediction
+from ._embedding import Embedding, joint_embedding
 from ._generation import (
     classifier_auc,
     energy_distance,
@@ -11,6 +12,19 @@ from ._generation import (
     per_group,
 )
 from ._reconstruction import log_cp10k, reconstruction_scores
+from ._tasks import (
+    CONTROL_NAMES,
+    REFERENCE_NAME,
+    chance_levels,
+    generation_score_set,
+    held_out_mask,
+    label_composition,
+    reference_sample,
+    translation_controls,
+    translation_directions,
+    translation_score_set,
+    translation_scores,
+)
 from ._translation import (
     auprc_per_feature,
     auroc_auprc_flat,
@@ -27,15 +41,23 @@ from ._translation import (
 )
 
 __all__ = [
+    "CONTROL_NAMES",
+    "REFERENCE_NAME",
+    "Embedding",
     "auprc_per_feature",
     "auroc_auprc_flat",
     "auroc_per_feature",
+    "chance_levels",
     "classifier_auc",
     "energy_distance",
     "foscttm",
+    "generation_score_set",
     "generation_scores",
+    "held_out_mask",
+    "joint_embedding",
     "knn_label_transfer_accuracy",
     "knn_prediction",
+    "label_composition",
     "log_cp10k",
     "mean_profile_prediction",
     "mixing_score",
@@ -46,8 +68,14 @@ __all__ = [
     "pearson_per_feature",
     "per_group",
     "reconstruction_scores",
+    "reference_sample",
+    "ridge_prediction",
     "rmse",
     "spearman_overall",
     "spearman_per_cell",
     "spearman_per_feature",
+    "translation_controls",
+    "translation_directions",
+    "translation_score_set",
+    "translation_scores",
 ]

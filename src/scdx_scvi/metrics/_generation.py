@@ -2,9 +2,13 @@
 
 The distribution distances (:func:`mmd_rbf`, :func:`energy_distance`), the real-vs-generated
 classifier (:func:`classifier_auc`) and the neighbourhood mixing (:func:`mixing_score`) work on
-low-dimensional coordinates, normally the principal components of :func:`pca_projection`, which
-are fitted on the real cells only so that every generator is scored in the same space. The
-pairwise work is done block by block, so memory stays bounded for tens of thousands of cells.
+low-dimensional coordinates. :func:`generation_scores` runs them all under one protocol that
+treats the two compared sets alike: equal set sizes (the larger set is subsampled), one
+embedding fitted on both sets pooled (:func:`~scdx_scvi.metrics.joint_embedding`), and a
+classifier scored only on cells it did not see (stratified k-fold cross-validation), over several
+seeds. Two samples of one distribution then score AUC 0.5 and MMD about 0, whichever set is
+called "real". The pairwise work is done block by block, so memory stays bounded for tens of
+thousands of cells.
 """
 
 from __future__ import annotations
@@ -18,10 +22,10 @@ from scipy import sparse
 from scipy.stats import hypergeom
 from sklearn.decomposition import PCA
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.neighbors import NearestNeighbors
 
+from ._embedding import joint_embedding
 from ._reconstruction import log_cp10k
 from ._translation import _as_matrix
 
@@ -261,33 +265,35 @@ def classifier_auc(
     real: Any,
     generated: Any,
     seeds: Sequence[int] = (0, 1, 2),
-    n_estimators: int = 200,
+    n_estimators: int = 100,
     max_depth: int | None = 5,
-    test_size: float = 0.25,
+    n_folds: int = 5,
     n_jobs: int | None = None,
 ) -> dict[str, Any]:
-    """ROC-AUC of a random forest that tells real from generated cells (0.5 is ideal).
+    """Cross-validated ROC-AUC of a random forest that tells real from generated cells.
 
-    For each seed: a stratified ``(1 - test_size) / test_size`` train/test split of the pooled
-    cells (:func:`sklearn.model_selection.train_test_split`, ``random_state=seed``), a
+    For each seed: the pooled cells are cut into ``n_folds`` stratified folds
+    (:class:`sklearn.model_selection.StratifiedKFold`, shuffled with ``random_state=seed``); a
     :class:`sklearn.ensemble.RandomForestClassifier` (``n_estimators`` trees, ``max_depth``,
-    ``class_weight="balanced"``, ``random_state=seed``) trained to predict "generated", and the
-    ROC-AUC of its predicted probabilities on the test cells. scDiffusion-X uses 1,000 trees and
-    one split; 200 trees give nearly the same AUC at a fifth of the cost, and several seeds show
-    the split-to-split spread.
+    ``class_weight="balanced"``, ``random_state=seed``) is trained on all folds but one to predict
+    "generated" and scored (ROC-AUC) on the fold it did not see; the seed's AUC is the mean over
+    folds. Every cell is thus scored once per seed, by a forest that never saw it. 0.5 means the
+    sets cannot be told apart (ideal); 1 that every generated cell is recognisable.
+    scDiffusion-X scores one 75/25 split of 1,000 trees; the folds use every cell and the seeds
+    show the spread.
 
     Parameters
     ----------
     real, generated
-        Cells x dimensions samples (e.g. real and generated PCs), dense or sparse.
+        Cells x dimensions samples (e.g. the two sets in one embedding), dense or sparse.
     seeds
-        One split and forest per seed.
+        One fold assignment and forest per seed.
     n_estimators
         Trees per forest.
     max_depth
         Maximum tree depth.
-    test_size
-        Share of the cells held out for the AUC.
+    n_folds
+        Folds of the cross-validation (at most the size of the smaller set).
     n_jobs
         Parallel jobs of the forest.
 
@@ -299,6 +305,11 @@ def classifier_auc(
     real, generated = _check_unpaired(real, generated)
     if not seeds:
         raise ValueError("seeds must not be empty.")
+    if not 2 <= n_folds <= min(real.shape[0], generated.shape[0]):
+        raise ValueError(
+            f"n_folds must be between 2 and the size of the smaller set "
+            f"({min(real.shape[0], generated.shape[0])}), got {n_folds}."
+        )
     stack = sparse.vstack if sparse.issparse(real) or sparse.issparse(generated) else np.vstack
     features = stack([real, generated])
     if sparse.issparse(features):
@@ -306,17 +317,17 @@ def classifier_auc(
     labels = np.r_[np.zeros(real.shape[0], dtype=int), np.ones(generated.shape[0], dtype=int)]
     aucs = []
     for seed in seeds:
-        x_train, x_test, y_train, y_test = train_test_split(
-            features, labels, test_size=test_size, stratify=labels, random_state=seed
-        )
         forest = RandomForestClassifier(
             n_estimators=n_estimators,
             max_depth=max_depth,
             class_weight="balanced",
             random_state=seed,
             n_jobs=n_jobs,
-        ).fit(x_train, y_train)
-        aucs.append(float(roc_auc_score(y_test, forest.predict_proba(x_test)[:, 1])))
+        )
+        folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        aucs.append(
+            float(cross_val_score(forest, features, labels, cv=folds, scoring="roc_auc").mean())
+        )
     return {"auc": float(np.mean(aucs)), "auc_std": float(np.std(aucs)), "auc_per_seed": aucs}
 
 
@@ -464,71 +475,81 @@ def per_group(
 def generation_scores(
     real: Any,
     generated: Any,
+    modality: str = "rna",
     n_comps: int = 50,
-    log_normalize: bool = True,
     k: int = 15,
     seeds: Sequence[int] = (0, 1, 2),
-    n_estimators: int = 200,
+    n_estimators: int = 100,
     max_cells: int | None = None,
-    random_state: int = 0,
     n_jobs: int | None = None,
 ) -> dict[str, float]:
-    """Headline generation metrics in one PCA space fitted on the real cells.
+    """Headline generation metrics, with both sets treated alike.
 
-    Runs :func:`pca_projection` once (``n_comps`` components, ``log1p`` CP10k if
-    ``log_normalize``), then :func:`mmd_rbf` (default scales and mean bandwidth),
-    :func:`energy_distance`, :func:`classifier_auc` and :func:`mixing_score` on the components.
+    For each seed: both sets are subsampled (uniformly, without replacement, with that seed) to
+    the same size ``n = min(n_real, n_generated, max_cells)``; both are embedded together by
+    :func:`~scdx_scvi.metrics.joint_embedding` (a PCA of ``log1p`` counts per 10,000 for RNA and
+    protein, LSI for ATAC, fitted on the pooled ``2 n`` cells); and :func:`mmd_rbf` (default
+    scales and mean bandwidth), :func:`energy_distance`, :func:`mixing_score` and the
+    cross-validated :func:`classifier_auc` (one fold assignment from the seed) are computed on
+    that embedding. Each metric is the mean over seeds. Because neither set defines the space or
+    outnumbers the other, two samples of one distribution score AUC 0.5 and MMD about 0 whichever
+    is called "real": score two real samples the same way to read the floor of a data set.
 
     Parameters
     ----------
     real, generated
-        Cells x features real and generated cells with the same features, dense or sparse (or
-        AnnData).
+        Cells x features raw counts of the real and the generated cells, same features, dense or
+        sparse (or AnnData).
+    modality
+        ``"rna"``, ``"protein"`` or ``"atac"``: which embedding.
     n_comps
-        Principal components.
-    log_normalize
-        Apply ``log1p`` CP10k before the PCA.
+        Components of the embedding.
     k
         Neighbours of the mixing score.
     seeds
-        Seeds of the classifier AUC.
+        One subsample, embedding and fold assignment per seed.
     n_estimators
-        Trees of the classifier AUC.
+        Trees of the classifier.
     max_cells
-        If given, each set is first subsampled (uniformly, without replacement) to at most this
-        many cells, bounding the cost of the quadratic metrics.
-    random_state
-        Seed of the subsampling and of the PCA solver.
+        If given, at most this many cells per set, bounding the cost of the quadratic metrics.
     n_jobs
         Parallel jobs of the random forests.
 
     Returns
     -------
-    ``mmd_rbf``, ``energy_distance``, ``classifier_auc``, ``classifier_auc_std``, ``mixing``,
-    ``n_real``, ``n_generated`` and ``n_comps``.
+    ``mmd_rbf``, ``energy_distance``, ``classifier_auc``, ``classifier_auc_std`` (over seeds),
+    ``mixing``, ``n_real`` and ``n_generated`` (the equal sizes scored) and ``n_comps``.
     """
     real, generated = _check_unpaired(real, generated)
-    if max_cells is not None:
-        rng = np.random.default_rng(random_state)
-
-        def subsample(x: Any) -> Any:
-            if x.shape[0] <= max_cells:
-                return x
-            rows = np.sort(rng.choice(x.shape[0], size=max_cells, replace=False))
-            return x.tocsr()[rows] if sparse.issparse(x) else x[rows]
-
-        real, generated = subsample(real), subsample(generated)
-    real_pcs, gen_pcs = pca_projection(
-        real, generated, n_comps=n_comps, log_normalize=log_normalize, random_state=random_state
-    )
-    auc = classifier_auc(real_pcs, gen_pcs, seeds=seeds, n_estimators=n_estimators, n_jobs=n_jobs)
+    if not seeds:
+        raise ValueError("seeds must not be empty.")
+    n = min(real.shape[0], generated.shape[0], max_cells or real.shape[0])
+    real = real.tocsr() if sparse.issparse(real) else np.asarray(real)
+    generated = generated.tocsr() if sparse.issparse(generated) else np.asarray(generated)
+    rows: list[dict[str, float]] = []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        x = real[np.sort(rng.choice(real.shape[0], size=n, replace=False))]
+        y = generated[np.sort(rng.choice(generated.shape[0], size=n, replace=False))]
+        x, y = joint_embedding(x, y, modality, n_comps=n_comps, random_state=seed)
+        auc = classifier_auc(x, y, seeds=(seed,), n_estimators=n_estimators, n_jobs=n_jobs)
+        rows.append(
+            {
+                "mmd_rbf": mmd_rbf(x, y),
+                "energy_distance": energy_distance(x, y),
+                "classifier_auc": auc["auc"],
+                "mixing": mixing_score(x, y, k=min(k, 2 * n - 1)),
+                "n_comps": x.shape[1],
+            }
+        )
+    frame = pd.DataFrame(rows)
     return {
-        "mmd_rbf": mmd_rbf(real_pcs, gen_pcs),
-        "energy_distance": energy_distance(real_pcs, gen_pcs),
-        "classifier_auc": auc["auc"],
-        "classifier_auc_std": auc["auc_std"],
-        "mixing": mixing_score(real_pcs, gen_pcs, k=k),
-        "n_real": int(real_pcs.shape[0]),
-        "n_generated": int(gen_pcs.shape[0]),
-        "n_comps": int(real_pcs.shape[1]),
+        "mmd_rbf": float(frame["mmd_rbf"].mean()),
+        "energy_distance": float(frame["energy_distance"].mean()),
+        "classifier_auc": float(frame["classifier_auc"].mean()),
+        "classifier_auc_std": float(frame["classifier_auc"].std(ddof=0)),
+        "mixing": float(frame["mixing"].mean()),
+        "n_real": int(n),
+        "n_generated": int(n),
+        "n_comps": int(frame["n_comps"].iloc[0]),
     }
