@@ -25,6 +25,7 @@ from ._checks import check_int
 from ._sampling import (
     batch_code,
     check_diffusion_trained,
+    decoder_batch,
     generation_labels,
     label_categories,
     resolve_seed,
@@ -303,7 +304,7 @@ class LatentDiffusionMixin:
                     draw, labels=y, batch=code, n_steps=n_steps, guidance_scale=guidance_scale,
                     generator=generator, progress=progress,
                 )  # fmt: skip
-                batch_index = torch.full((len(y), 1), code or 0, device=device)
+                batch_index = decoder_batch(code, len(y), device)
                 counts = self.module.sample_counts(latents, y, batch_index)
                 for m, values in counts.items():
                     chunks[m].append(sparse.csr_matrix(values.cpu().numpy(), dtype=np.float32))

@@ -22,6 +22,7 @@ from ._checks import check_choice, check_int, check_positive
 from ._sampling import (
     batch_code,
     check_diffusion_trained,
+    decoder_batch,
     draw_labels,
     label_categories,
     query_labels,
@@ -256,7 +257,7 @@ class TranslationMixin:
             for start in range(0, len(obs), batch_size):
                 rows = slice(start, start + batch_size)
                 n = min(batch_size, len(obs) - start)
-                batch_index = torch.full((n, 1), code or 0, device=device)
+                batch_index = decoder_batch(code, n, device)
                 tensors = {
                     m: torch.as_tensor(v[rows].toarray(), device=device) for m, v in x.items()
                 }

@@ -188,6 +188,7 @@ class LatentDiffusion(nn.Module):
             (average per-dimension SD below :data:`MIN_LATENT_SD`): they cannot be scaled, and
             the diffusion would learn NaN.
         """
+        fitted = {}
         for m in self.modalities:
             std = z[m].std(dim=0)
             spread = float(std.mean()) if len(z[m]) > 1 else float("nan")
@@ -199,11 +200,10 @@ class LatentDiffusion(nn.Module):
                     "counts, more than a few features that vary) and train the autoencoder again."
                 )
             if self.latent_scaling == "scalar":
-                shift = torch.zeros_like(std)
-                scale = torch.full_like(std, spread / SCALAR_LATENT_SD)
+                fitted[m] = torch.zeros_like(std), torch.full_like(std, spread / SCALAR_LATENT_SD)
             else:
-                shift = z[m].mean(dim=0)
-                scale = std.clamp(min=1e-6)
+                fitted[m] = z[m].mean(dim=0), std.clamp(min=1e-6)
+        for m, (shift, scale) in fitted.items():  # only once every modality passed
             getattr(self, f"latent_shift_{m}").copy_(shift)
             getattr(self, f"latent_scale_{m}").copy_(scale)
 
@@ -383,13 +383,19 @@ class LatentDiffusion(nn.Module):
     ) -> Sampler:
         """Build the sampler ``name`` (:func:`~scdx_scvi.diffusion.get_sampler`).
 
-        ``clip_x0="auto"`` clamps the predicted clean latent at 1 with ``"scalar"`` scaling
-        (the reference's ``clip_denoised``: 10 SDs of its latents) and not at all with
-        ``"per_dim"``.
+        ``clip_x0`` is resolved by :meth:`resolve_clip_x0`.
+        """
+        return get_sampler(name, clip_x0=self.resolve_clip_x0(clip_x0), **options)
+
+    def resolve_clip_x0(self, clip_x0: float | Literal["auto"] | None) -> float | None:
+        """Return the clamp of the predicted clean latent that ``clip_x0`` asks for.
+
+        ``"auto"`` clamps at 1 with ``"scalar"`` scaling (the reference's ``clip_denoised``:
+        10 SDs of its latents) and not at all with ``"per_dim"``.
         """
         if clip_x0 == "auto":
-            clip_x0 = 10 * SCALAR_LATENT_SD if self.latent_scaling == "scalar" else None
-        return get_sampler(name, clip_x0=clip_x0, **options)
+            return 10 * SCALAR_LATENT_SD if self.latent_scaling == "scalar" else None
+        return clip_x0
 
     def resolve_steps(self, sampler: Sampler, n_steps: int | None) -> int:
         """Return the number of denoiser evaluations of ``sampler`` for ``n_steps``."""
