@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 
+import mudata as md
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +10,7 @@ from mudata import MuData
 from scipy import sparse
 
 from scdx_scvi import SCDX
+from scdx_scvi.data import align_features
 
 MODS = ("rna", "atac")
 
@@ -66,7 +68,7 @@ def test_modalities_are_inferred_from_common_names(make_mudata):
         ({"rna_layer": "rna", "atac_layer": "chromatin"}, ValueError, "no such modality"),
         ({"rna_layer": "rna"}, ValueError, "at least two modalities"),
         ({"rna_layer": "rna", "atac_layer": "accessibility", "rna_obs": "rna"}, ValueError,
-         "Unknown key"),
+         "unknown key"),
     ],
 )  # fmt: skip
 def test_bad_modalities(mdata, modalities, error, match):
@@ -164,7 +166,7 @@ def test_cells_without_counts_in_every_modality(mdata, kwargs, make_mudata):
 
 
 def test_bad_observed_keys(mdata, kwargs):
-    with pytest.raises(ValueError, match="not registered modalities"):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \[.protein.\]"):
         SCDX.setup_mudata(mdata, observed_keys={"protein": "x"}, **kwargs)
     with pytest.raises(KeyError, match="not a column of mdata.obs"):
         SCDX.setup_mudata(mdata, observed_keys={"atac": "missing"}, **kwargs)
@@ -232,10 +234,97 @@ def test_new_data_is_checked_before_use(mdata, kwargs):
     bad = mdata.copy()
     for key in ("_scvi_uuid", "_scvi_manager_uuid"):
         bad.uns.pop(key)
+    bad.obs = bad.obs.drop(columns=["_scvi_batch", "_scvi_labels"])
     x = bad["rna"].X.toarray()
     x[0, 0] = -3
     bad["rna"].X = sparse.csr_matrix(x)
     with pytest.raises(ValueError, match="negative values"):
         model.get_latent_representation(bad)
-    with pytest.raises(TypeError, match="expects a MuData"):
+    with pytest.raises(TypeError, match="needs a MuData"):
         model.get_latent_representation(mdata["rna"])
+
+
+def test_duplicated_feature_names(mdata, kwargs):
+    names = mdata["accessibility"].var_names.tolist()
+    names[5] = names[4]
+    mdata["accessibility"].var_names = names
+    with pytest.raises(ValueError, match=r"mdata.mod\['accessibility'\].*var_names_make_unique"):
+        SCDX.setup_mudata(mdata, **kwargs)
+
+
+def test_duplicated_cell_names(mdata, kwargs):
+    names = mdata.obs_names.tolist()
+    names[1] = names[0]
+    for adata in mdata.mod.values():
+        adata.obs_names = names
+    mdata.obs_names = names
+    with pytest.raises(ValueError, match=r"duplicated cell names.*obs_names_make_unique"):
+        SCDX.setup_mudata(mdata, **kwargs)
+
+
+def test_one_modality_registered_as_two_kinds(mdata):
+    modalities = {"rna_layer": "rna", "atac_layer": "accessibility", "protein_layer": "rna"}
+    with pytest.raises(ValueError, match=r"mdata.mod\['rna'\] as more than one kind"):
+        SCDX.setup_mudata(mdata, modalities=modalities)
+
+
+@pytest.mark.parametrize("column", ["_scvi_labels", "_scvi_batch", "_scvi_anything"])
+def test_user_columns_that_scvi_would_overwrite(mdata, kwargs, column):
+    mdata.obs[column] = "mine"
+    with pytest.raises(ValueError, match=rf"\['{column}'\].*Rename"):
+        SCDX.setup_mudata(mdata, **kwargs)
+    assert (mdata.obs[column] == "mine").all()
+
+
+def test_scvi_columns_as_obs_keys(mdata, kwargs):
+    SCDX.setup_mudata(mdata, **kwargs)
+    with pytest.raises(ValueError, match="labels_key='_scvi_batch'.*writes at registration"):
+        SCDX.setup_mudata(mdata, **{**kwargs, "labels_key": "_scvi_batch"})
+    SCDX.setup_mudata(mdata, **kwargs)  # registering the same object again is fine
+
+
+def test_backed_mudata(mdata, kwargs, tmp_path):
+    mdata.write(tmp_path / "data.h5mu")
+    backed = md.read_h5mu(tmp_path / "data.h5mu", backed="r")
+    with pytest.raises(ValueError, match=r"backed.*read_h5mu\(path\)"):
+        SCDX.setup_mudata(backed, **kwargs)
+
+
+def test_empty_data(mdata, kwargs):
+    with pytest.raises(ValueError, match="no cells"):
+        SCDX.setup_mudata(mdata[:0].copy(), **kwargs)
+    no_genes = MuData({"rna": mdata["rna"][:, :0].copy(), "accessibility": mdata["accessibility"]})
+    no_genes.obs = mdata.obs.copy()
+    with pytest.raises(ValueError, match=r"mdata.mod\['rna'\] has no genes"):
+        SCDX.setup_mudata(no_genes, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs_", "error", "match"),
+    [({"layer": "counts"}, TypeError, "unexpected keyword argument"),
+     ({"modalities": "rna"}, TypeError, "`modalities` must be a mapping"),
+     ({"modalities": {"rna_layer": 0, "atac_layer": "accessibility"}}, TypeError, "name of a"),
+     ({"observed_keys": ["atac"]}, TypeError, "`observed_keys` must be a mapping")],
+)  # fmt: skip
+def test_bad_setup_arguments(mdata, kwargs, kwargs_, error, match):
+    with pytest.raises(error, match=match):
+        SCDX.setup_mudata(mdata, **{**kwargs, **kwargs_})
+
+
+def test_float16_counts(make_mudata, setup_kwargs):
+    mdata = make_mudata(MODS, sparse=False)
+    mdata["rna"].X = mdata["rna"].X.astype(np.float16)
+    SCDX.setup_mudata(mdata, **setup_kwargs(MODS))
+    aligned, n_missing = align_features(mdata["rna"], mdata["rna"].var_names, "rna")
+    assert n_missing == 0 and aligned.dtype == np.float32
+    np.testing.assert_array_equal(aligned.toarray(), mdata["rna"].X.astype(np.float32))
+
+
+@pytest.mark.parametrize("sparse_layer", [True, False])
+def test_boolean_accessibility(make_mudata, setup_kwargs, sparse_layer):
+    mdata = make_mudata(MODS, sparse=sparse_layer)
+    mdata["accessibility"].X = mdata["accessibility"].X > 0
+    SCDX.setup_mudata(mdata, **setup_kwargs(MODS))
+    model = SCDX(mdata, architecture="small", n_channels=16)
+    model.train_autoencoder(max_epochs=1, enable_progress_bar=False)
+    assert np.isfinite(model.get_normalized_accessibility(return_numpy=True)).all()

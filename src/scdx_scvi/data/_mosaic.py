@@ -7,6 +7,8 @@ from anndata import AnnData
 from mudata import MuData
 from scipy import sparse
 
+from ._validate import check_in_memory, to_csr
+
 
 def pad_mosaic(mdata: MuData, observed_prefix: str = "has_") -> MuData:
     """Return a MuData in which every modality has every cell, unmeasured cells as zero rows.
@@ -29,6 +31,19 @@ def pad_mosaic(mdata: MuData, observed_prefix: str = "has_") -> MuData:
     -------
     A new MuData with the same modalities, each with all ``mdata.n_obs`` cells.
     """
+    if not isinstance(mdata, MuData):
+        raise TypeError(f"pad_mosaic needs a MuData, got {type(mdata).__name__}.")
+    if not isinstance(observed_prefix, str):
+        raise TypeError(f"`observed_prefix` must be a string, got {observed_prefix!r}.")
+    check_in_memory(mdata, "mdata")
+    taken = [
+        f"{observed_prefix}{name}" for name in mdata.mod if f"{observed_prefix}{name}" in mdata.obs
+    ]
+    if taken:
+        raise ValueError(
+            f"mdata.obs already has the column(s) {taken} that pad_mosaic would add; pass another "
+            "`observed_prefix`."
+        )
     cells = mdata.obs_names
     mods, observed = {}, {}
     for name, adata in mdata.mod.items():
@@ -43,7 +58,7 @@ def pad_mosaic(mdata: MuData, observed_prefix: str = "has_") -> MuData:
         observed[name] = has
 
         def pad(x, rows=rows):
-            x = sparse.csr_matrix(x)
+            x = to_csr(x)
             placement = sparse.csr_matrix(
                 (np.ones(len(rows), dtype=x.dtype), (rows, np.arange(len(rows)))),
                 shape=(len(cells), len(rows)),

@@ -9,7 +9,7 @@ import numpy as np
 from anndata import AnnData
 from scipy import sparse
 
-from ._validate import check_values
+from ._validate import check_in_memory, check_unique_names, check_values, to_csr
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +49,9 @@ def align_features(
             f"Layer {layer!r} not found in {where}.layers (layers: {list(adata.layers.keys())}); "
             "pass `layer=None` for .X."
         )
+    check_in_memory(adata, where)
     names = adata.var_names
-    if not names.is_unique:
-        duplicated = names[names.duplicated()].unique()[:5].tolist()
-        raise ValueError(
-            f"{where} has duplicated feature names (e.g. {duplicated}); make them unique first, "
-            "e.g. `adata.var_names_make_unique()`."
-        )
+    check_unique_names(names, f"{where}.var_names", "feature", f"{where}.var_names_make_unique()")
     features = np.asarray(features).astype(str)
     columns = names.get_indexer(features)
     found = columns >= 0
@@ -67,7 +63,7 @@ def align_features(
             "matched by `var_names`; set them to the same identifiers the model was trained on."
         )
     x = adata.X if layer is None else adata.layers[layer]
-    x = sparse.csr_matrix(x)
+    x = to_csr(x)
     has_counts = check_values(
         x, modality, f"{where}.{'X' if layer is None else f'layers[{layer!r}]'}"
     )

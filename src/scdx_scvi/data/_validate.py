@@ -8,7 +8,7 @@ because scvi-tools 1.4 cannot read sparse arrays.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -16,7 +16,10 @@ from anndata import AnnData
 from mudata import MuData
 from scipy import sparse
 
+from scdx_scvi._compat import _SCVI_UUID_KEY
 from scdx_scvi._constants import MODALITIES, MODALITY_ALIASES
+
+from ._checks import check_mapping_keys
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +27,8 @@ logger = logging.getLogger(__name__)
 _DENSE_CHUNK = 4096
 #: Cells named in an error message, at most.
 _N_EXAMPLES = 5
+#: Prefix of the obs columns that scvi-tools' registration writes.
+_SCVI_PREFIX = "_scvi_"
 
 COUNT_MODALITIES = ("rna", "protein")
 """Modalities scored by a count likelihood: their layers must hold non-negative integers."""
@@ -69,20 +74,28 @@ def resolve_modalities(
             )
         logger.info("Using modalities %s (inferred from the names in mdata.mod).", modalities)
     else:
-        modalities = dict(modalities)
-    allowed = {spec.setup_arg for spec in MODALITIES.values()} | {"batch_key", "labels_key"}
-    extra = sorted(set(modalities) - allowed)
-    if extra:
-        raise ValueError(
-            f"Unknown key(s) {extra} in `modalities`; allowed keys are {sorted(allowed)}."
-        )
+        allowed = [spec.setup_arg for spec in MODALITIES.values()] + ["batch_key", "labels_key"]
+        modalities = check_mapping_keys(modalities, "modalities", allowed)
     for arg, mod in modalities.items():
+        if not isinstance(mod, str):
+            raise TypeError(
+                f"`modalities[{arg!r}]` must be the name of a modality in mdata.mod, got {mod!r}; "
+                f"available modalities: {available}."
+            )
         if mod not in mdata.mod:
             raise ValueError(
                 f"`modalities[{arg!r}]` is {mod!r}, but mdata has no such modality; "
                 f"available modalities: {available}."
             )
     data_args = [spec.setup_arg for spec in MODALITIES.values() if spec.setup_arg in modalities]
+    names = [modalities[arg] for arg in data_args]
+    if len(set(names)) < len(names):
+        shared = sorted({name for name in names if names.count(name) > 1})
+        raise ValueError(
+            f"`modalities` registers mdata.mod[{shared[0]!r}] as more than one kind of data "
+            f"({[arg for arg in data_args if modalities[arg] in shared]}); each of RNA, ATAC and "
+            "protein must be a different modality."
+        )
     if len(data_args) < 2:
         raise ValueError(
             "SCDX needs at least two modalities among RNA, ATAC and protein; `modalities` names "
@@ -131,17 +144,26 @@ def check_mudata(
             "mdata is a view (a subset of another MuData). Registration writes keys into the "
             "object, so make it an actual object first: `mdata = mdata.copy()`."
         )
-    observed_keys = dict(observed_keys or {})
-    unknown = set(observed_keys) - set(layers)
-    if unknown:
-        raise ValueError(
-            f"`observed_keys` names {sorted(unknown)}, which are not registered modalities; "
-            f"use keys among {list(layers)}."
-        )
+    check_in_memory(mdata, "mdata")
+    if mdata.n_obs == 0:
+        raise ValueError("mdata has no cells; pass a MuData with at least one cell.")
+    check_unique_names(mdata.obs_names, "mdata.obs_names", "cell", "mdata.obs_names_make_unique()")
+    observed_keys = (
+        {} if observed_keys is None else check_mapping_keys(observed_keys, "observed_keys", layers)
+    )
     observed = {}
     for modality, (mod, layer) in layers.items():
         adata = mdata.mod[mod]
         _check_paired(mdata, mod, adata)
+        noun = MODALITIES[modality].feature_noun
+        if adata.n_vars == 0:
+            raise ValueError(f"mdata.mod[{mod!r}] has no {noun}s; SCDX needs at least one.")
+        check_unique_names(
+            adata.var_names,
+            f"mdata.mod[{mod!r}].var_names",
+            noun,
+            f"mdata.mod[{mod!r}].var_names_make_unique()` then `mdata.update()",
+        )
         _coerce_sparse_array(adata, mod, layer)
         x = _get_layer(adata, mod, layer)
         observed[modality] = check_values(x, modality, f"mdata.mod[{mod!r}].{_where(layer)}")
@@ -165,6 +187,63 @@ def check_mudata(
                 f"or subset to labelled cells."
             )
     return observed
+
+
+def check_in_memory(data: AnnData | MuData, where: str) -> None:
+    """Refuse data read with ``backed=``: SCDX reads every layer in memory."""
+    mods = data.mod.values() if isinstance(data, MuData) else ()
+    if data.isbacked or any(adata.isbacked for adata in mods):
+        raise ValueError(
+            f"{where} is backed (read with `backed=...`): its counts stay on disk, and SCDX "
+            "needs them in memory. Read the file without `backed` (`mudata.read_h5mu(path)` or "
+            "`anndata.read_h5ad(path)`), or load an AnnData into memory with `adata.to_memory()`."
+        )
+
+
+def check_unique_names(names: pd.Index, where: str, noun: str, fix: str) -> None:
+    """Refuse duplicated names: cells and features are matched by name."""
+    if not names.is_unique:
+        duplicated = names[names.duplicated()].unique()[:_N_EXAMPLES].tolist()
+        raise ValueError(
+            f"{where} has duplicated {noun} names (e.g. {duplicated}); SCDX matches {noun}s by "
+            f"name, so make them unique first: `{fix}`."
+        )
+
+
+def check_reserved_columns(
+    mdata: MuData, mods: Iterable[str], keys: Mapping[str, str | None]
+) -> None:
+    """Refuse user columns that scvi-tools' registration would overwrite or that hold its codes.
+
+    Parameters
+    ----------
+    mdata
+        The MuData about to be registered.
+    mods
+        Names of its registered modalities (registration can write into their ``obs``).
+    keys
+        ``{setup argument: obs column or None}`` for every argument that names a column.
+    """
+    for arg, key in keys.items():
+        if isinstance(key, str) and key.startswith(_SCVI_PREFIX):
+            raise ValueError(
+                f"`{arg}={key!r}` names a column that scvi-tools writes at registration (integer "
+                "codes, not your data). Pass the column it was made from, or rename your column "
+                "to a name that does not start with '_scvi_'."
+            )
+    if _SCVI_UUID_KEY in mdata.uns:  # registered before: the '_scvi_' columns are scvi's own
+        return
+    frames = {"mdata.obs": mdata.obs}
+    frames |= {f"mdata.mod[{mod!r}].obs": mdata.mod[mod].obs for mod in mods}
+    for where, obs in frames.items():
+        reserved = [c for c in obs.columns if str(c).startswith(_SCVI_PREFIX)]
+        if reserved:
+            raise ValueError(
+                f"{where} has column(s) {reserved}: scvi-tools reserves names starting with "
+                "'_scvi_' and would overwrite them at registration. Rename them first, e.g. "
+                f"`{where}.rename(columns={{{reserved[0]!r}: {reserved[0][1:]!r}}}, "
+                "inplace=True)`."
+            )
 
 
 def _observed_column(mdata: MuData, modality: str, key: str) -> np.ndarray:
@@ -217,8 +296,13 @@ def check_values(x, modality: str, where: str) -> np.ndarray:
     row_totals = np.zeros(n_cells, dtype=np.float64)
     for start, block in _blocks(x):
         values = block.data if sparse.issparse(block) else np.asarray(block)
+        if values.dtype == bool:  # binary accessibility (or presence) stored as booleans
+            values = values.view(np.uint8)
         if not np.issubdtype(values.dtype, np.number):
-            raise TypeError(f"{where} has non-numeric dtype {values.dtype}.")
+            raise TypeError(
+                f"{where} has non-numeric dtype {values.dtype}; SCDX needs counts, e.g. "
+                "convert them with `.astype(np.float32)`."
+            )
         if not np.isfinite(values).all():
             raise ValueError(
                 f"{where} contains NaN or infinite values. SCDX needs raw counts; "
@@ -280,6 +364,13 @@ def _get_layer(adata: AnnData, mod: str, layer: str | None):
             f"{list(adata.layers.keys())} (None means .X)."
         )
     return adata.layers[layer]
+
+
+def to_csr(x) -> sparse.csr_matrix:
+    """Return ``x`` as a CSR matrix; float16 values (which scipy.sparse lacks) become float32."""
+    if getattr(x, "dtype", None) == np.float16:
+        x = x.astype(np.float32)
+    return sparse.csr_matrix(x)
 
 
 def _coerce_sparse_array(adata: AnnData, mod: str, layer: str | None) -> None:

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import os
+import pickle
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+import mudata
 import numpy as np
 import pandas as pd
 import torch
+from anndata import AnnData
 from mudata import MuData
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager, fields
@@ -16,7 +25,10 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scvi.train import TrainingPlan
 
 from scdx_scvi._compat import (
+    _SCVI_UUID_KEY,
     _SETUP_ARGS_KEY,
+    SAVE_KEYS,
+    SignalSafeTrainRunner,
     _get_batch_code_from_category,
     devices_dsp,
     setup_anndata_dsp,
@@ -24,10 +36,13 @@ from scdx_scvi._compat import (
 from scdx_scvi._constants import MODALITIES, MODULE_KEYS
 from scdx_scvi._docs import getter_dsp
 from scdx_scvi.data import check_mudata, data_modalities, resolve_modalities
+from scdx_scvi.data._checks import check_indices, check_mapping_keys, check_names
+from scdx_scvi.data._validate import check_reserved_columns
 from scdx_scvi.module import PRESETS, SCDXModule
 
-from ._checks import check_int
+from ._checks import check_bool, check_fraction, check_int, check_positive
 from ._diffusion_mixin import LatentDiffusionMixin
+from ._sampling import registered_categories
 from ._translation_mixin import TranslationMixin
 
 if TYPE_CHECKING:
@@ -37,6 +52,15 @@ if TYPE_CHECKING:
     from scdx_scvi.module._scdx_module import ReconstructionWeights
 
 logger = logging.getLogger(__name__)
+
+#: Keyword arguments of ``setup_mudata`` passed on to scvi-tools' ``register_fields`` (by ``load``
+#: and scArches-style transfer).
+_REGISTRATION_KWARGS = {"source_registry", "extend_categories", "allow_missing_labels"}
+#: ``setup_mudata`` arguments naming categorical obs columns, and their scvi registry keys.
+_REGISTRY_KEYS = {"labels_key": REGISTRY_KEYS.LABELS_KEY, "batch_key": REGISTRY_KEYS.BATCH_KEY}
+_OBS_KEYS = tuple(_REGISTRY_KEYS)
+#: Name of the feature-list argument of each modality's getter.
+_FEATURE_LIST_ARGS = {"rna": "gene_list", "atac": "region_list", "protein": "protein_list"}
 
 LatentModality = Literal["joint", "rna", "atac", "protein"]
 
@@ -138,6 +162,7 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
 
     _module_cls = SCDXModule
     _training_plan_cls = TrainingPlan
+    _train_runner_cls = SignalSafeTrainRunner
 
     def __init__(
         self,
@@ -162,6 +187,8 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
         diffusion_batch: bool = False,
         denoiser_kwargs: dict | None = None,
     ):
+        if registry is None:
+            self._check_registered(adata)
         super().__init__(adata, registry=registry)
         if architecture not in PRESETS:
             raise ValueError(f"architecture must be one of {list(PRESETS)}, got {architecture!r}.")
@@ -169,11 +196,28 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
         self._modality_names = data_modalities(self.registry_[_SETUP_ARGS_KEY]["modalities"])
         mods = tuple(self._modality_names)
         n_features = {m: int(self.summary_stats[MODALITIES[m].summary_stat]) for m in mods}
-        hidden = {m: tuple((n_hidden or {}).get(m, preset.n_hidden[m])) for m in mods}
-        if isinstance(n_latent, int):
-            latent = dict.fromkeys(mods, n_latent)
+        hidden = {m: tuple(preset.n_hidden[m]) for m in mods}
+        for m, widths in check_mapping_keys(n_hidden or {}, "n_hidden", mods).items():
+            if not isinstance(widths, Sequence) or isinstance(widths, str):
+                raise TypeError(f"`n_hidden[{m!r}]` must be a list of widths, got {widths!r}.")
+            hidden[m] = tuple(check_int(w, f"n_hidden[{m!r}]") for w in widths)
+        if n_latent is None or isinstance(n_latent, Mapping):
+            latent = {m: preset.n_latent[m] for m in mods}
+            for m, size in check_mapping_keys(n_latent or {}, "n_latent", mods).items():
+                latent[m] = check_int(size, f"n_latent[{m!r}]")
         else:
-            latent = {m: (n_latent or {}).get(m, preset.n_latent[m]) for m in mods}
+            latent = dict.fromkeys(mods, check_int(n_latent, "n_latent"))
+        check_fraction(dropout_rate, "dropout_rate")
+        check_int(n_channels, "n_channels")
+        for name, flag in (("use_batch", use_batch), ("gaussian_residual", gaussian_residual),
+                           ("diffusion_batch", diffusion_batch)):  # fmt: skip
+            check_bool(flag, name)
+        if diffusion_batch and self.registry_[_SETUP_ARGS_KEY].get("batch_key") is None:
+            raise ValueError(
+                "`diffusion_batch=True` needs a batch: register `batch_key` in setup_mudata."
+            )
+        if denoiser_kwargs is not None and not isinstance(denoiser_kwargs, Mapping):
+            raise TypeError(f"`denoiser_kwargs` must be a dict or None, got {denoiser_kwargs!r}.")
         self._preset = preset
         self.module = self._module_cls(
             n_features=n_features,
@@ -285,6 +329,12 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
             when its row has counts.
         """
         setup_method_args = cls._get_setup_method_args(**locals())
+        unknown = sorted(set(kwargs) - _REGISTRATION_KWARGS)
+        if unknown:
+            raise TypeError(
+                f"setup_mudata() got unexpected keyword argument(s) {unknown}; layers are named "
+                "per modality (`rna_layer`, `atac_layer`, `protein_layer`)."
+            )
         modalities = resolve_modalities(
             mdata, modalities, {"labels_key": labels_key, "batch_key": batch_key}
         )
@@ -299,6 +349,12 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
                 "batch_key": (batch_key, modalities.get("batch_key")),
             },
             observed_keys=observed_keys,
+        )
+        observed_columns = {f"observed_keys[{m!r}]": k for m, k in (observed_keys or {}).items()}
+        check_reserved_columns(
+            mdata,
+            mods.values(),
+            {"labels_key": labels_key, "batch_key": batch_key, **observed_columns},
         )
         mudata_fields = [
             fields.MuDataLayerField(
@@ -331,23 +387,86 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
         """Registered modalities, in canonical order (``rna``, ``atac``, ``protein``)."""
         return self.module.modalities
 
+    @classmethod
+    def _check_registered(cls, mdata: MuData | None) -> None:
+        """Refuse data that :meth:`setup_mudata` did not register (before scvi's own message)."""
+        if mdata is None:
+            raise ValueError(
+                "SCDX needs the data it learns from: `SCDX.setup_mudata(mdata, ...)`, then "
+                "`SCDX(mdata)` (or `SCDX.load(dir_path)` for a saved model)."
+            )
+        _check_is_mudata(mdata, "SCDX")
+        manager = cls._setup_adata_manager_store.get(mdata.uns.get(_SCVI_UUID_KEY))
+        if manager is None or manager.adata is not mdata:
+            copied = " (it is a copy of a registered one)" if manager is not None else ""
+            raise ValueError(
+                f"This MuData is not registered with SCDX{copied}: call "
+                "`SCDX.setup_mudata(mdata, ...)` on it first."
+            )
+
     def _validate_anndata(self, adata: MuData | None = None, copy_if_view: bool = True) -> MuData:
-        """Validate a MuData (checking new data first); its features must match by name."""
-        if adata is not None:
-            if not isinstance(adata, MuData):
-                raise TypeError(f"SCDX expects a MuData, got {type(adata).__name__}.")
-            if copy_if_view and adata.is_view:
-                logger.info("Received a view of a MuData; working on a copy.")
-                adata = adata.copy()
-            self._check_features(adata)
-            if self.get_anndata_manager(adata) is None:
-                setup_args = self.registry_[_SETUP_ARGS_KEY]
-                layers = {
-                    m: (mod, setup_args[MODALITIES[m].setup_arg])
-                    for m, mod in self._modality_names.items()
-                }
-                check_mudata(adata, layers=layers, obs_keys={})
+        """Check a MuData like new data, then register it with this model (or re-register it).
+
+        Every object is checked, the registered one included: a copy shares the registration id
+        of the object it was copied from, and scvi-tools would skip the checks for it. The
+        checks are a pass over the stored values, cheaper than any getter's pass through the
+        encoders.
+        """
+        if adata is None:
+            if self.adata is None:
+                raise ValueError(
+                    "This model was loaded without data: pass the cells to the method, e.g. "
+                    "`model.get_latent_representation(mdata=mdata)`, or load it with "
+                    "`SCDX.load(dir_path, adata=mdata)`."
+                )
+            adata = self.adata
+        _check_is_mudata(adata, "This SCDX method")
+        if copy_if_view and adata.is_view:
+            logger.info("Received a view of a MuData; working on a copy.")
+            adata = adata.copy()
+        self._check_features(adata)
+        setup_args = self.registry_[_SETUP_ARGS_KEY]
+        modalities = setup_args["modalities"]
+        check_mudata(
+            adata,
+            layers={
+                m: (mod, setup_args[MODALITIES[m].setup_arg])
+                for m, mod in self._modality_names.items()
+            },
+            obs_keys={key: (setup_args[key], modalities.get(key)) for key in _OBS_KEYS},
+            observed_keys=setup_args.get("observed_keys"),
+        )
+        self._check_categories(adata)
         return super()._validate_anndata(adata, copy_if_view=copy_if_view)
+
+    def _check_categories(self, mdata: MuData) -> None:
+        """Refuse labels or batches that the model was not set up with.
+
+        scvi-tools' own message suggests a setup option that a getter cannot take.
+        """
+        setup_args = self.registry_[_SETUP_ARGS_KEY]
+        for arg in _OBS_KEYS:
+            if setup_args[arg] is None:
+                continue
+            mod = setup_args["modalities"].get(arg)
+            where = "mdata.obs" if mod is None else f"mdata.mod[{mod!r}].obs"
+            obs = mdata.obs if mod is None else mdata.mod[mod].obs
+            known = registered_categories(self.registry_, _REGISTRY_KEYS[arg])
+            unknown = [c for c in pd.unique(obs[setup_args[arg]]) if c not in set(known)]
+            if unknown:
+                raise ValueError(
+                    f"{where}[{setup_args[arg]!r}] has categories the model was not set up "
+                    f"with: {unknown[:5]} (known: {known[:10]}). Keep the cells of known "
+                    "categories, or rename them to the training categories."
+                )
+
+    def _checked_data(
+        self, adata: MuData | None, indices: Sequence[int] | None, batch_size: int | None
+    ) -> tuple[MuData, np.ndarray | None, int | None]:
+        """Return the validated data, cell positions and batch size of a getter."""
+        adata = self._validate_anndata(adata)
+        indices = check_indices(indices, adata.n_obs)
+        return adata, indices, check_int(batch_size, "batch_size", optional=True)
 
     def _check_features(self, mdata: MuData) -> None:
         for m, mod in self._modality_names.items():
@@ -360,6 +479,163 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
             found = mdata.mod[mod].var_names.to_numpy().astype(str)
             if len(found) != len(expected) or not np.array_equal(found, expected):
                 raise ValueError(_feature_mismatch_message(m, mod, expected, found))
+
+    # ------------------------------------------------------------------ saving
+
+    def save(
+        self,
+        dir_path: str | Path,
+        prefix: str | None = None,
+        overwrite: bool = False,
+        save_anndata: bool = False,
+        save_kwargs: dict | None = None,
+        legacy_mudata_format: bool = False,
+        datamodule=None,
+        **anndata_write_kwargs,
+    ) -> None:
+        """Save the model, and with ``save_anndata`` its MuData, into the directory ``dir_path``.
+
+        Saving is atomic: the files are written into a temporary folder beside ``dir_path``
+        that replaces ``dir_path`` only once complete. If writing fails, nothing at
+        ``dir_path`` changes (a model saved there before stays loadable) and no partial file
+        is left. When ``dir_path`` is replaced, the files of the model saved there before
+        (``model.pt``, ``mdata.h5mu`` with the same ``prefix``) go; other files stay. The
+        MuData is written as it is, and left as it is (writing would otherwise turn its string
+        columns into categoricals).
+
+        Parameters
+        ----------
+        dir_path
+            Directory to save into.
+        prefix
+            Prefix of the file names.
+        overwrite
+            Replace the model saved in ``dir_path``, if any (otherwise an existing ``dir_path``
+            is an error).
+        save_anndata
+            Also save the MuData the model was set up with (``mdata.h5mu``).
+        save_kwargs
+            Keyword arguments for :func:`torch.save`.
+        legacy_mudata_format
+            Save the feature names in scvi-tools' legacy flat format.
+        datamodule
+            Unused by SCDX (scvi-tools' interface).
+        **anndata_write_kwargs
+            Keyword arguments for :meth:`mudata.MuData.write`.
+        """
+        target = _as_path(dir_path).absolute()
+        if prefix is not None and not isinstance(prefix, str):
+            raise TypeError(f"`prefix` must be a string or None, got {prefix!r}.")
+        check_bool(overwrite, "overwrite")
+        check_bool(save_anndata, "save_anndata")
+        if target.exists() and not target.is_dir():
+            raise NotADirectoryError(f"{dir_path} is a file; `dir_path` must be a directory.")
+        if target.exists() and not overwrite:
+            raise ValueError(
+                f"{dir_path} already exists; pass `overwrite=True` to replace the model saved "
+                "there, or choose another directory."
+            )
+        if save_anndata and self.adata is None:
+            raise ValueError(
+                "This model was loaded without data, so there is no MuData to save: save with "
+                "`save_anndata=False`, or load the model with `adata=mdata` first."
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
+        try:
+            with _columns_kept(self.adata if save_anndata else None):
+                super().save(
+                    str(staging), prefix=prefix, overwrite=True, save_anndata=save_anndata,
+                    save_kwargs=save_kwargs, legacy_mudata_format=legacy_mudata_format,
+                    datamodule=datamodule, **anndata_write_kwargs,
+                )  # fmt: skip
+        except BaseException as err:
+            shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(err, OSError) or not isinstance(err, Exception):
+                raise
+            notes = "".join(f" ({note})" for note in getattr(err, "__notes__", ()))
+            hint = (
+                " Every entry of the MuData must be storable in HDF5: remove or convert the "
+                "object named above (e.g. in `mdata.uns`), or save with `save_anndata=False`."
+                if save_anndata
+                else ""
+            )
+            raise ValueError(
+                f"Could not save the model to {dir_path}: {err}{notes}. Nothing at {dir_path} "
+                f"was changed.{hint}"
+            ) from err
+        prefix = prefix or ""
+        owned = {f"{prefix}{name}" for name in (SAVE_KEYS.MODEL_FNAME, SAVE_KEYS.MDATA_FNAME)}
+        _swap_in(staging, target, owned)
+
+    @classmethod
+    @devices_dsp.dedent
+    def load(
+        cls,
+        dir_path: str | Path,
+        adata: MuData | None = None,
+        accelerator: str = "auto",
+        device: int | str = "auto",
+        prefix: str | None = None,
+        backup_url: str | None = None,
+        **kwargs,
+    ) -> SCDX:
+        """Load a model saved with :meth:`save`.
+
+        Parameters
+        ----------
+        dir_path
+            Directory the model was saved into.
+        adata
+            MuData with the training features to attach (it is registered with the saved
+            setup). ``None`` uses the ``mdata.h5mu`` saved with the model, if any; ``False``
+            loads the model without data (pass data to each method then).
+        %(param_accelerator)s
+        %(param_device)s
+        prefix
+            Prefix of the file names.
+        backup_url
+            URL of ``model.pt`` to download if it is not in ``dir_path``.
+        **kwargs
+            Further arguments of :meth:`scvi.model.base.BaseModelClass.load`.
+
+        Returns
+        -------
+        The model, on ``device``.
+        """
+        path = _as_path(dir_path)
+        prefix = prefix or ""
+        model_file = path / f"{prefix}{SAVE_KEYS.MODEL_FNAME}"
+        if backup_url is None and not model_file.is_file():
+            if not path.exists():
+                problem = "the directory does not exist"
+            elif not path.is_dir():
+                problem = "it is a file, not a directory written by `model.save(dir_path)`"
+            else:
+                problem = f"it holds no {model_file.name} (files: {sorted(os.listdir(path))[:10]})"
+            raise FileNotFoundError(f"Cannot load an SCDX model from {dir_path}: {problem}.")
+        if adata is not None and adata is not False:
+            _check_is_mudata(adata, "SCDX.load(adata=...)")
+        data_file = path / f"{prefix}{SAVE_KEYS.MDATA_FNAME}"
+        if adata is None and data_file.is_file():
+            try:
+                adata = mudata.read_h5mu(data_file)
+            except Exception as err:
+                raise ValueError(
+                    f"Could not read the MuData saved with the model, {data_file}: {err}. Pass "
+                    "the data yourself with `adata=mdata`, or `adata=False` to load the model "
+                    "without data."
+                ) from err
+        try:
+            return super().load(
+                str(dir_path), adata=adata, accelerator=accelerator, device=device,
+                prefix=prefix or None, backup_url=backup_url, **kwargs,
+            )  # fmt: skip
+        except (pickle.UnpicklingError, EOFError) as err:
+            raise ValueError(
+                f"Could not read {model_file}: {err}. The file is damaged or was not written by "
+                "`SCDX.save`; save the model again."
+            ) from err
 
     # ------------------------------------------------------------------ training
 
@@ -550,7 +826,7 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
         Array of shape (cells, latent size).
         """
         self._check_if_trained(warn=True)
-        adata = self._validate_anndata(_one_of(adata, mdata))
+        adata, indices, batch_size = self._checked_data(_one_of(adata, mdata), indices, batch_size)
         mods = self._parse_modalities(modality)
         latents = []
         for tensors in self._data_loader(adata, indices, batch_size, mods):
@@ -573,7 +849,9 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
         self._check_if_trained(warn=True)
         if modality not in self.modalities:
             raise ValueError(f"This model has no {modality!r} modality ({list(self.modalities)}).")
-        adata = self._validate_anndata(adata)
+        library_size = _check_library_size(library_size)
+        feature_list = check_names(feature_list, _FEATURE_LIST_ARGS[modality])
+        adata, indices, batch_size = self._checked_data(adata, indices, batch_size)
         names = pd.Index(self.feature_names_[modality])
         columns = np.arange(len(names))
         if feature_list is not None:
@@ -601,7 +879,7 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
         values = torch.cat(out).numpy()
         if return_numpy:
             return values
-        obs_names = adata.obs_names if indices is None else adata.obs_names[np.asarray(indices)]
+        obs_names = adata.obs_names if indices is None else adata.obs_names[indices]
         return pd.DataFrame(values, index=obs_names, columns=names[columns])
 
     def _batch_code(self, transform_batch: str | int | None) -> int | None:
@@ -788,7 +1066,7 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
         ``{"reconstruction_loss_<modality>": value}`` for each modality.
         """
         self._check_if_trained(warn=True)
-        adata = self._validate_anndata(_one_of(adata, mdata))
+        adata, indices, batch_size = self._checked_data(_one_of(adata, mdata), indices, batch_size)
         totals: dict[str, float] = {}
         n_cells = 0
         for tensors in self._data_loader(adata, indices, batch_size, self.modalities):
@@ -798,6 +1076,72 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
             for key, value in losses.reconstruction_loss.items():
                 totals[key] = totals.get(key, 0.0) + float(value.sum())
         return {key: value / n_cells for key, value in totals.items()}
+
+
+@contextmanager
+def _columns_kept(mdata: MuData | None) -> Iterator[None]:
+    """Undo what writing a MuData does to it in place (string columns made categorical)."""
+
+    def frames() -> list[pd.DataFrame]:
+        mods = mdata.mod.values()
+        return [mdata.obs, mdata.var] + [frame for a in mods for frame in (a.obs, a.var)]
+
+    if mdata is None:
+        yield
+        return
+    before = [dict(frame.items()) if frame.columns.is_unique else {} for frame in frames()]
+    try:
+        yield
+    finally:
+        for frame, columns in zip(frames(), before, strict=True):
+            for name, column in columns.items():
+                if name in frame.columns and frame[name].dtype != column.dtype:
+                    frame[name] = column.array
+
+
+def _as_path(dir_path: object) -> Path:
+    if not isinstance(dir_path, str | os.PathLike):
+        raise TypeError(f"`dir_path` must be a path (str or pathlib.Path), got {dir_path!r}.")
+    return Path(dir_path)
+
+
+def _swap_in(staging: Path, target: Path, owned: set[str]) -> None:
+    """Put the folder ``staging`` at ``target``; keep files of ``target`` not named in ``owned``."""
+    if not target.exists():
+        staging.rename(target)
+        return
+    backup = target.with_name(f".{target.name}.replaced-{uuid.uuid4().hex[:8]}")
+    target.rename(backup)
+    try:
+        staging.rename(target)
+    except BaseException:
+        backup.rename(target)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    for entry in backup.iterdir():
+        if entry.name not in owned:
+            entry.rename(target / entry.name)
+    shutil.rmtree(backup)
+
+
+def _check_library_size(value: object) -> float | str:
+    if isinstance(value, str):
+        if value != "observed":
+            raise ValueError(
+                f"`library_size` must be a number above 0 or 'observed', got {value!r}."
+            )
+        return value
+    return check_positive(value, "library_size")
+
+
+def _check_is_mudata(data: object, who: str) -> None:
+    if not isinstance(data, MuData):
+        hint = (
+            " Wrap the modalities in a MuData, e.g. `mudata.MuData({'rna': rna, 'atac': atac})`."
+            if isinstance(data, AnnData)
+            else ""
+        )
+        raise TypeError(f"{who} needs a MuData, got {type(data).__name__}.{hint}")
 
 
 def _one_of(adata: MuData | None, mdata: MuData | None) -> MuData | None:
