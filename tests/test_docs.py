@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-PUBLIC = ["data", "datasets", "diffusion", "metrics", "model", "module", "nn", "train"]
+PUBLIC = ["data", "datasets", "diffusion", "metrics", "model", "module", "nn", "pl", "train"]
 
 
 def _documented_names() -> set[str]:
@@ -38,6 +38,7 @@ def test_api_page_names_exist():
         assert hasattr(importlib.import_module(package), attribute), name
 
 
+@pytest.mark.slow
 def test_docs_build_without_warnings(tmp_path):
     pytest.importorskip("sphinx")
     out = tmp_path / "html"
