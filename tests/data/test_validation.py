@@ -304,7 +304,10 @@ def test_empty_data(mdata, kwargs):
     [({"layer": "counts"}, TypeError, "unexpected keyword argument"),
      ({"modalities": "rna"}, TypeError, "`modalities` must be a mapping"),
      ({"modalities": {"rna_layer": 0, "atac_layer": "accessibility"}}, TypeError, "name of a"),
-     ({"observed_keys": ["atac"]}, TypeError, "`observed_keys` must be a mapping")],
+     ({"observed_keys": ["atac"]}, TypeError, "`observed_keys` must be a mapping"),
+     ({"observed_keys": {"atac": ["has_atac"]}}, TypeError, "observed_keys.*column name"),
+     ({"labels_key": ["labels"]}, TypeError, "`labels_key` must be a column name"),
+     ({"rna_layer": ["counts"]}, TypeError, "`rna_layer` must be a layer name")],
 )  # fmt: skip
 def test_bad_setup_arguments(mdata, kwargs, kwargs_, error, match):
     with pytest.raises(error, match=match):

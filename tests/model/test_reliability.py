@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import warnings
+from pathlib import Path
 
 import mudata as md
 import numpy as np
@@ -224,6 +225,16 @@ def test_save_replaces_the_model_and_keeps_other_files(trained, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
+def test_save_into_the_working_directory(trained, tmp_path, monkeypatch):
+    model, _ = trained
+    monkeypatch.chdir(tmp_path)
+    model.save(".", overwrite=True)
+    model.save(".", overwrite=True, save_anndata=True)
+    assert Path.cwd() == tmp_path  # the directory itself was kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mdata.h5mu", "model.pt"]
+    assert SCDX.load(".", accelerator="cpu").adata is not None
+
+
 def test_save_leaves_the_users_columns_as_they_are(trained, tmp_path):
     model, mdata = trained
     mdata["rna"].var["symbol"] = [f"SYM{i}" for i in range(mdata["rna"].n_vars)]
@@ -246,6 +257,8 @@ def test_save_arguments(trained, tmp_path):
         model.save(tmp_path / "model")
     with pytest.raises(TypeError, match="prefix"):
         model.save(tmp_path / "other", prefix=5)
+    with pytest.raises(ValueError, match="prefix"):
+        model.save(tmp_path / "other", prefix="sub/model_")
     with pytest.raises(TypeError, match="dir_path"):
         model.save(None)
     with pytest.raises(TypeError, match="dir_path"):
@@ -259,6 +272,9 @@ def test_load_errors_name_the_problem(trained, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="holds no model.pt"):
         SCDX.load(tmp_path / "empty")
+    model.save(tmp_path / "prefixed", prefix="first_")
+    with pytest.raises(FileNotFoundError, match="prefix='first_'"):
+        SCDX.load(tmp_path / "prefixed")
 
     model.save(tmp_path / "model")
     with pytest.raises(TypeError, match="needs a MuData"):

@@ -153,6 +153,7 @@ def check_mudata(
     )
     observed = {}
     for modality, (mod, layer) in layers.items():
+        _check_name(layer, f"`{MODALITIES[modality].setup_arg}`", "a layer name or None")
         adata = mdata.mod[mod]
         _check_paired(mdata, mod, adata)
         noun = MODALITIES[modality].feature_noun
@@ -173,6 +174,7 @@ def check_mudata(
     for arg, (key, mod) in obs_keys.items():
         if key is None:
             continue
+        _check_name(key, f"`{arg}`", "a column name")
         obs = mdata.obs if mod is None else mdata.mod[mod].obs
         where = "mdata.obs" if mod is None else f"mdata.mod[{mod!r}].obs"
         if key not in obs.columns:
@@ -246,7 +248,13 @@ def check_reserved_columns(
             )
 
 
+def _check_name(value: object, what: str, expected: str) -> None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{what} must be {expected}, got {value!r}.")
+
+
 def _observed_column(mdata: MuData, modality: str, key: str) -> np.ndarray:
+    _check_name(key, f"`observed_keys[{modality!r}]`", "a column name")
     if key not in mdata.obs.columns:
         raise KeyError(
             f"`observed_keys[{modality!r}]={key!r}` is not a column of mdata.obs; columns: "

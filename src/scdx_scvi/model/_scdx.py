@@ -496,12 +496,12 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
         """Save the model, and with ``save_anndata`` its MuData, into the directory ``dir_path``.
 
         Saving is atomic: the files are written into a temporary folder beside ``dir_path``
-        that replaces ``dir_path`` only once complete. If writing fails, nothing at
+        and moved into ``dir_path`` only once complete. If writing fails, nothing in
         ``dir_path`` changes (a model saved there before stays loadable) and no partial file
-        is left. When ``dir_path`` is replaced, the files of the model saved there before
-        (``model.pt``, ``mdata.h5mu`` with the same ``prefix``) go; other files stay. The
-        MuData is written as it is, and left as it is (writing would otherwise turn its string
-        columns into categoricals).
+        is left. On success the files of the model saved there before (``model.pt`` and
+        ``mdata.h5mu`` with the same ``prefix``, even if this save writes no MuData) are
+        replaced; other files stay. The MuData is written as it is, and left as it is (writing
+        would otherwise turn its string columns into categoricals).
 
         Parameters
         ----------
@@ -526,6 +526,8 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
         target = _as_path(dir_path).absolute()
         if prefix is not None and not isinstance(prefix, str):
             raise TypeError(f"`prefix` must be a string or None, got {prefix!r}.")
+        if prefix and (os.sep in prefix or (os.altsep and os.altsep in prefix)):
+            raise ValueError(f"`prefix` is part of file names and cannot hold a '/': {prefix!r}.")
         check_bool(overwrite, "overwrite")
         check_bool(save_anndata, "save_anndata")
         if target.exists() and not target.is_dir():
@@ -612,7 +614,14 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
             elif not path.is_dir():
                 problem = "it is a file, not a directory written by `model.save(dir_path)`"
             else:
-                problem = f"it holds no {model_file.name} (files: {sorted(os.listdir(path))[:10]})"
+                files = sorted(os.listdir(path))
+                prefixes = [
+                    f.removesuffix(SAVE_KEYS.MODEL_FNAME)
+                    for f in files
+                    if f.endswith(SAVE_KEYS.MODEL_FNAME)
+                ]
+                hint = f"; saved with a prefix? e.g. prefix={prefixes[0]!r}" if prefixes else ""
+                problem = f"it holds no {model_file.name} (files: {files[:10]}){hint}"
             raise FileNotFoundError(f"Cannot load an SCDX model from {dir_path}: {problem}.")
         if adata is not None and adata is not False:
             _check_is_mudata(adata, "SCDX.load(adata=...)")
@@ -850,6 +859,7 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
         if modality not in self.modalities:
             raise ValueError(f"This model has no {modality!r} modality ({list(self.modalities)}).")
         library_size = _check_library_size(library_size)
+        check_bool(return_numpy, "return_numpy")
         feature_list = check_names(feature_list, _FEATURE_LIST_ARGS[modality])
         adata, indices, batch_size = self._checked_data(adata, indices, batch_size)
         names = pd.Index(self.feature_names_[modality])
@@ -1106,22 +1116,36 @@ def _as_path(dir_path: object) -> Path:
 
 
 def _swap_in(staging: Path, target: Path, owned: set[str]) -> None:
-    """Put the folder ``staging`` at ``target``; keep files of ``target`` not named in ``owned``."""
+    """Move the complete save in ``staging`` into ``target``, replacing the files in ``owned``.
+
+    A new ``target`` is the renamed ``staging``. An existing one keeps its inode (it may be the
+    working directory) and its other files: the old files named in ``owned`` move to a backup
+    folder beside it, the new ones move in (renames within one file system), and the backup is
+    deleted; if a move fails, the old files are put back.
+    """
     if not target.exists():
         staging.rename(target)
         return
     backup = target.with_name(f".{target.name}.replaced-{uuid.uuid4().hex[:8]}")
-    target.rename(backup)
+    backup.mkdir()
+    old = [name for name in owned if (target / name).exists()]
+    new = [entry.name for entry in staging.iterdir()]
     try:
-        staging.rename(target)
+        for name in old:
+            (target / name).rename(backup / name)
+        for name in new:
+            (staging / name).rename(target / name)
     except BaseException:
-        backup.rename(target)
-        shutil.rmtree(staging, ignore_errors=True)
+        for name in new:
+            if (target / name).exists() and not (staging / name).exists():
+                (target / name).rename(staging / name)
+        for name in old:
+            if (backup / name).exists():
+                (backup / name).rename(target / name)
         raise
-    for entry in backup.iterdir():
-        if entry.name not in owned:
-            entry.rename(target / entry.name)
-    shutil.rmtree(backup)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(backup, ignore_errors=True)
 
 
 def _check_library_size(value: object) -> float | str:
