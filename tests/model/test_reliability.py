@@ -80,8 +80,10 @@ def test_unregistered_data_asks_for_setup_mudata(trained):
     _, mdata = trained
     with pytest.raises(ValueError, match=r"SCDX.setup_mudata"):
         SCDX(_simulate())
-    with pytest.raises(ValueError, match="copy of a registered one"):
+    with pytest.raises(ValueError, match="copy or a view of a registered one"):
         SCDX(mdata.copy())
+    with pytest.raises(ValueError, match="copy or a view of a registered one"):
+        SCDX(mdata[:10])
     with pytest.raises(TypeError, match="needs a MuData"):
         SCDX(mdata["rna"])
     with pytest.raises(ValueError, match="setup_mudata"):

@@ -398,7 +398,7 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
         _check_is_mudata(mdata, "SCDX")
         manager = cls._setup_adata_manager_store.get(mdata.uns.get(_SCVI_UUID_KEY))
         if manager is None or manager.adata is not mdata:
-            copied = " (it is a copy of a registered one)" if manager is not None else ""
+            copied = " (it is a copy or a view of a registered one)" if manager is not None else ""
             raise ValueError(
                 f"This MuData is not registered with SCDX{copied}: call "
                 "`SCDX.setup_mudata(mdata, ...)` on it first."
