@@ -1,10 +1,10 @@
 r"""Zero-shot translation with a *joint* diffusion model (the reference's two methods).
 
-Both samplers draw the target modalities with ancestral DDPM (:func:`ddpm_step`) from a joint
-model :math:`p(x^{src}, x^{tgt})` that was never trained conditionally, while the source
-modalities (``condition``) are forced to follow the forward process of the observed clean
-source :math:`c` with **one fixed noise draw** :math:`\varepsilon_{src}` (the same at every
-step):
+Both samplers draw the target modalities with ancestral DDPM
+(:func:`~scdx_scvi.diffusion.ddpm_step`) from a joint model :math:`p(x^{src}, x^{tgt})` that
+was never trained conditionally, while the source modalities (``condition``) are forced to
+follow the forward process of the observed clean source :math:`c` with **one fixed noise
+draw** :math:`\varepsilon_{src}` (the same at every step):
 
 .. math:: x_i^{src} \leftarrow q(c, i, \varepsilon_{src})
           = \sqrt{\bar\alpha_i}\,c + \sqrt{1-\bar\alpha_i}\,\varepsilon_{src}.
@@ -26,12 +26,12 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ._samplers import Sampler, ddpm_step
+from ._samplers import DDPMSampler, ddpm_step
 from ._schedule import NoiseSchedule, Spacing, spaced_timesteps
 from ._utils import ConditionedEps, EpsFn, merge_state, progress_bar, randn_like, split_state
 
 
-class ReplacementSampler(Sampler):
+class ReplacementSampler(DDPMSampler):
     r"""Translate by "replacement" (the reference's ``classifier_scale == 0`` branch).
 
     At every step ``i = K-1, ..., 0``:
@@ -42,35 +42,13 @@ class ReplacementSampler(Sampler):
         x_{i-1} &= \text{ddpm\_step}(x_i, \hat\varepsilon(x_i, i))
         \quad(\text{both streams; the source part is discarded at the next step})
 
-    ``n_steps`` respaces the schedule as :class:`DDPMSampler` does (default: all ``T`` steps,
-    as the reference).
-
-    Parameters
-    ----------
-    clip_x0, variance, spacing
-        As in :class:`DDPMSampler` (the reference clips at ``1.0``).
+    The sampling is :class:`~scdx_scvi.diffusion.DDPMSampler`'s, whose options it takes (the
+    reference clips at ``clip_x0=1.0``); ``n_steps`` respaces the schedule in the same way
+    (default: all ``T`` steps, as the reference).
     """
 
     name = "replacement"
-    default_steps = None  # all T steps, as in the reference
     zero_shot = True
-
-    def __init__(
-        self,
-        clip_x0: float | None = None,
-        variance: Literal["fixed_large", "fixed_small"] = "fixed_large",
-        spacing: Spacing = "linspace",
-    ):
-        super().__init__(clip_x0)
-        if variance not in ("fixed_large", "fixed_small"):
-            raise ValueError(f"variance must be 'fixed_large' or 'fixed_small', got {variance!r}.")
-        self.variance = variance
-        self.spacing = spacing
-
-    @property
-    def stochastic(self) -> bool:
-        """Always ``True``."""
-        return True
 
     def __call__(
         self,
@@ -84,8 +62,8 @@ class ReplacementSampler(Sampler):
     ) -> dict[str, Tensor]:
         """Translate the clean ``condition`` (the source) into the other keys of ``noise``.
 
-        Parameters and return value as :meth:`Sampler.__call__`; ``condition`` is required and
-        so is ``generator``.
+        Parameters and return value as :meth:`~scdx_scvi.diffusion.Sampler.__call__`;
+        ``condition`` and ``generator`` are required.
         """
         if not condition:
             raise ValueError(
@@ -159,7 +137,7 @@ class GuidanceSampler(ReplacementSampler):
     batch_reduction
         ``"mean"`` (reference, default) or ``"sum"``, see above.
     clip_x0, variance, spacing
-        As in :class:`ReplacementSampler`.
+        As in :class:`~scdx_scvi.diffusion.ReplacementSampler`.
     """
 
     name = "guidance"

@@ -25,7 +25,6 @@ from ._checks import check_int
 from ._sampling import (
     batch_code,
     check_diffusion_trained,
-    decoder_batch,
     generation_labels,
     label_categories,
     resolve_seed,
@@ -300,12 +299,10 @@ class LatentDiffusionMixin:
         with seeded(seed, device) as generator:
             for start in range(0, len(codes), batch_size):
                 y = torch.as_tensor(codes[start : start + batch_size], device=device)
-                latents = self.module.diffusion.sample(
-                    draw, labels=y, batch=code, n_steps=n_steps, guidance_scale=guidance_scale,
+                counts = self.module.generate(
+                    y, draw, batch=code, n_steps=n_steps, guidance_scale=guidance_scale,
                     generator=generator, progress=progress,
                 )  # fmt: skip
-                batch_index = decoder_batch(code, len(y), device)
-                counts = self.module.sample_counts(latents, y, batch_index)
                 for m, values in counts.items():
                     chunks[m].append(sparse.csr_matrix(values.cpu().numpy(), dtype=np.float32))
         return self._generated_mudata(chunks, codes, categories, batch)

@@ -196,8 +196,3 @@ def batch_code(batch: str | None, registry: dict, conditioned: bool) -> int | No
     if str(batch) not in categories:
         raise ValueError(f"Unknown batch {batch!r}; the model knows {categories}.")
     return categories.index(str(batch))
-
-
-def decoder_batch(code: int | None, n_cells: int, device: torch.device) -> torch.Tensor:
-    """Batch index ``(n_cells, 1)`` to decode as: ``code``, or the first batch without one."""
-    return torch.full((n_cells, 1), 0 if code is None else code, device=device)

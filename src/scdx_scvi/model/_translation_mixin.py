@@ -14,7 +14,7 @@ from mudata import MuData
 from scipy import sparse
 
 from scdx_scvi._compat import _SETUP_ARGS_KEY
-from scdx_scvi._constants import MODALITIES, MODULE_KEYS
+from scdx_scvi._constants import MODALITIES
 from scdx_scvi.data import align_features, stack_rows
 from scdx_scvi.diffusion import SAMPLERS, Sampler
 
@@ -22,7 +22,6 @@ from ._checks import check_choice, check_int, check_positive
 from ._sampling import (
     batch_code,
     check_diffusion_trained,
-    decoder_batch,
     draw_labels,
     label_categories,
     query_labels,
@@ -233,6 +232,7 @@ class TranslationMixin:
             adata = mdata
         check_diffusion_trained(self)
         sources, targets = self._translation_roles(source_modality, target_modality)
+        n_samples = check_int(n_samples, "n_samples")
         draw = self._translation_sampler(method, sampler, n_samples, guidance_strength, clip_x0)
         check_choice(return_type, "return_type", ("anndata", "numpy"))
         n_steps = self.module.diffusion.resolve_steps(
@@ -244,50 +244,31 @@ class TranslationMixin:
         x, obs = self._query_sources(adata, sources, layer, indices)
         categories = label_categories(self.registry_, self.module.n_labels)
         codes = query_labels(labels, obs, categories, self.module.label_counts)
-        if codes is None and sample_counts:  # library sizes need a label: training proportions
+        library_codes = codes if sample_counts else None  # labels of the library-size priors
+        if sample_counts and codes is None:  # no labels given: the training proportions
             library_codes = draw_labels(self.module.label_counts, len(obs), seed)
-        else:
-            library_codes = codes
         code = batch_code(batch, self.registry_, self._batch_conditioned)
         device = self.module.device
+
+        def rows_of(values: np.ndarray | None, rows: slice) -> torch.Tensor | None:
+            return None if values is None else torch.as_tensor(values[rows], device=device)
+
         keys = ("mean",) + ("variance",) * (n_samples > 1) + ("counts",) * bool(sample_counts)
         parts = {key: {m: [] for m in targets} for key in keys}
         self.module.eval()
-        with torch.no_grad(), seeded(seed, device) as generator:
+        with seeded(seed, device) as generator:
             for start in range(0, len(obs), batch_size):
                 rows = slice(start, start + batch_size)
-                n = min(batch_size, len(obs) - start)
-                batch_index = decoder_batch(code, n, device)
-                tensors = {
-                    m: torch.as_tensor(v[rows].toarray(), device=device) for m, v in x.items()
-                }
-                source = self.module.inference(tensors, batch_index)[MODULE_KEYS.Z]
-                y = None if codes is None else torch.as_tensor(codes[rows], device=device)
-                total = dict.fromkeys(targets, 0.0)
-                total_sq = dict.fromkeys(targets, 0.0)
-                for s in range(n_samples):
-                    latents = self.module.diffusion.sample(
-                        draw, labels=y, batch=code, condition=source, n_steps=n_steps,
-                        generator=generator, progress=progress,
-                    )  # fmt: skip
-                    latents = {m: latents[m] for m in targets}
-                    values = self.module.decode_normalized(latents, batch_index, library_size)
-                    for m in targets:
-                        total[m] = total[m] + values[m].double()
-                        total_sq[m] = total_sq[m] + values[m].double() ** 2
-                    if "counts" in parts and s == 0:
-                        y_lib = torch.as_tensor(library_codes[rows], device=device)
-                        drawn = self.module.sample_counts(latents, y_lib, batch_index)
-                        for m in targets:
-                            parts["counts"][m].append(
-                                sparse.csr_matrix(drawn[m].cpu().numpy(), dtype=np.float32)
-                            )
-                for m in targets:
-                    mean = total[m] / n_samples
-                    parts["mean"][m].append(mean.float().cpu().numpy())
-                    if "variance" in parts:
-                        var = (total_sq[m] / n_samples - mean**2).clamp(min=0.0)
-                        parts["variance"][m].append(var.float().cpu().numpy())
+                out = self.module.translate(
+                    {m: torch.as_tensor(v[rows].toarray(), device=device) for m, v in x.items()},
+                    targets, draw, labels=rows_of(codes, rows), batch=code, n_samples=n_samples,
+                    library_size=library_size, count_labels=rows_of(library_codes, rows),
+                    n_steps=n_steps, generator=generator, progress=progress,
+                )  # fmt: skip
+                for key, values in out.items():
+                    for m, v in values.items():
+                        v = v.cpu().numpy().astype(np.float32, copy=False)
+                        parts[key][m].append(sparse.csr_matrix(v) if key == "counts" else v)
         info = {
             "method": method,
             "sampler": sampler if method == "learned" else "ddpm",
@@ -318,7 +299,6 @@ class TranslationMixin:
                     "method='replacement' or 'guidance', or build the model with "
                     "condition_prob > 0 and retrain."
                 )
-        check_int(n_samples, "n_samples")
         options = {"scale": guidance_strength} if method == "guidance" else {}
         draw = self.module.diffusion.make_sampler(
             sampler if method == "learned" else method, clip_x0, **options

@@ -11,6 +11,7 @@ from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
 
 from scdx_scvi._constants import MODALITIES, MODULE_KEYS
+from scdx_scvi.diffusion import Sampler
 from scdx_scvi.nn import MLP
 
 from ._latent_diffusion import LatentDiffusion
@@ -166,21 +167,6 @@ class SCDXModule(BaseModuleClass):
     def autoencoder(self) -> tuple[nn.Module, ...]:
         """The parts of stage 1 (frozen while the diffusion trains)."""
         return (self.encoders, self.decoders, self.likelihoods)
-
-    @torch.no_grad()
-    def decode_normalized(
-        self,
-        z: Mapping[str, torch.Tensor],
-        batch_index: torch.Tensor | None = None,
-        library_size: float = 1e4,
-    ) -> dict[str, torch.Tensor]:
-        """Decode latents into normalised values.
-
-        Expression per ``library_size`` counts (RNA, protein) or accessibility probabilities
-        (ATAC), one entry per modality of ``z``.
-        """
-        logits = self.decode_logits(z, batch_index)
-        return {m: self.likelihoods[m].normalized(v, library_size) for m, v in logits.items()}
 
     def freeze_autoencoder(self, frozen: bool = True) -> None:
         """Freeze the autoencoder (no gradients, eval mode) or make it trainable again."""
@@ -416,6 +402,125 @@ class SCDXModule(BaseModuleClass):
             lik = self.likelihoods[m]
             library = None if lik.binary else self.sample_library(m, labels)
             out[m] = lik.distribution(lg, library).sample()
+        return out
+
+    # ------------------------------------------------------------------ sampling pipeline
+
+    @torch.no_grad()
+    def decode_normalized(
+        self,
+        z: Mapping[str, torch.Tensor],
+        batch_index: torch.Tensor | None = None,
+        library_size: float = 1e4,
+    ) -> dict[str, torch.Tensor]:
+        """Decode latents into normalised values.
+
+        Expression per ``library_size`` counts (RNA, protein) or accessibility probabilities
+        (ATAC), one entry per modality of ``z``.
+        """
+        logits = self.decode_logits(z, batch_index)
+        return {m: self.likelihoods[m].normalized(v, library_size) for m, v in logits.items()}
+
+    def _decoder_batch(self, batch: int | None, n_cells: int) -> torch.Tensor:
+        """Batch index ``(n_cells, 1)`` to decode as: ``batch``, or the first batch without one."""
+        return torch.full((n_cells, 1), 0 if batch is None else batch, device=self.device)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        labels: torch.Tensor,
+        sampler: Sampler,
+        batch: int | None = None,
+        **sampling,
+    ) -> dict[str, torch.Tensor]:
+        """Generate cells: sample latents with the diffusion, decode them, draw observations.
+
+        Parameters
+        ----------
+        labels
+            Label code of each cell ``(n_cells,)`` (zeros for an unconditional model).
+        sampler
+            The sampler, see :meth:`LatentDiffusion.sample`.
+        batch
+            Batch code to sample and decode as (``None``: the null batch for the diffusion,
+            the first batch for the decoder).
+        **sampling
+            ``n_steps``, ``guidance_scale``, ``generator``, ``progress`` of
+            :meth:`LatentDiffusion.sample`.
+
+        Returns
+        -------
+        ``{modality: (n_cells, features)}`` counts (NB) or accessibility (Bernoulli), drawn with
+        the global RNG as :meth:`sample_counts` does.
+        """
+        latents = self.diffusion.sample(sampler, labels=labels, batch=batch, **sampling)
+        return self.sample_counts(latents, labels, self._decoder_batch(batch, len(labels)))
+
+    @torch.no_grad()
+    def translate(
+        self,
+        x: Mapping[str, torch.Tensor],
+        targets: Sequence[str],
+        sampler: Sampler,
+        labels: torch.Tensor | None = None,
+        batch: int | None = None,
+        n_samples: int = 1,
+        library_size: float = 1e4,
+        count_labels: torch.Tensor | None = None,
+        **sampling,
+    ) -> dict[str, dict[str, torch.Tensor]]:
+        """Translate cells: encode the sources, sample the targets' latents given them, decode.
+
+        Parameters
+        ----------
+        x
+            Raw values of the source modalities ``{modality: (n_cells, features)}``.
+        targets
+            Modalities to return (every modality not in ``x`` is sampled).
+        sampler
+            The sampler, see :meth:`LatentDiffusion.sample`.
+        labels
+            Label code of each cell; ``None``: the null label.
+        batch
+            Batch code to encode, sample and decode as (``None``: see :meth:`generate`).
+        n_samples
+            Independent translations per cell.
+        library_size
+            Scale of the normalised count modalities.
+        count_labels
+            Label codes whose library-size priors the counts of the first sample are drawn with
+            (global RNG); ``None``: no counts.
+        **sampling
+            ``n_steps``, ``generator``, ``progress`` of :meth:`LatentDiffusion.sample`.
+
+        Returns
+        -------
+        ``{"mean": {target: values}}`` (normalised values averaged over the samples), with
+        ``"variance"`` (over the samples) when ``n_samples > 1`` and ``"counts"`` with
+        ``count_labels``; each value ``(n_cells, features)``, float32.
+        """
+        batch_index = self._decoder_batch(batch, len(next(iter(x.values()))))
+        source = self.inference(x, batch_index)[MODULE_KEYS.Z]
+        total = dict.fromkeys(targets, 0.0)
+        total_sq = dict.fromkeys(targets, 0.0)
+        out = {"mean": {}}
+        for s in range(n_samples):
+            latents = self.diffusion.sample(
+                sampler, labels=labels, batch=batch, condition=source, **sampling
+            )
+            latents = {m: latents[m] for m in targets}
+            values = self.decode_normalized(latents, batch_index, library_size)
+            for m in targets:
+                total[m] = total[m] + values[m].double()
+                total_sq[m] = total_sq[m] + values[m].double() ** 2
+            if count_labels is not None and s == 0:
+                out["counts"] = self.sample_counts(latents, count_labels, batch_index)
+        for m in targets:
+            mean = total[m] / n_samples
+            out["mean"][m] = mean.float()
+            if n_samples > 1:
+                variance = (total_sq[m] / n_samples - mean**2).clamp(min=0.0)
+                out.setdefault("variance", {})[m] = variance.float()
         return out
 
     @torch.inference_mode()
