@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.scdx-installed
 
-.PHONY: install demo test lint format docs tutorials clean
+.PHONY: install demo test test-fast lint format docs tutorials clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/scdx demo
 
+# Everything, the slow end-to-end tests included (what CI runs).
 test: $(STAMP) lint
 	$(BIN)/python -m pytest
+
+# The unit tests only (no shared-data training, tutorials, benchmarks, docs build or demo run).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks tutorials

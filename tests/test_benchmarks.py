@@ -17,6 +17,7 @@ def run_script(script: str, *args: str) -> None:
     subprocess.run([sys.executable, str(BENCHMARKS / script), *args], check=True, cwd=BENCHMARKS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("dataset", "other", "peer"),
     [
@@ -89,6 +90,7 @@ def check_summary(folder: Path, dataset: str, other: str) -> None:
         summary.update(folder, page, folder)
 
 
+@pytest.mark.slow
 def test_scaling_quick(tmp_path):
     out = tmp_path / "scaling.json"
     run_script("scaling.py", "--quick", "--out", str(out))
@@ -98,6 +100,7 @@ def test_scaling_quick(tmp_path):
     assert rows[-1]["n_generated"] == 500
 
 
+@pytest.mark.slow
 def test_metrics_scaling_quick(tmp_path):
     out = tmp_path / "metrics_scaling.json"
     run_script("metrics_scaling.py", "--quick", "--out", str(out))

@@ -14,6 +14,9 @@ SMALL_SETS = {
 }
 
 
+pytestmark = pytest.mark.slow
+
+
 @pytest.mark.parametrize("name", list(SMALL_SETS))
 def test_train_getters_and_reload_on_starter_sets(name, shared_mudata, accelerator, tmp_path):
     mdata = shared_mudata(name)

@@ -17,10 +17,13 @@ CITE_STARTER = (
 )  # fmt: skip
 
 
-def test_tutorials_exist():
-    assert len(TUTORIALS) >= 6
+def test_every_tutorial_is_a_percent_script():
+    assert TUTORIALS
+    for path in TUTORIALS:
+        assert path.read_text().count("# %%") >= 2, f"{path.name} is not a jupytext percent script"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
 def test_tutorial_runs(path, tmp_path):
     if "SCDX_TUTORIAL_DATA" in path.read_text() and not CITE_STARTER.exists():

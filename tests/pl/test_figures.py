@@ -10,7 +10,7 @@ from scdx_scvi.pl import feature_scatter, umap_real_vs_generated
 def _clouds(seed: int = 0):
     rng = np.random.default_rng(seed)
     real = rng.normal(size=(60, 5))
-    return {"real": real, "generated": real + 0.1, "far": rng.normal(size=(40, 5)) + 8}
+    return {"generated": (real, real + 0.1), "far": (real, rng.normal(size=(40, 5)) + 8)}
 
 
 def test_umap_has_a_panel_per_set_and_one_by_cell_type(tmp_path):
@@ -33,10 +33,10 @@ def test_umap_has_a_panel_per_set_and_one_by_cell_type(tmp_path):
 
 
 def test_umap_without_labels_and_bad_input():
-    fig = umap_real_vs_generated(dict(list(_clouds().items())[:2]))
+    fig = umap_real_vs_generated(dict(list(_clouds().items())[:1]))
     assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["real vs generated"]
-    with pytest.raises(ValueError, match="at least one other set"):
-        umap_real_vs_generated({"real": np.zeros((5, 2))})
+    with pytest.raises(ValueError, match="at least one set"):
+        umap_real_vs_generated({})
 
 
 def test_feature_scatter_counts_the_features_where_the_reference_wins():

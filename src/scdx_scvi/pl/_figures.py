@@ -39,31 +39,34 @@ def _umap(real: np.ndarray, other: np.ndarray, names: tuple[str, str], seed: int
 
 
 def umap_real_vs_generated(
-    embeddings: Mapping[str, np.ndarray],
+    pairs: Mapping[str, tuple[np.ndarray, np.ndarray]],
     labels: Mapping[str, Any] | None = None,
     labelled: str | None = None,
     title: str = "",
+    real_name: str = "real",
     seed: int = 0,
 ) -> Figure:
     """UMAPs of real cells beside each other set of cells, optionally coloured by cell type.
 
-    The first entry of ``embeddings`` is the real set. Each other set gets its own panel: a UMAP
-    (:func:`scanpy.tl.umap` on a :func:`scanpy.pp.neighbors` graph) of the real cells pooled with
-    that set only, so a set far from the real cells does not squeeze the others, drawn with
-    :func:`scanpy.pl.embedding` and coloured by set. With ``labels``, a last panel colours the
-    panel of ``labelled`` by cell type.
+    Each compared set gets its own panel: a UMAP (:func:`scanpy.tl.umap` on a
+    :func:`scanpy.pp.neighbors` graph) of the real cells pooled with that set only, in the
+    embedding of that pair, so a set far from the real cells does not squeeze the others. The
+    panels are drawn with :func:`scanpy.pl.embedding`, coloured by set. With ``labels``, a last
+    panel colours the panel of ``labelled`` by cell type.
 
     Parameters
     ----------
-    embeddings
-        ``{name: cells x dimensions}``, real set first, e.g. pairs from
-        :func:`~scdx_scvi.metrics.joint_embedding`.
+    pairs
+        ``{set name: (real cells, set cells)}`` embedded together, e.g. by
+        :func:`~scdx_scvi.metrics.joint_embedding` (cells x dimensions each).
     labels
-        ``{name: cell types}`` of the real set and of ``labelled``.
+        ``{real_name: cell types of the real cells, labelled: cell types of that set}``.
     labelled
-        The set whose panel is also drawn by cell type (default: the second set).
+        The set whose panel is also drawn by cell type (default: the first set).
     title
         Prefix of the panel titles (e.g. the modality).
+    real_name
+        Name of the real cells in the legends.
     seed
         Seed of the neighbours graph and the UMAP.
 
@@ -73,25 +76,25 @@ def umap_real_vs_generated(
 
     Examples
     --------
-    >>> real, generated = joint_embedding(held_out["rna"].X, cells["rna"].X, "rna")
-    >>> fig = umap_real_vs_generated({"real": real, "generated": generated}, title="RNA")
+    >>> pair = joint_embedding(held_out["rna"].X, cells["rna"].X, "rna")
+    >>> fig = umap_real_vs_generated({"generated": pair}, title="RNA")
     >>> fig.savefig("umap_rna.png")
     """
     import scanpy as sc
     from matplotlib.figure import Figure
 
-    names = list(embeddings)
-    if len(names) < 2:
-        raise ValueError("`embeddings` needs the real set and at least one other set.")
-    real_name, others = names[0], names[1:]
-    labelled = others[0] if labelled is None else labelled
+    names = list(pairs)
+    if not names:
+        raise ValueError("`pairs` needs at least one set to compare with the real cells.")
+    labelled = names[0] if labelled is None else labelled
     by_type = labels is not None and real_name in labels and labelled in labels
-    panels = len(others) + by_type
+    panels = len(names) + by_type
     fig = Figure(figsize=(4.8 * panels, 4.4))
     axes = fig.subplots(1, panels, squeeze=False)[0]
     prefix = f"{title}: " if title else ""
-    for ax, name in zip(axes, others, strict=False):
-        pooled = _umap(embeddings[real_name], embeddings[name], (real_name, name), seed)
+    for ax, name in zip(axes, names, strict=False):
+        real, other = pairs[name]
+        pooled = _umap(real, other, (real_name, name), seed)
         sc.pl.embedding(
             pooled, basis="umap", color="set", ax=ax, show=False, size=20, frameon=False,
             title=f"{prefix}{real_name} vs {name}", legend_fontsize=7,

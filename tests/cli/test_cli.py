@@ -50,6 +50,7 @@ def trained(tmp_path_factory, starter):
     return out, printed.getvalue()
 
 
+@pytest.mark.slow
 def test_train_prints_a_summary_and_saves_the_model_without_data(trained, starter):
     out, printed = trained
     assert "500 cells" in printed
@@ -68,6 +69,7 @@ def test_train_prints_a_summary_and_saves_the_model_without_data(trained, starte
     assert list(model.feature_names_["atac"]) == list(starter["atac"].var_names)
 
 
+@pytest.mark.slow
 def test_generate_writes_the_requested_cells(trained, starter, tmp_path, capsys):
     model_dir, _ = trained
     out = tmp_path / "new" / "cells.h5mu"
@@ -93,6 +95,7 @@ def test_generate_writes_the_requested_cells(trained, starter, tmp_path, capsys)
     assert set(cells.obs["cell_type"].astype(str)) <= set(starter.obs["cell_type"].astype(str))
 
 
+@pytest.mark.slow
 def test_translate_anndata_and_mudata_queries(trained, starter, tmp_path, capsys):
     model_dir, _ = trained
     rna = starter["rna"][:40].copy()
@@ -219,6 +222,7 @@ def _errors(tmp_path, model_dir):
 ERROR_CASES = list(_errors(Path("x"), Path("y")))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ERROR_CASES)
 def test_input_errors_exit_with_one_line(case, trained, tmp_path, capsys):
     argv, message = _errors(tmp_path, trained[0])[case]
@@ -228,6 +232,20 @@ def test_input_errors_exit_with_one_line(case, trained, tmp_path, capsys):
     last = err.strip().splitlines()[-1]
     assert last.startswith(f"scdx {argv[0]}: error: ")
     assert message in last
+
+
+def test_a_corrupt_model_gives_one_error_line(tmp_path, capsys):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.pt").write_bytes(b"not a model")
+    assert run("generate", broken, "--n-cells", "3", "--out", tmp_path / "g.h5mu") == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith(f"scdx generate: error: cannot load the model in {broken}")
+    )
 
 
 def test_generate_needs_a_trained_diffusion(tmp_path, capsys):
@@ -245,7 +263,7 @@ def test_generate_needs_a_trained_diffusion(tmp_path, capsys):
 def test_help_documents_every_option(command, capsys):
     assert run(command, "--help") == 0
     text = capsys.readouterr().out
-    _, commands = cli._build_parser()
+    _, commands = cli.build_parser()
     for action in commands[command]._actions:
         assert action.help, action.dest
         for flag in action.option_strings:
