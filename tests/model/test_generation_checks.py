@@ -51,6 +51,8 @@ def trained():
         ({"n_cells": 2, "sampler": "replacement"}, ValueError, "`sampler` of `generate`"),
         ({"n_cells": 2, "sampler": "euler"}, ValueError, "`sampler` of `generate`"),
         ({"n_cells": 2, "batch": "batch_9"}, ValueError, "Unknown batch 'batch_9'"),
+        ({"n_cells": 2, "clip_x0": 0}, ValueError, "`clip_x0` must be 'auto', None or a"),
+        ({"n_cells": 2, "clip_x0": "none"}, ValueError, "`clip_x0`"),
     ],
 )
 def test_generate_refuses_bad_arguments(trained, kwargs, error, match):
@@ -94,6 +96,8 @@ def _rna_only(mdata: MuData) -> AnnData:
         ({"return_type": "pandas"}, ValueError, "`return_type` must be one of"),
         ({"labels": ["label_0"]}, ValueError, "Got 1 labels for 200 cells"),
         ({"labels": "no_column"}, KeyError, "not a column"),
+        ({"labels": 3}, TypeError, "`labels` must be a column of the query obs"),
+        ({"clip_x0": -1.0}, ValueError, "`clip_x0`"),
     ],
 )
 def test_translation_refuses_bad_arguments(trained, kwargs, error, match):

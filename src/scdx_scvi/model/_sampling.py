@@ -167,6 +167,10 @@ def query_labels(
         if labels not in obs.columns:
             raise KeyError(f"`labels={labels!r}` is not a column of the query obs.")
         labels = obs[labels]
+    elif not isinstance(labels, LIST_LIKE):
+        raise TypeError(
+            f"`labels` must be a column of the query obs or one label per cell, got {labels!r}."
+        )
     labels = np.asarray(labels).astype(str)
     if len(labels) != len(obs):
         raise ValueError(f"Got {len(labels)} labels for {len(obs)} cells.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from numbers import Real
 from typing import Literal
 
 import torch
@@ -393,8 +394,12 @@ class LatentDiffusion(nn.Module):
         ``"auto"`` clamps at 1 with ``"scalar"`` scaling (the reference's ``clip_denoised``:
         10 SDs of its latents) and not at all with ``"per_dim"``.
         """
-        if clip_x0 == "auto":
+        if isinstance(clip_x0, str) and clip_x0 == "auto":
             return 10 * SCALAR_LATENT_SD if self.latent_scaling == "scalar" else None
+        if clip_x0 is not None and (
+            isinstance(clip_x0, bool | str) or not isinstance(clip_x0, Real) or not clip_x0 > 0
+        ):
+            raise ValueError(f"`clip_x0` must be 'auto', None or a number > 0, got {clip_x0!r}.")
         return clip_x0
 
     def resolve_steps(self, sampler: Sampler, n_steps: int | None) -> int:
