@@ -42,6 +42,7 @@ from scdx_scvi.module import PRESETS, SCDXModule
 
 from ._checks import check_bool, check_fraction, check_int, check_positive
 from ._diffusion_mixin import LatentDiffusionMixin
+from ._regulatory_mixin import RegulatoryMixin
 from ._sampling import registered_categories
 from ._translation_mixin import TranslationMixin
 
@@ -65,7 +66,13 @@ _FEATURE_LIST_ARGS = {"rna": "gene_list", "atac": "region_list", "protein": "pro
 LatentModality = Literal["joint", "rna", "atac", "protein"]
 
 
-class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, BaseModelClass):
+class SCDX(
+    RegulatoryMixin,
+    TranslationMixin,
+    LatentDiffusionMixin,
+    UnsupervisedTrainingMixin,
+    BaseModelClass,
+):
     r"""Multimodal latent diffusion with Dual Cross Attention (scDiffusion-X) :cite:p:`Luo2026`.
 
     Stage 1 is a multimodal autoencoder: one deterministic encoder/decoder pair per modality
@@ -386,11 +393,6 @@ class SCDX(TranslationMixin, LatentDiffusionMixin, UnsupervisedTrainingMixin, Ba
     def modalities(self) -> tuple[str, ...]:
         """Registered modalities, in canonical order (``rna``, ``atac``, ``protein``)."""
         return self.module.modalities
-
-    @property
-    def modality_names(self) -> dict[str, str]:
-        """The ``mdata.mod`` name of each registered modality, e.g. ``{"rna": "gex"}``."""
-        return dict(self._modality_names)
 
     @classmethod
     def _check_registered(cls, mdata: MuData | None) -> None:
