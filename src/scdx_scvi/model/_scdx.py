@@ -394,6 +394,11 @@ class SCDX(
         """Registered modalities, in canonical order (``rna``, ``atac``, ``protein``)."""
         return self.module.modalities
 
+    @property
+    def modality_names(self) -> dict[str, str]:
+        """The ``mdata.mod`` name of each registered modality, e.g. ``{"rna": "gex"}``."""
+        return dict(self._modality_names)
+
     @classmethod
     def _check_registered(cls, mdata: MuData | None) -> None:
         """Refuse data that :meth:`setup_mudata` did not register (before scvi's own message)."""
