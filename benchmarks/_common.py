@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 import mudata as md
-import numpy as np
 import scvi
 import torch
 
 from scdx_scvi import SCDX
+from scdx_scvi.metrics import held_out_mask
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -30,8 +30,8 @@ def read(dataset: str) -> md.MuData:
 
 
 def split(mdata: md.MuData) -> tuple[md.MuData, md.MuData]:
-    """The canonical held-out split: test cells are ``default_rng(0).random(n_obs) < 0.2``."""
-    test = np.random.default_rng(0).random(mdata.n_obs) < 0.2
+    """Training and test cells of the canonical split (:func:`scdx_scvi.metrics.held_out_mask`)."""
+    test = held_out_mask(mdata.n_obs)
     return mdata[~test].copy(), mdata[test].copy()
 
 
@@ -151,7 +151,13 @@ def measured(fn):
 
 
 def share_autoencoder(base: SCDX, model: SCDX) -> None:
-    """Give ``model`` the trained autoencoder (weights and split) of ``base``."""
+    """Give ``model`` the trained autoencoder (weights and split) of ``base``.
+
+    A benchmark-only shortcut, not a library feature: it writes the module's state dict and the
+    model's split and trained flag directly, so that several denoisers can be compared on one
+    autoencoder without retraining it. A public ``SCDX.from_autoencoder(base, **options)`` would
+    replace it.
+    """
     state = {k: v for k, v in base.module.state_dict().items() if not k.startswith("diffusion.")}
     missing, unexpected = model.module.load_state_dict(state, strict=False)
     assert not unexpected and all(k.startswith("diffusion.") for k in missing)

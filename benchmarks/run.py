@@ -42,7 +42,7 @@ import mudata as md
 import numpy as np
 import scvi
 from _common import RESULTS, Results, measured, provenance, read, split
-from _report import plot_feature_scatter, plot_umaps, write_page
+from _report import DISPLAY, write_page
 from generation import multivi_posterior_samples
 from scipy import sparse
 from summary import update as update_summary
@@ -50,27 +50,17 @@ from translation import multivi_translate, totalvi_rna_to_protein
 
 from scdx_scvi import SCDX
 from scdx_scvi.metrics import (
-    auprc_per_feature,
-    auroc_auprc_flat,
-    auroc_per_feature,
-    classifier_auc,
-    energy_distance,
-    foscttm,
-    knn_label_transfer_accuracy,
-    knn_prediction,
-    log_cp10k,
-    mean_profile_prediction,
-    mixing_score,
-    mmd_rbf,
-    pca_projection,
-    pearson_overall,
-    pearson_per_cell,
-    pearson_per_feature,
-    per_group,
-    rmse,
-    spearman_per_cell,
-    spearman_per_feature,
+    REFERENCE_NAME,
+    generation_score_set,
+    joint_embedding,
+    label_composition,
+    reference_sample,
+    translation_controls,
+    translation_directions,
+    translation_score_set,
 )
+from scdx_scvi.metrics._tasks import GENERATION_SEEDS
+from scdx_scvi.pl import feature_scatter, umap_real_vs_generated
 
 HERE = Path(__file__).resolve().parent
 DOCS = HERE.parent / "docs" / "benchmarks"
@@ -95,6 +85,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--peer-epochs", type=int, default=100)
     parser.add_argument("--generation-steps", type=int, default=25, help="dpm++2m steps")
     parser.add_argument("--n-comps", type=int, default=50)
+    parser.add_argument(
+        "--generation-seeds", type=int, default=len(GENERATION_SEEDS),
+        help="draws of the generation scores (subsample, embedding, folds)",
+    )  # fmt: skip
     parser.add_argument("--save-dir", default=None, help="save the trained models here")
     parser.add_argument(
         "--load-dir", default=None, help="load the models of an earlier --save-dir (no timings)"
@@ -107,6 +101,7 @@ def parse_args() -> argparse.Namespace:
             args.dataset = "neurips2021_bmmc_multiome_starter"
         args.architecture, args.n_channels, args.ae_epochs = "small", 16, 2
         args.diffusion_steps, args.peer_epochs, args.generation_steps, args.n_comps = 20, 2, 4, 10
+        args.generation_seeds = 2
         args.out = args.out or tempfile.mkdtemp(prefix="scdx-bench-")
     return args
 
@@ -130,15 +125,16 @@ def train_scdx(train: md.MuData, args, labels_key: str | None) -> tuple[SCDX, di
             max_steps=args.diffusion_steps, lr=args.lr, enable_progress_bar=False
         )
     )
+    ran = model.epochs_trained  # what ran, early stopping included
     return model, {
         "seconds": ae_seconds + diffusion_seconds,
         "peak_mib": max(ae_peak, diffusion_peak),
         "autoencoder_seconds": ae_seconds,
         "diffusion_seconds": diffusion_seconds,
-        "autoencoder_epochs": int(model.history["train_loss_epoch"].shape[0])
-        if "train_loss_epoch" in model.history
-        else args.ae_epochs,
-        "diffusion_steps": args.diffusion_steps,
+        "autoencoder_epochs": ran["autoencoder"],
+        "diffusion_epochs": ran["diffusion"],
+        "diffusion_steps": ran["diffusion_steps"],
+        "epochs_trained": True,
     }
 
 
@@ -176,64 +172,6 @@ def dense(x) -> np.ndarray:
     return np.asarray(x.toarray() if sparse.issparse(x) else x, dtype=np.float32)
 
 
-def binarised(x) -> sparse.csr_matrix:
-    x = sparse.csr_matrix(x, dtype=np.float32)
-    x.data = (x.data > 0).astype(np.float32)
-    x.eliminate_zeros()
-    return x
-
-
-# ----------------------------------------------------------------------------- translation
-
-
-def translation_scores(target: str, observed, predicted: np.ndarray) -> tuple[dict, np.ndarray]:
-    """Paired metrics of one prediction, and its per-feature score (for the scatter figure)."""
-    if target == "atac":
-        per_feature = auroc_per_feature(observed, predicted)
-        flat = auroc_auprc_flat(observed, predicted)
-        return {
-            "auroc_per_peak": float(np.nanmean(per_feature)),
-            "auprc_per_peak": float(np.nanmean(auprc_per_feature(observed, predicted))),
-            "auroc_flat": flat["auroc"],
-            "auprc_flat": flat["auprc"],
-            "prevalence": flat["prevalence"],
-            "peaks_scored": int(np.isfinite(per_feature).sum()),
-        }, per_feature
-    truth, pred = log_cp10k(observed), np.log1p(predicted)
-    per_feature = pearson_per_feature(truth, pred)
-    return {
-        "pearson_per_feature": float(per_feature.mean()),
-        "pearson_per_cell": float(pearson_per_cell(truth, pred).mean()),
-        "pearson_overall": pearson_overall(truth, pred),
-        "spearman_per_feature": float(spearman_per_feature(truth, pred).mean()),
-        "spearman_per_cell": float(spearman_per_cell(truth, pred).mean()),
-        "rmse": rmse(truth, pred),
-    }, per_feature
-
-
-class TargetSpace:
-    """A PCA of the training cells' target modality, for FOSCTTM and label transfer."""
-
-    def __init__(self, train_target, target: str, labels, n_comps: int):
-        self.target, self.labels, self.n_comps = target, labels, n_comps
-        self.train = binarised(train_target) if target == "atac" else train_target
-
-    def scores(self, observed, predicted: np.ndarray, test_labels) -> dict:
-        observed = binarised(observed) if self.target == "atac" else observed
-        both = sparse.vstack([sparse.csr_matrix(observed), sparse.csr_matrix(predicted)])
-        train_pcs, pcs = pca_projection(self.train, both, n_comps=self.n_comps)
-        real, translated = np.split(pcs, [observed.shape[0]])
-        # a constant prediction ties every distance, which FOSCTTM does not count as closer
-        constant = np.ptp(translated, axis=0).max() == 0
-        out = {"foscttm": None if constant else foscttm(translated, real)}
-        if self.labels is not None:
-            transfer = knn_label_transfer_accuracy(train_pcs, self.labels, translated, test_labels)
-            measured_cells = knn_label_transfer_accuracy(train_pcs, self.labels, real, test_labels)
-            out["label_accuracy"] = transfer["accuracy"]
-            out["label_accuracy_measured"] = measured_cells["accuracy"]
-        return out
-
-
 def predictors(scdx: SCDX, peer, train, test, source: str, target: str, args) -> dict:
     """``{name: deferred prediction}`` of ``target`` for the test cells, from ``source`` only."""
 
@@ -247,32 +185,37 @@ def predictors(scdx: SCDX, peer, train, test, source: str, target: str, args) ->
         calls["MultiVI"] = lambda: multivi_translate(peer, test, source, target)
     elif target == "protein":  # totalVI: test cells as a batch without protein (its tutorial)
         calls["totalVI"] = lambda: totalvi_rna_to_protein(train, test, args.peer_epochs)
-    calls["kNN regression"] = lambda: knn_prediction(
-        train[source].X, train[target].X, test[source].X, source, target
-    )
-    calls["mean profile"] = lambda: mean_profile_prediction(train[target].X, test.n_obs, target)
     return calls
 
 
 def run_translation(scdx, peer, train, test, mods, labels_key, args, record) -> dict:
     """Score every predictor in both directions; return per-feature scores for the figures."""
-    other = "atac" if "atac" in mods else "protein"
     train_labels, test_labels = labels_of(train, labels_key), labels_of(test, labels_key)
     per_feature = {}
-    for source, target in ((other, "rna"), ("rna", other)):
-        space = TargetSpace(train[target].X, target, train_labels, args.n_comps)
+    for source, target in translation_directions(mods):
         direction = f"{source}->{target}"
-        per_feature[direction] = {}
+        timings, predictions = {}, {}
         for name, call in predictors(scdx, peer, train, test, source, target, args).items():
-            predicted, seconds, peak = measured(call)
-            scores, per_feature[direction][name] = translation_scores(
-                target, test[target].X, predicted
-            )
-            scores.update(space.scores(test[target].X, predicted, test_labels))
+            predictions[name], *timings[name] = measured(call)
+        controls, seconds, peak = measured(
+            lambda s=source, t=target: translation_controls(train[s].X, train[t].X, test[s].X, s, t)
+        )
+        predictions.update(controls)
+        timings.update(dict.fromkeys(controls, (seconds, peak)))
+        result = translation_score_set(
+            test[target].X, predictions, target, train[target].X, train_labels, test_labels,
+            n_comps=args.n_comps,
+        )  # fmt: skip
+        per_feature[direction] = result["per_feature"]
+        for name, scores in result["scores"].items():
+            seconds, peak = timings[name]
             record({"task": "translation", "direction": direction, "model": name,
                     "n_cells": test.n_obs, "seconds": seconds,
                     "cells_per_second": test.n_obs / seconds, "peak_mib": peak,
-                    "includes_training": name == "totalVI", **scores})  # fmt: skip
+                    "includes_training": name == "totalVI" or name in controls,
+                    "chance": result["chance"],
+                    "label_accuracy_measured": result.get("label_accuracy_measured"),
+                    **scores})  # fmt: skip
     return per_feature
 
 
@@ -288,68 +231,65 @@ def peer_samples(peer, test: md.MuData, mods: list[str]) -> dict[str, np.ndarray
     return peer.posterior_predictive_sample(data)
 
 
-def composition_sample(train: md.MuData, labels, composition: dict[str, int]) -> md.MuData:
-    """Real training cells drawn with the test set's composition (the perfect generator)."""
-    rng = np.random.default_rng(0)
-    if labels is None:
-        n = sum(composition.values())
-        return train[np.sort(rng.choice(train.n_obs, n, replace=n > train.n_obs))].copy()
-    picked = []
-    for label, n in composition.items():
-        pool = np.flatnonzero(labels == label)
-        picked.append(rng.choice(pool, n, replace=n > pool.size))
-    return train[np.sort(np.concatenate(picked))].copy()
-
-
 def run_generation(scdx, peer, train, test, mods, labels_key, args, record) -> dict:
-    """Score SCDX's generated cells, the peer's samples and real cells; return PCs for UMAPs."""
+    """Score SCDX's generated cells, the peer's samples and the real-vs-real floor."""
     train_labels, test_labels = labels_of(train, labels_key), labels_of(test, labels_key)
+    n_reference = min(train.n_obs, 3 * test.n_obs)
     if labels_key:  # types without training cells cannot be asked for
-        known = test_labels[np.isin(test_labels, train_labels)]
-        names, counts = np.unique(known, return_counts=True)
-        composition = {str(k): int(n) for k, n in zip(names, counts, strict=True)}
+        composition = label_composition(test_labels, known=train_labels)
         request = {"labels": composition}
+        reference = label_composition(test_labels, n_reference, known=train_labels)
     else:
-        composition, request = {"all": test.n_obs}, {"n_cells": test.n_obs}
+        request, reference = {"n_cells": test.n_obs}, n_reference
     generated, seconds, peak = measured(
         lambda: scdx.generate(**request, sampler="dpm++2m", n_steps=args.generation_steps, seed=0)
     )
     samples, peer_seconds, peer_peak = measured(lambda: peer_samples(peer, test, mods))
-    real = composition_sample(train, train_labels, composition)
-    sets = {
-        SCDX_NAME: ({m: generated[m].X for m in mods}, seconds, peak,
-                    labels_of(generated, labels_key)),
-        f"{peer_name(mods)} posterior samples": (samples, peer_seconds, peer_peak, test_labels),
-        "real training cells": ({m: real[m].X for m in mods}, None, None,
-                                labels_of(real, labels_key)),
-    }  # fmt: skip
-    embeddings = {}
+    rows = reference_sample(train.n_obs, reference, train_labels, seed=0)
+    peer_set = f"{peer_name(mods)} posterior samples"
+    timings = {SCDX_NAME: (seconds, peak), peer_set: (peer_seconds, peer_peak)}
+    labels = {SCDX_NAME: labels_of(generated, labels_key), peer_set: test_labels}
+    if train_labels is not None:
+        labels[REFERENCE_NAME] = train_labels[rows]
+    figures = {}
     for m in mods:
-        prepare = binarised if m == "atac" else sparse.csr_matrix
-        stacked = sparse.vstack([prepare(cells[m]) for cells, *_ in sets.values()])
-        real_pcs, pcs = pca_projection(prepare(test[m].X), stacked, n_comps=args.n_comps)
-        parts = np.split(pcs, np.cumsum([cells[m].shape[0] for cells, *_ in sets.values()])[:-1])
-        embeddings[m] = {"real (held out)": real_pcs}
-        for (name, (_, secs, peak_mib, labels)), pcs_m in zip(sets.items(), parts, strict=True):
-            embeddings[m][name] = pcs_m
-            auc = classifier_auc(real_pcs, pcs_m, seeds=(0, 1, 2))
-            row = {"task": "generation", "modality": m, "model": name,
-                   "n_cells": int(pcs_m.shape[0]), "mmd_rbf": mmd_rbf(real_pcs, pcs_m),
-                   "energy_distance": energy_distance(real_pcs, pcs_m),
-                   "classifier_auc": auc["auc"], "classifier_auc_std": auc["auc_std"],
-                   "mixing": mixing_score(real_pcs, pcs_m)}  # fmt: skip
-            if labels is not None:
-                row["label_accuracy"] = knn_label_transfer_accuracy(
-                    real_pcs, test_labels, pcs_m, labels
-                )["accuracy"]
-                by_type = per_group(mmd_rbf, real_pcs, pcs_m, test_labels, labels)
-                row["mmd_rbf_per_type_median"] = float(by_type["mmd_rbf"].median())
-                row["types_scored"] = int(by_type["scored"].sum())
-            if secs is not None:
-                row.update(seconds=secs, cells_per_second=pcs_m.shape[0] / secs, peak_mib=peak_mib)
-            record(row)
-    labels = {"real (held out)": test_labels, SCDX_NAME: sets[SCDX_NAME][3]}
-    return {"embeddings": embeddings, "labels": labels if labels_key else None}
+        sets = {SCDX_NAME: generated[m].X, peer_set: samples[m], REFERENCE_NAME: train[m].X[rows]}
+        scores = generation_score_set(
+            test[m].X, sets, m, test_labels, labels, n_comps=args.n_comps,
+            seeds=GENERATION_SEEDS[: args.generation_seeds],
+        )  # fmt: skip
+        for name, row in scores.items():
+            if name in timings:
+                secs, peak_mib = timings[name]
+                row.update(seconds=secs, cells_per_second=sets[name].shape[0] / secs,
+                           peak_mib=peak_mib)  # fmt: skip
+            record({"task": "generation", "modality": m, "model": name,
+                    "n_cells": int(sets[name].shape[0]), **row})  # fmt: skip
+        figures[m] = {
+            name: joint_embedding(test[m].X, cells, m, n_comps=args.n_comps)
+            for name, cells in sets.items()
+        }
+    umap_labels = {"real": test_labels, SCDX_NAME: labels[SCDX_NAME]}
+    return {"embeddings": figures, "labels": umap_labels if labels_key else None}
+
+
+def draw_figures(generation: dict, per_feature: dict, folder: Path) -> list[Path]:
+    """The UMAP of each modality and the per-feature scatter of each direction (PNG)."""
+    drawn = []
+    for m, sets in generation["embeddings"].items():
+        fig = umap_real_vs_generated(sets, generation["labels"], title=DISPLAY[m])
+        drawn.append(folder / f"umap_{m}.png")
+        fig.savefig(drawn[-1], dpi=100)
+    for direction, scores in per_feature.items():
+        source, target = direction.split("->")
+        metric = "AUROC per peak" if target == "atac" else "Pearson per feature"
+        shown_scores = {n: v for n, v in scores.items() if n not in (SAMPLE_NAME, "mean profile")}
+        fig = feature_scatter(
+            shown_scores, SCDX_NAME, metric, title=f"{DISPLAY[source]} → {DISPLAY[target]}"
+        )
+        drawn.append(folder / f"per_feature_{source}_to_{target}.png")
+        fig.savefig(drawn[-1], dpi=100)
+    return drawn
 
 
 # ----------------------------------------------------------------------------- main
@@ -373,7 +313,7 @@ def main() -> None:
         "dataset": args.dataset, "n_train": int(train.n_obs), "n_test": int(test.n_obs),
         "n_features": {m: int(mdata[m].n_vars) for m in mods}, "labels_key": labels_key,
         "peer": peer, "results_file": shown(json_path), "settings": vars(args),
-        "date": time.strftime("%Y-%m-%d"),
+        "date": time.strftime("%Y-%m-%d"), "generation_protocol": "symmetric",
         **provenance("run.py"),
     })  # fmt: skip
     record = results.record
@@ -398,8 +338,7 @@ def main() -> None:
 
     per_feature = run_translation(scdx, peer_model, train, test, mods, labels_key, args, record)
     generation = run_generation(scdx, peer_model, train, test, mods, labels_key, args, record)
-    drawn = plot_umaps(generation["embeddings"], generation["labels"], figures)
-    drawn += [plot_feature_scatter(scores, pair, figures) for pair, scores in per_feature.items()]
+    drawn = draw_figures(generation, per_feature, figures)
     write_page(results.payload, drawn, page)
     print(f"wrote {results.path}, {page} and {len(drawn)} figures in {figures}")
     if out is None:  # the run of record: refresh the summary of docs/benchmarks.md

@@ -47,13 +47,10 @@ from scipy import sparse
 
 from scdx_scvi import SCDX
 from scdx_scvi.metrics import (
-    auprc_per_feature,
-    auroc_per_feature,
+    chance_levels,
     knn_prediction,
-    log_cp10k,
     mean_profile_prediction,
-    pearson_per_cell,
-    pearson_per_feature,
+    translation_scores,
 )
 
 LABELS_KEY = "cell_type"
@@ -66,24 +63,10 @@ SAMPLE = {"sampler": "dpm++2m", "n_steps": 25}
 
 
 def score(target: str, observed, predicted: np.ndarray) -> dict:
-    """Translation quality of one target modality on the same cells."""
-    if target == "atac":
-        auroc = auroc_per_feature(observed, predicted)
-        auprc = auprc_per_feature(observed, predicted)
-        truth = (
-            observed.count_nonzero() if sparse.issparse(observed) else np.count_nonzero(observed)
-        )
-        return {
-            "auroc_per_peak": float(np.nanmean(auroc)),
-            "auprc_per_peak": float(np.nanmean(auprc)),
-            "peaks_scored": int(np.isfinite(auroc).sum()),
-            "prevalence": float(truth / np.prod(observed.shape)),
-        }
-    truth, pred = log_cp10k(observed), np.log1p(predicted)
-    return {
-        "pearson_per_feature": float(pearson_per_feature(truth, pred).mean()),
-        "pearson_per_cell": float(pearson_per_cell(truth, pred).mean()),
-    }
+    """Translation quality of one target modality on the same cells (the package's scores)."""
+    scores, _ = translation_scores(observed, predicted, target)
+    chance = {f"chance_{k}": v for k, v in chance_levels(observed, target).items()}
+    return {**scores, **chance}
 
 
 def directions(mods: list[str]) -> list[tuple[str, str]]:
