@@ -315,7 +315,7 @@ def test_zero_shot_methods_are_the_samplers_on_scaled_latents(trained, method):
         null = torch.stack([y, torch.full_like(y, diffusion.n_batch)], dim=1)
         eps_fn = with_labels(diffusion.labelled_denoiser(), null)
         noise = sample_noise({"atac": diffusion.latent_dims["atac"]}, 6, generator)
-        x0 = sampler(clip_x0=1.0)(
+        x0 = sampler(clip_x0=diffusion.resolve_clip_x0("auto"))(
             eps_fn, noise, diffusion.schedule, 5, generator, condition=diffusion.scale(z)
         )
         latent = diffusion.unscale({"atac": x0["atac"]})

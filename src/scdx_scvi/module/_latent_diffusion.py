@@ -185,9 +185,9 @@ class LatentDiffusion(nn.Module):
         Raises
         ------
         ValueError
-            If a modality's latents are missing, not finite, or have (almost) no spread
-            (average per-dimension SD below :data:`MIN_LATENT_SD`): they cannot be scaled, and
-            the diffusion would learn NaN.
+            If a modality's latents are not finite or have (almost) no spread (average
+            per-dimension SD below :data:`MIN_LATENT_SD`): they cannot be scaled, and the
+            diffusion would learn NaN.
         """
         fitted = {}
         for m in self.modalities:
@@ -196,9 +196,10 @@ class LatentDiffusion(nn.Module):
             if not spread >= MIN_LATENT_SD:
                 raise ValueError(
                     f"The {m} latents of the training cells have an average SD of {spread:.3g} "
-                    f"({len(z[m])} cells): the autoencoder encodes every cell (almost) alike, so "
-                    f"the diffusion cannot be fitted. Check the {m} data (enough cells with "
-                    "counts, more than a few features that vary) and train the autoencoder again."
+                    f"({len(z[m])} cells), so the diffusion cannot be fitted: the autoencoder "
+                    "encodes every cell (almost) alike or gives non-finite values. Check the "
+                    f"{m} data (enough cells with counts, more than a few features that vary) "
+                    "and train the autoencoder again."
                 )
             if self.latent_scaling == "scalar":
                 fitted[m] = torch.zeros_like(std), torch.full_like(std, spread / SCALAR_LATENT_SD)
