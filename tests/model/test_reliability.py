@@ -238,15 +238,18 @@ def test_save_into_the_working_directory(trained, tmp_path, monkeypatch):
 
 
 def test_save_leaves_the_users_columns_as_they_are(trained, tmp_path):
+    """Writing makes repeated strings categorical in place; the user's MuData stays as it was."""
     model, mdata = trained
-    mdata["rna"].var["symbol"] = [f"SYM{i}" for i in range(mdata["rna"].n_vars)]
-    mdata.obs["donor"] = "d1"
+    mdata["rna"].var["kind"] = "gene"
+    mdata["atac"].obs["qc"] = "pass"
     try:
         model.save(tmp_path / "model", save_anndata=True)
-        assert mdata["rna"].var["symbol"].dtype == object
-        assert mdata.obs["donor"].dtype == object
+        assert mdata["rna"].var["kind"].dtype == object
+        assert mdata["atac"].obs["qc"].dtype == object
+        saved = md.read_h5mu(tmp_path / "model" / "mdata.h5mu")
+        assert (saved["rna"].var["kind"] == "gene").all()
     finally:
-        del mdata["rna"].var["symbol"], mdata.obs["donor"]
+        del mdata["rna"].var["kind"], mdata["atac"].obs["qc"]
 
 
 def test_save_arguments(trained, tmp_path):
