@@ -27,7 +27,7 @@ from torch import Tensor
 
 from scdx_scvi.metrics import log_cp10k
 
-#: Elements (float32) of the largest per-chunk gradient tensor of :func:`gradient_link_scores`.
+#: Elements (float32) of the largest per-chunk gradient tensor of :func:`gradient_rows`.
 GRADIENT_BUDGET = 2**25
 
 

@@ -200,10 +200,13 @@ class RegulatoryMixin:
           learned conditional mean) with respect to the source, averaged over cells,
           :math:`\mathrm{mean}_c\, \partial \log \hat y_{cg} / \partial a_{cp}`: the
           first-order change of gene ``g``'s log expression when peak ``p`` opens in the
-          cells (signed; deterministic). Cost: one batched backward pass per candidate gene
-          over ``n_cells`` cells; memory bounded by chunking (about 130 MB of gradients at
-          any size), see :func:`~scdx_scvi.model._link_scores.gradient_link_scores`. Needs a
-          model trained with ``condition_prob > 0``.
+          cells (signed; deterministic; ``raw_score``), z-scored against ``n_background``
+          matched peaks as the correlation baseline (``score``). Cost: one backward pass per
+          candidate gene over ``n_cells`` cells (batched), about
+          ``genes x cells x peaks x width`` multiply-adds of the first ATAC encoder layer;
+          memory bounded by chunking (at most 2^25 gradient floats, 128 MiB, whatever the
+          number of peaks and genes). Needs a model trained with ``condition_prob > 0``; the
+          links are only as informative as the model's translation.
         * ``"attention"``: the reference scDiffusion-X pipeline, faithfully: Dual Cross
           Attention of the middle block (DCA #2) at ``t = 1`` with one noise draw (``seed``),
           top positions of the cross map, hidden units -> genes and peaks by input gradients,
