@@ -1,7 +1,9 @@
 """Shared plumbing of ``generate`` and ``get_translated_modality``: state, seeds, label codes.
 
 The functions here turn the user's arguments (label names, counts, a batch name, a seed) into
-the codes and random streams that the module samples with; the latent pipeline itself is
+the codes and random streams that the module samples with; the pipeline itself (encode, sample,
+decode) is :meth:`~scdx_scvi.module.SCDXModule.generate` and
+:meth:`~scdx_scvi.module.SCDXModule.translate` over
 :meth:`~scdx_scvi.module.LatentDiffusion.sample`.
 """
 
