@@ -164,10 +164,11 @@ class TranslationMixin:
         method
             ``"learned"`` (default): sample ``p(target | source)`` that the denoiser learned
             with ``condition_prob > 0``, with a fast ``sampler``. The reference's zero-shot
-            methods for a joint model, with ancestral DDPM and 1000 steps by default:
-            ``"replacement"`` (the noised source replaces the source stream at every step) and
-            ``"guidance"`` (plus the gradient of the source reconstruction error, scale
-            ``guidance_strength``; one backward pass per step).
+            methods for a joint model, with ancestral DDPM over every step of the schedule by
+            default: ``"replacement"`` (the noised source replaces the source stream at every
+            step, :class:`~scdx_scvi.diffusion.ReplacementSampler`) and ``"guidance"`` (plus the
+            gradient of the source reconstruction error, scale ``guidance_strength``; one
+            backward pass per step, :class:`~scdx_scvi.diffusion.GuidanceSampler`).
         sampler
             Sampler of the ``"learned"`` method. ``"mean"`` (default) returns the denoiser's
             estimate of the conditional mean latent ``E[z_target | source]`` in one evaluation
@@ -176,8 +177,8 @@ class TranslationMixin:
             draw samples of ``p(target | source)`` (realistic single cells with their
             variability; ``n_samples > 1`` gives the uncertainty).
         n_steps
-            Denoiser evaluations (default: the sampler's ``default_steps``, e.g. all 1000
-            steps for the zero-shot methods; ``sampler="mean"`` always makes one).
+            Denoiser evaluations (default: the sampler's ``default_steps``; every step of the
+            schedule for the zero-shot methods; ``sampler="mean"`` always makes one).
         n_samples
             Independent translations per cell. With more than one, ``X`` is their mean and
             ``layers["variance"]`` their per-cell, per-feature variance (the uncertainty).
