@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from scdx_scvi.diffusion import (
+    SAMPLERS,
     DDIMSampler,
     DDPMSampler,
     DPMSolverPP2MSampler,
@@ -475,3 +476,13 @@ def test_cuda_samplers_and_translation():
     noise2 = {m: v.cuda() for m, v in noise2.items()}
     out = GuidanceSampler()(den2, noise2, SCHEDULE, 20, _gen(2, "cuda"), condition=source)
     assert out["atac"].is_cuda
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+def test_step_counts_default_on_the_class_and_refuse_zero(name):
+    sampler, default = get_sampler(name), SAMPLERS[name].default_steps
+    assert sampler.resolve_steps(None, SCHEDULE) == (default or len(SCHEDULE))
+    assert sampler.resolve_steps(7, SCHEDULE) == (1 if name == "mean" else 7)
+    for bad in (0, -3, 2.5):
+        with pytest.raises(ValueError, match="n_steps"):
+            sampler.resolve_steps(bad, SCHEDULE)

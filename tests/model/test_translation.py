@@ -14,7 +14,13 @@ from scipy import sparse
 
 from scdx_scvi import SCDX
 from scdx_scvi.data import pad_mosaic
-from scdx_scvi.diffusion import GuidanceSampler, ReplacementSampler, sample_noise, with_labels
+from scdx_scvi.diffusion import (
+    SAMPLERS,
+    GuidanceSampler,
+    ReplacementSampler,
+    sample_noise,
+    with_labels,
+)
 
 FAST = {"sampler": "dpm++2m", "n_steps": 4, "seed": 0}
 
@@ -331,3 +337,12 @@ def test_guidance_with_zero_strength_is_replacement(trained):
         mdata, method="guidance", guidance_strength=0.0, **kwargs
     )
     np.testing.assert_array_equal(replacement, guidance)
+
+
+@pytest.mark.parametrize(("method", "sampler"), [("learned", "dpm++2m"), ("replacement", "mean")])
+def test_default_steps_are_the_samplers(trained, method, sampler):
+    model, mdata = trained
+    out = model.get_translated_modality(mdata, method=method, sampler=sampler, indices=[0, 1])
+    name = sampler if method == "learned" else method
+    expected = SAMPLERS[name].default_steps or len(model.module.diffusion.schedule)
+    assert out.uns["scdx_translation"]["n_steps"] == expected
