@@ -317,8 +317,7 @@ def test_zero_shot_methods_are_the_samplers_on_scaled_latents(trained, method):
         torch.manual_seed(4)
         x = {"rna": torch.as_tensor(mdata["rna"].X[idx], dtype=torch.float32)}
         z = module.inference(x, batch_index)["z"]
-        y = torch.full((6,), diffusion.n_labels)  # the null label and batch
-        null = torch.stack([y, torch.full_like(y, diffusion.n_batch)], dim=1)
+        null = diffusion.condition_codes(None, None, 6)  # the null label and batch
         eps_fn = with_labels(diffusion.labelled_denoiser(), null)
         noise = sample_noise({"atac": diffusion.latent_dims["atac"]}, 6, generator)
         x0 = sampler(clip_x0=diffusion.resolve_clip_x0("auto"))(

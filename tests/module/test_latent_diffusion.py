@@ -231,3 +231,28 @@ def test_v_prediction_learns_to_use_the_condition_at_the_last_step():
         x0 = (x_t - (1 - ab).sqrt() * eps) / ab.sqrt()
         errors.append(((x0 - x["atac"]) ** 2).mean())
     assert errors[0] < 0.6 and errors[0] < 0.5 * errors[1]
+
+
+def test_condition_codes_and_the_null_token():
+    diffusion = LatentDiffusion(DIMS, n_labels=3, n_batch=2, n_channels=8)
+    null = diffusion.null_condition()
+    assert null.tolist() == [3, 2]
+    assert diffusion.condition_codes(None, None, 2).tolist() == [[3, 2], [3, 2]]
+    codes = diffusion.condition_codes(torch.tensor([0, 2]), 1, 2)
+    assert codes.tolist() == [[0, 1], [2, 1]]
+    # a denoiser without batch conditioning ignores the batch: the null code stands in
+    unbatched = LatentDiffusion(DIMS, n_labels=3, n_channels=8)
+    assert unbatched.condition_codes(torch.tensor([1]), 1, 1).tolist() == [[1, 0]]
+
+
+def test_sample_returns_finite_unscaled_latents_of_the_free_modalities():
+    diffusion = LatentDiffusion(DIMS, n_labels=3, n_channels=8).eval()
+    diffusion.fit_scaling({m: 5 * torch.randn(50, d) for m, d in DIMS.items()})
+    generator = torch.Generator().manual_seed(0)
+    out = diffusion.sample("ddim", n_cells=4, n_steps=3, generator=generator)
+    assert {m: tuple(v.shape) for m, v in out.items()} == {m: (4, d) for m, d in DIMS.items()}
+    source = {"rna": torch.randn(4, DIMS["rna"])}
+    given = diffusion.sample("mean", condition=source, labels=torch.tensor([0, 1, 2, 0]))
+    assert set(given) == {"atac", "protein"} and all(v.isfinite().all() for v in given.values())
+    with pytest.raises(ValueError, match="disagree on the cells"):
+        diffusion.sample("mean", n_cells=3, condition=source)
