@@ -211,7 +211,9 @@ class RegulatoryMixin:
           Attention of the middle block (DCA #2) at ``t = 1`` with one noise draw (``seed``),
           top positions of the cross map, hidden units -> genes and peaks by input gradients,
           products of the top genes and peaks, pairs farther apart than ``max_distance``
-          (120 kb) dropped (score 0). Most candidates score 0 (not selected).
+          (120 kb; from the TSS here, from the gene body in the reference) dropped (score 0).
+          The raw (non-EMA) denoiser weights and the cells' labels, as the reference. Most
+          candidates score 0 (not selected).
         * ``"correlation"`` (Signac ``LinkPeaks``-like baseline): Pearson correlation across
           cells of log-normalised expression and binarised accessibility, z-scored against
           ``n_background`` peaks matched for detection rate and width (on other chromosomes
