@@ -344,7 +344,8 @@ def translation_score_set(
             # Probabilities and values per 10k are embedded as if they were measured profiles.
             predicted = _as_matrix(predicted)
             predicted_emb = space.transform(predicted)
-            constant = (predicted != predicted[0]).sum() == 0
+            rows = predicted.toarray() if sparse.issparse(predicted) else np.asarray(predicted)
+            constant = not (rows != rows[:1]).any()
             scores["foscttm"] = None if constant else foscttm(predicted_emb, observed_emb)
             if with_labels:
                 transfer = knn_label_transfer_accuracy(
