@@ -155,17 +155,45 @@ def test_presets_follow_the_reference(make_mudata, setup_kwargs):
     mods = ("rna", "atac")
     mdata = make_mudata(mods)
     SCDX.setup_mudata(mdata, **setup_kwargs(mods))
-    default = SCDX(mdata)
+    default = SCDX(mdata, configuration="reference")
     assert _widths(default.module.encoders["atac"]) == [1024, 512]
     assert default.module.n_latent == {"rna": 100, "atac": 100}
     first_block = default.module.encoders["rna"].hidden[0].fc_layers[0]
     assert isinstance(first_block[1], torch.nn.BatchNorm1d)
-    large = SCDX(mdata, architecture="large")
+    large = SCDX(mdata, configuration="reference", architecture="large")
     assert large.module.n_latent == {"rna": 150, "atac": 200}
     assert isinstance(large.module.encoders["rna"].hidden[0].fc_layers[0][2], torch.nn.LayerNorm)
     assert _widths(large.module.decoders["rna"]) == [512, 1024]
+    # the measured configuration shares the preset's largest latent size
+    assert SCDX(mdata, architecture="large").module.n_latent == {"rna": 200, "atac": 200}
+    assert SCDX(mdata).module.n_latent == {"rna": 64, "atac": 64}
     with pytest.raises(ValueError, match="architecture must be one of"):
         SCDX(mdata, architecture="huge")
+    with pytest.raises(ValueError, match="configuration must be one of"):
+        SCDX(mdata, configuration="paper")
+
+
+def test_reference_configuration_sets_every_reference_value(make_mudata, setup_kwargs):
+    """Every value of the reference implementation (method.md section 8.1), by one switch."""
+    mods = ("rna", "atac")
+    mdata = make_mudata(mods)
+    SCDX.setup_mudata(mdata, **setup_kwargs(mods))
+    module = SCDX(mdata, configuration="reference").module
+    diffusion = module.diffusion
+    assert not module.use_batch
+    assert module.reconstruction_weights == {"rna": 1.0, "atac": 1.0}
+    assert module.cross_reconstruction == 0 and module.latent_agreement == 0
+    assert module.likelihoods["rna"].encoder_input == "counts"
+    assert diffusion.latent_scaling == "scalar" and diffusion.prediction == "epsilon"
+    assert diffusion.label_dropout == 0 and diffusion.condition_prob == 0
+    assert not diffusion.gaussian_residual
+    assert diffusion.denoiser.n_channels == 128 and diffusion.denoiser.cross_attention_type == "dca"
+    assert len(diffusion.denoiser.source_input) == 0
+    # an explicit option still overrides the configuration
+    assert (
+        SCDX(mdata, configuration="reference", n_channels=32).module.diffusion.denoiser.n_channels
+        == 32
+    )
 
 
 def test_train_defaults_are_the_reference(make_mudata, setup_kwargs, accelerator):

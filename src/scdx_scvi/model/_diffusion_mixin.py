@@ -19,6 +19,7 @@ from scdx_scvi._compat import _SETUP_ARGS_KEY, devices_dsp
 from scdx_scvi._constants import MODULE_KEYS
 from scdx_scvi.data import stack_rows
 from scdx_scvi.diffusion import SAMPLERS
+from scdx_scvi.module import TRAIN_CONFIGURATIONS
 from scdx_scvi.train import LatentDataModule, LatentDiffusionTrainingPlan
 
 from ._checks import check_int
@@ -69,13 +70,13 @@ class LatentDiffusionMixin:
     @devices_dsp.dedent
     def train_diffusion(
         self,
-        max_steps: int = 100_000,
+        max_steps: int | None = None,
         batch_size: int = 128,
-        lr: float = 1e-3,
+        lr: float | None = None,
         weight_decay: float = 1e-4,
         ema_decay: float = 0.9999,
         lr_decay: bool = True,
-        early_stopping: bool = True,
+        early_stopping: bool | None = None,
         early_stopping_patience: int = 30,
         accelerator: str = "auto",
         devices: int | list[int] | str = "auto",
@@ -86,24 +87,25 @@ class LatentDiffusionMixin:
 
         The latents of every cell are computed once (in minibatches, without gradients), scaled
         with statistics of the training cells, and the denoiser is trained on the autoencoder's
-        train/validation split with the DDPM objective. Defaults are the reference's (AdamW,
-        learning rate decayed linearly to 0, weight decay 1e-4, batch 128, EMA 0.9999), except
-        for the number of steps (the reference runs 800k steps and stops by hand; here at most
-        ``max_steps`` with early stopping on the EMA denoiser's validation loss) and the
-        learning rate (1e-3 instead of 1e-4: runs of thousands rather than hundreds of
-        thousands of steps, in which the denoiser must learn to use the source for the
-        learned translation). The
-        per-label library-size priors used by :meth:`generate` are fitted on the training
-        cells as well. History: ``model.diffusion_history``.
+        train/validation split with the DDPM objective. As the reference: AdamW, learning rate
+        decayed linearly to 0, weight decay 1e-4, batch 128, EMA 0.9999. The number of steps,
+        the learning rate and early stopping follow the model's ``configuration``: the
+        reference runs 800k steps at 1e-4 without validation; ``"scdx"`` runs at most 4,000
+        steps at 1e-3 (runs of thousands rather than hundreds of thousands of steps, in which
+        the denoiser must learn to use the source for the learned translation) with early
+        stopping on the EMA denoiser's validation loss. The per-label library-size priors used
+        by :meth:`generate` are fitted on the training cells as well. History:
+        ``model.diffusion_history``.
 
         Parameters
         ----------
         max_steps
-            Maximum number of optimiser steps.
+            Maximum number of optimiser steps (default: the configuration's).
         batch_size
             Cells per minibatch.
         lr
-            AdamW learning rate (1e-4 in the reference).
+            AdamW learning rate (default: the configuration's; 1e-4 in the reference, 1e-3
+            for ``"scdx"``).
         weight_decay
             AdamW weight decay.
         ema_decay
@@ -112,7 +114,8 @@ class LatentDiffusionMixin:
             Decay the learning rate linearly to 0 over ``max_steps`` (the reference).
         early_stopping
             Stop when ``diffusion_loss_validation`` has not improved for
-            ``early_stopping_patience`` epochs (passes over the training cells).
+            ``early_stopping_patience`` epochs (passes over the training cells); default: the
+            configuration's (on for ``"scdx"``, off for the reference).
         early_stopping_patience
             Epochs without improvement before stopping.
         %(param_accelerator)s
@@ -122,7 +125,13 @@ class LatentDiffusionMixin:
         **trainer_kwargs
             Keyword arguments for :class:`scvi.train.Trainer`.
         """
-        max_steps = check_int(max_steps, "max_steps")
+        config = TRAIN_CONFIGURATIONS[self.configuration]
+        max_steps = check_int(
+            config["max_steps_diffusion"] if max_steps is None else max_steps, "max_steps"
+        )
+        lr = config["diffusion_lr"] if lr is None else lr
+        if early_stopping is None:
+            early_stopping = config["diffusion_early_stopping"]
         batch_size = check_int(batch_size, "batch_size")
         early_stopping_patience = check_int(early_stopping_patience, "early_stopping_patience")
         self._check_if_trained(warn=False, message="Train the autoencoder first.")

@@ -38,7 +38,13 @@ from scdx_scvi._docs import getter_dsp
 from scdx_scvi.data import check_mudata, data_modalities, resolve_modalities
 from scdx_scvi.data._checks import check_indices, check_mapping_keys, check_names
 from scdx_scvi.data._validate import check_reserved_columns
-from scdx_scvi.module import PRESETS, SCDXModule
+from scdx_scvi.module import (
+    MODEL_CONFIGURATIONS,
+    PRESETS,
+    TRAIN_CONFIGURATIONS,
+    SCDXModule,
+    default_max_epochs,
+)
 
 from ._checks import check_bool, check_fraction, check_int, check_positive
 from ._diffusion_mixin import LatentDiffusionMixin
@@ -49,7 +55,7 @@ from ._translation_mixin import TranslationMixin
 if TYPE_CHECKING:
     from scdx_scvi.module._latent_diffusion import Denoiser, LatentScaling, Prediction
     from scdx_scvi.module._likelihoods import EncoderInput
-    from scdx_scvi.module._presets import Architecture
+    from scdx_scvi.module._presets import Architecture, Configuration
     from scdx_scvi.module._scdx_module import ReconstructionWeights
 
 logger = logging.getLogger(__name__)
@@ -64,6 +70,16 @@ _OBS_KEYS = tuple(_REGISTRY_KEYS)
 _FEATURE_LIST_ARGS = {"rna": "gene_list", "atac": "region_list", "protein": "protein_list"}
 
 LatentModality = Literal["joint", "rna", "atac", "protein"]
+
+#: Options of the configuration that :class:`~scdx_scvi.module.LatentDiffusion` takes as is.
+_DIFFUSION_OPTIONS = (
+    "latent_scaling",
+    "label_dropout",
+    "condition_prob",
+    "condition_label_dropout",
+    "gaussian_residual",
+    "prediction",
+)
 
 
 class SCDX(
@@ -81,23 +97,35 @@ class SCDX(
     binarised accessibility. Stage 2 is a DDPM over the scaled latents whose denoiser (a U-Net
     with Dual Cross Attention between the modality streams) learns their joint distribution,
     conditioned on the cell type; :meth:`generate` samples new paired cells from it and
-    :meth:`get_translated_modality` translates one modality into another. Every default
-    reproduces the reference implementation except where a parameter says otherwise; every
-    deviation is a named option.
+    :meth:`get_translated_modality` translates one modality into another.
+
+    Every option below defaults to the value of the chosen ``configuration``: ``"scdx"``, the
+    best measured configuration (the user guide gives the study behind each value), or
+    ``"reference"``, scDiffusion-X as its authors implemented it; an option passed explicitly
+    overrides the configuration. ``SCDX(mdata, configuration="reference")`` followed by
+    ``model.train()`` reproduces the reference, training budget included. The values of both
+    are in :data:`scdx_scvi.module.MODEL_CONFIGURATIONS`.
 
     Parameters
     ----------
     adata
         MuData registered with :meth:`setup_mudata` (at least two of RNA, ATAC, protein).
+    configuration
+        ``"scdx"`` (default) or ``"reference"``: where every option left at ``None`` takes its
+        value from.
     architecture
-        Size preset of the reference: ``"small"`` (RNA 300-150-64, ATAC 512-256-64, layer norm,
-        recommended below 5k genes and 15k peaks), ``"default"`` (RNA 512-300-100, ATAC
-        1024-512-100, batch norm) or ``"large"`` (RNA 1024-512-150, ATAC 2048-1024-200, layer
-        norm, above 50k genes or 200k peaks). Protein: 128-64-16, 256-128-32, 512-256-64.
+        Size preset of the reference (``"scdx"``: ``"small"``; the reference: ``"default"``):
+        ``"small"`` (RNA 300-150-64, ATAC 512-256-64, layer norm, recommended below 5k genes and
+        15k peaks), ``"default"`` (RNA 512-300-100, ATAC 1024-512-100, batch norm) or
+        ``"large"`` (RNA 1024-512-150, ATAC 2048-1024-200, layer norm, above 50k genes or 200k
+        peaks). Protein: 128-64-16, 256-128-32, 512-256-64.
     n_hidden
         Override the preset's hidden widths per modality, e.g. ``{"rna": [256, 128]}``.
     n_latent
-        Override the preset's latent size: one int for every modality or a mapping per modality.
+        Override the preset's latent sizes: one int for every modality, a mapping per modality,
+        or ``"shared"``: the preset's largest latent size for every modality, which
+        cross-reconstruction needs (``"scdx"``: ``"shared"``, 64 with the small preset; the
+        reference: the preset's sizes).
     norm
         Override the preset's normalisation (``"batchnorm"`` or ``"layernorm"``).
     dropout_rate
@@ -112,12 +140,24 @@ class SCDX(
     use_batch
         Condition the encoders and decoders on the batch registered with ``batch_key`` (the
         reference has no batch covariate). Ignored when no batch key is registered.
+    cross_reconstruction
+        Weight of decoding every modality from every other modality's latent during
+        autoencoder training (``"scdx"``: 1; the reference: 0), which makes each latent carry
+        the others: see :class:`~scdx_scvi.module.SCDXModule`.
+    latent_agreement
+        Weight of a scale-free penalty on the disagreement between a cell's modality latents
+        (``"scdx"`` and the reference: 0).
     denoiser
         Stage-2 denoiser: ``"faithful"`` (the reference DCA U-Net) or ``"improved"`` (feature
         cross-attention with learned feature identity, multi-head, pre-norm, zero-initialised
         outputs).
     n_channels
-        Base width of the U-Net (128 in the reference).
+        Base width of the U-Net (``"scdx"``: 64; the reference: 128).
+    source_injection
+        Give each denoiser stream the other modalities' latents directly, so that a clean
+        source steers the translated target (``"scdx"``: on; the reference: off, its streams
+        exchange a few scalars per Dual Cross Attention block): see
+        :class:`~scdx_scvi.nn.DCAUNet`.
     latent_scaling
         ``"scalar"`` (the reference: one scale per modality, average latent SD 0.1) or
         ``"per_dim"`` (each latent dimension standardised).
@@ -175,28 +215,45 @@ class SCDX(
         self,
         adata: MuData | None = None,
         registry: dict | None = None,
-        architecture: Architecture = "default",
+        configuration: Configuration = "scdx",
+        architecture: Architecture | None = None,
         n_hidden: Mapping[str, Sequence[int]] | None = None,
-        n_latent: int | Mapping[str, int] | None = None,
+        n_latent: int | Mapping[str, int] | Literal["shared"] | None = None,
         norm: Literal["batchnorm", "layernorm"] | None = None,
         dropout_rate: float = 0.0,
-        encoder_input: EncoderInput = "counts",
-        reconstruction_weights: ReconstructionWeights = "sum",
-        use_batch: bool = True,
-        denoiser: Denoiser = "faithful",
-        n_channels: int = 128,
-        latent_scaling: LatentScaling = "scalar",
-        label_dropout: float = 0.1,
-        condition_prob: float = 0.5,
-        condition_label_dropout: float = 0.5,
-        gaussian_residual: bool = True,
-        prediction: Prediction = "v",
+        encoder_input: EncoderInput | None = None,
+        reconstruction_weights: ReconstructionWeights | None = None,
+        use_batch: bool | None = None,
+        cross_reconstruction: float | None = None,
+        latent_agreement: float | None = None,
+        denoiser: Denoiser | None = None,
+        n_channels: int | None = None,
+        source_injection: bool | None = None,
+        latent_scaling: LatentScaling | None = None,
+        label_dropout: float | None = None,
+        condition_prob: float | None = None,
+        condition_label_dropout: float | None = None,
+        gaussian_residual: bool | None = None,
+        prediction: Prediction | None = None,
         diffusion_batch: bool = False,
         denoiser_kwargs: dict | None = None,
     ):
         if registry is None:
             self._check_registered(adata)
         super().__init__(adata, registry=registry)
+        if configuration not in MODEL_CONFIGURATIONS:
+            raise ValueError(
+                f"configuration must be one of {list(MODEL_CONFIGURATIONS)}, got {configuration!r}."
+            )
+        self.configuration = configuration
+        given = {k: v for k, v in locals().items() if k in MODEL_CONFIGURATIONS[configuration]}
+        options = {
+            k: default if given[k] is None else given[k]
+            for k, default in MODEL_CONFIGURATIONS[configuration].items()
+        }
+        architecture, n_latent = options["architecture"], options["n_latent"]
+        encoder_input, use_batch = options["encoder_input"], options["use_batch"]
+        denoiser, n_channels = options["denoiser"], options["n_channels"]
         if architecture not in PRESETS:
             raise ValueError(f"architecture must be one of {list(PRESETS)}, got {architecture!r}.")
         preset = PRESETS[architecture]
@@ -208,7 +265,9 @@ class SCDX(
             if not isinstance(widths, Sequence) or isinstance(widths, str):
                 raise TypeError(f"`n_hidden[{m!r}]` must be a list of widths, got {widths!r}.")
             hidden[m] = tuple(check_int(w, f"n_hidden[{m!r}]") for w in widths)
-        if n_latent is None or isinstance(n_latent, Mapping):
+        if n_latent == "shared":
+            latent = dict.fromkeys(mods, max(preset.n_latent[m] for m in mods))
+        elif n_latent is None or isinstance(n_latent, Mapping):
             latent = {m: preset.n_latent[m] for m in mods}
             for m, size in check_mapping_keys(n_latent or {}, "n_latent", mods).items():
                 latent[m] = check_int(size, f"n_latent[{m!r}]")
@@ -216,9 +275,9 @@ class SCDX(
             latent = dict.fromkeys(mods, check_int(n_latent, "n_latent"))
         check_fraction(dropout_rate, "dropout_rate")
         check_int(n_channels, "n_channels")
-        for name, flag in (("use_batch", use_batch), ("gaussian_residual", gaussian_residual),
-                           ("diffusion_batch", diffusion_batch)):  # fmt: skip
-            check_bool(flag, name)
+        for name in ("use_batch", "gaussian_residual", "source_injection"):
+            check_bool(options[name], name)
+        check_bool(diffusion_batch, "diffusion_batch")
         if diffusion_batch and self.registry_[_SETUP_ARGS_KEY].get("batch_key") is None:
             raise ValueError(
                 "`diffusion_batch=True` needs a batch: register `batch_key` in setup_mudata."
@@ -235,19 +294,19 @@ class SCDX(
             norm=norm or preset.norm,
             dropout_rate=dropout_rate,
             encoder_input=encoder_input,
-            reconstruction_weights=reconstruction_weights,
+            reconstruction_weights=options["reconstruction_weights"],
             n_labels=self._n_labels(),
             diffusion_batch=diffusion_batch,
+            cross_reconstruction=options["cross_reconstruction"],
+            latent_agreement=options["latent_agreement"],
             diffusion_kwargs={
                 "denoiser": denoiser,
                 "n_channels": n_channels,
-                "latent_scaling": latent_scaling,
-                "label_dropout": label_dropout,
-                "condition_prob": condition_prob,
-                "condition_label_dropout": condition_label_dropout,
-                "gaussian_residual": gaussian_residual,
-                "prediction": prediction,
-                "denoiser_kwargs": denoiser_kwargs,
+                **{k: options[k] for k in _DIFFUSION_OPTIONS},
+                "denoiser_kwargs": {
+                    "source_injection": options["source_injection"],
+                    **(denoiser_kwargs or {}),
+                },
             },
         )
         self.is_diffusion_trained_ = False
@@ -258,7 +317,7 @@ class SCDX(
                 for m, mod in self._modality_names.items()
             }
         self._model_summary_string = (
-            f"SCDX: modalities {list(mods)}, latents "
+            f"SCDX ({configuration!r} configuration): modalities {list(mods)}, latents "
             f"{[latent[m] for m in mods]}, preset {architecture!r}, norm {norm or preset.norm!r}, "
             f"encoder input {encoder_input!r}, batch covariate {self.module.use_batch}; "
             f"denoiser {denoiser!r} (C={n_channels}), conditioned on "
@@ -663,13 +722,13 @@ class SCDX(
     @devices_dsp.dedent
     def train_autoencoder(
         self,
-        max_epochs: int = 300,
+        max_epochs: int | None = None,
         lr: float | None = None,
         weight_decay: float | None = None,
         batch_size: int = 256,
         train_size: float = 0.9,
         validation_size: float | None = None,
-        early_stopping: bool = True,
+        early_stopping: bool | None = None,
         early_stopping_patience: int = 20,
         gradient_clip_val: float | None = 1.0,
         accelerator: str = "auto",
@@ -680,17 +739,19 @@ class SCDX(
     ):
         """Train the autoencoder (stage 1).
 
-        Defaults are the reference's: AdamW with the preset's learning rate (1e-3; 5e-4 for
-        ``"small"``) and weight decay 1e-4, batch size 256, gradient clipping at 1, 90/10
-        train/validation split, 300 epochs. One deviation: training stops early when the
-        validation reconstruction loss has not improved for ``early_stopping_patience`` epochs
-        (the reference always runs 300 epochs), and validation runs every epoch, so
-        ``model.history`` holds ``reconstruction_loss_<modality>_{train,validation}``.
+        As the reference: AdamW with the preset's learning rate (1e-3; 5e-4 for ``"small"``) and
+        weight decay 1e-4, batch size 256, gradient clipping at 1, 90/10 train/validation
+        split. The number of epochs and early stopping follow the model's ``configuration``:
+        the reference runs 300 epochs; ``"scdx"`` runs about 200,000 cell passes (25 to 300
+        epochs, see :func:`~scdx_scvi.module.default_max_epochs`) and stops early when the
+        validation reconstruction loss has not improved for ``early_stopping_patience`` epochs.
+        Validation runs every epoch, so ``model.history`` holds
+        ``reconstruction_loss_<modality>_{train,validation}``.
 
         Parameters
         ----------
         max_epochs
-            Maximum number of passes over the training cells.
+            Maximum number of passes over the training cells (default: the configuration's).
         lr
             Learning rate (default: the preset's).
         weight_decay
@@ -703,7 +764,8 @@ class SCDX(
         validation_size
             Share of cells for validation (default ``1 - train_size``).
         early_stopping
-            Stop when ``reconstruction_loss_validation`` stops improving.
+            Stop when ``reconstruction_loss_validation`` stops improving (default: the
+            configuration's; on for ``"scdx"``, off for the reference).
         early_stopping_patience
             Epochs without improvement before stopping.
         gradient_clip_val
@@ -720,6 +782,11 @@ class SCDX(
         """
         max_epochs = check_int(max_epochs, "max_epochs", optional=True)
         batch_size = check_int(batch_size, "batch_size")
+        config = TRAIN_CONFIGURATIONS[self.configuration]
+        if max_epochs is None:
+            max_epochs = config["max_epochs"] or default_max_epochs(self.adata.n_obs)
+        if early_stopping is None:
+            early_stopping = config["early_stopping"]
         self._invalidate_diffusion()
         # A later stage freezes the autoencoder; make sure this stage trains it again.
         self.module.freeze_autoencoder(False)
@@ -759,8 +826,8 @@ class SCDX(
     @devices_dsp.dedent
     def train(
         self,
-        max_epochs: int = 300,
-        max_steps_diffusion: int = 100_000,
+        max_epochs: int | None = None,
+        max_steps_diffusion: int | None = None,
         accelerator: str = "auto",
         devices: int | list[int] | str = "auto",
         autoencoder_kwargs: dict | None = None,
@@ -772,9 +839,11 @@ class SCDX(
         Parameters
         ----------
         max_epochs
-            Maximum epochs of :meth:`train_autoencoder`.
+            Maximum epochs of :meth:`train_autoencoder` (default: the configuration's; 300 for
+            the reference, 25 to 300 depending on the number of cells for ``"scdx"``).
         max_steps_diffusion
-            Maximum optimiser steps of :meth:`train_diffusion`.
+            Maximum optimiser steps of :meth:`train_diffusion` (default: the configuration's;
+            800,000 for the reference, 4,000 for ``"scdx"``).
         %(param_accelerator)s
         %(param_devices)s
         autoencoder_kwargs
@@ -786,7 +855,7 @@ class SCDX(
             ``enable_progress_bar``).
         """
         check_int(max_epochs, "max_epochs", optional=True)
-        check_int(max_steps_diffusion, "max_steps_diffusion")
+        check_int(max_steps_diffusion, "max_steps_diffusion", optional=True)
         for name, kwargs in (("autoencoder_kwargs", autoencoder_kwargs),
                              ("diffusion_kwargs", diffusion_kwargs)):  # fmt: skip
             if "batch_size" in (kwargs or {}):

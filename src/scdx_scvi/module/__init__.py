@@ -2,14 +2,23 @@
 
 from ._latent_diffusion import LatentDiffusion
 from ._likelihoods import BernoulliLikelihood, CountLikelihood
-from ._presets import PRESETS, AutoencoderPreset
+from ._presets import (
+    MODEL_CONFIGURATIONS,
+    PRESETS,
+    TRAIN_CONFIGURATIONS,
+    AutoencoderPreset,
+    default_max_epochs,
+)
 from ._scdx_module import SCDXModule
 
 __all__ = [
+    "MODEL_CONFIGURATIONS",
     "PRESETS",
+    "TRAIN_CONFIGURATIONS",
     "AutoencoderPreset",
     "BernoulliLikelihood",
     "CountLikelihood",
     "LatentDiffusion",
     "SCDXModule",
+    "default_max_epochs",
 ]

@@ -132,7 +132,8 @@ class SCDXModule(BaseModuleClass):
         if (cross_reconstruction or latent_agreement) and len(set(self.n_latent.values())) > 1:
             raise ValueError(
                 "cross_reconstruction and latent_agreement need one latent size for every "
-                f"modality, got {self.n_latent}: pass one int as `n_latent`."
+                f"modality, got {self.n_latent}: pass one int as `n_latent`, or set "
+                "`cross_reconstruction=0` and `latent_agreement=0`."
             )
         self.cross_reconstruction = float(cross_reconstruction)
         self.latent_agreement = float(latent_agreement)
