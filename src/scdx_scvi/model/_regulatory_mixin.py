@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from typing import Literal
@@ -33,8 +32,6 @@ from ._link_scores import (
     source_strata,
 )
 from ._sampling import check_diffusion_trained, label_categories, query_labels
-
-logger = logging.getLogger(__name__)
 
 LinkMethod = Literal["gradient", "attention", "correlation", "distance"]
 Perturbation = Literal["knockout", "overexpress", "set"]
