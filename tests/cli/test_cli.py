@@ -8,6 +8,7 @@ import anndata as ad
 import mudata as md
 import numpy as np
 import pytest
+from cli_runner import run
 from helpers import QUIET, SHARED_DATA, TINY, synthetic_mudata, synthetic_setup_kwargs
 
 from scdx_scvi import cli
@@ -19,14 +20,6 @@ STARTER = (
     SHARED_DATA / "neurips2021_bmmc_multiome_starter" / "neurips2021_bmmc_multiome_starter.h5mu"
 )
 TINY_TRAINING = ["--architecture", "small", "--max-epochs", "2", "--diffusion-steps", "10"]
-
-
-def run(*argv) -> int:
-    """Exit status of ``scdx ARGV`` run in-process (argparse errors raise SystemExit)."""
-    try:
-        return cli.main([str(a) for a in argv])
-    except SystemExit as exit_:
-        return exit_.code
 
 
 @pytest.fixture(scope="module")

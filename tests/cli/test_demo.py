@@ -11,6 +11,7 @@ import matplotlib.image
 import mudata as md
 import numpy as np
 import pytest
+from cli_runner import run
 from helpers import SHARED_DATA
 
 from scdx_scvi import SCDX, cli
@@ -171,13 +172,6 @@ def test_report_has_the_tables_with_the_controls(demo_run):
 
 
 # ------------------------------------------------------------------ command line and errors
-
-
-def run(*argv) -> int:
-    try:
-        return cli.main([str(a) for a in argv])
-    except SystemExit as exit_:
-        return exit_.code
 
 
 @pytest.fixture(scope="module")
