@@ -217,13 +217,11 @@ def run_simulator(args) -> dict:
     start = time.perf_counter()
     base = train(mdata, args, args.seed)
     models, train_seconds = {}, {}
-    for name in VARIANTS:
+    for name in args.variants.split(","):
         models[name] = variant(base, name, args, args.seed)
         train_seconds[name] = round(time.perf_counter() - start, 1)
         start = time.perf_counter()
-    links, tables = link_table(models, truth, args)
-    perturbation = perturbation_table(models, truth, tables, args)
-    return {
+    result = {
         "data": {
             "n_cells": mdata.n_obs,
             "n_genes": mdata["rna"].n_vars,
@@ -231,9 +229,11 @@ def run_simulator(args) -> dict:
             "n_links": len(truth),
         },
         "train_seconds": train_seconds,
-        "links": links,
-        "perturbation": perturbation,
     }
+    result["links"], tables = link_table(models, truth, args)
+    save(result, args)  # the link table is kept if the perturbation part is interrupted
+    result["perturbation"] = perturbation_table(models, truth, tables, args)
+    return result
 
 
 # ----------------------------------------------------------------------------- SNARE-seq
@@ -336,6 +336,9 @@ def main() -> None:
     parser.add_argument("--n-perturbed", type=int, default=100, help="linked peaks perturbed")
     parser.add_argument("--top", type=int, default=1000, help="top links (snareseq checks)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help=f"model variants, of {list(VARIANTS)}"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     parser.add_argument(
         "--baselines-only", action="store_true", help="snareseq: correlation and distance only"
@@ -349,13 +352,18 @@ def main() -> None:
     run = run_simulator if args.dataset == "simulate" else run_snareseq
     result = run(args)
     report(result, args.dataset)
+    print(f"wrote {save(result, args)}")
+
+
+def save(result: dict, args) -> str:
+    """Write the result file (``--out`` or ``results/regulatory_<dataset>[...].json``)."""
     suffix = ("_baselines" if args.baselines_only else "") + ("_quick" if args.quick else "")
     name = f"regulatory_{args.dataset}{suffix}.json"
     path = RESULTS / name if args.out is None else args.out
     payload = {"dataset": args.dataset, "settings": vars(args), **provenance("regulatory.py")}
     with open(path, "w") as handle:
         json.dump({**payload, **result}, handle, indent=2, default=str)
-    print(f"wrote {path}")
+    return str(path)
 
 
 if __name__ == "__main__":
