@@ -193,7 +193,8 @@ def test_dense_layers(make_mudata, setup_kwargs):
     SCDX.setup_mudata(mdata, rna_layer="counts", **setup_kwargs(mods))
     model = SCDX(mdata)
     model.train_autoencoder(max_epochs=1, enable_progress_bar=False)
-    assert model.get_latent_representation(modality="rna").shape == (mdata.n_obs, 100)
+    n_latent = model.module.n_latent["rna"]
+    assert model.get_latent_representation(modality="rna").shape == (mdata.n_obs, n_latent)
 
 
 def test_views_are_refused_at_setup(mdata, kwargs):
