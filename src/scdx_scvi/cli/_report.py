@@ -24,16 +24,14 @@ from ._tables import (
 
 
 def _package_defaults() -> str:
-    """Describe the training defaults of :class:`~scdx_scvi.SCDX`, read from its signatures."""
-    import inspect
+    """Describe the training defaults of :class:`~scdx_scvi.SCDX` (its ``"scdx"`` configuration)."""
+    from scdx_scvi.module import MODEL_CONFIGURATIONS, TRAIN_CONFIGURATIONS
 
-    from scdx_scvi import SCDX
-
-    train = inspect.signature(SCDX.train).parameters
-    width = inspect.signature(SCDX).parameters["n_channels"].default
+    train = TRAIN_CONFIGURATIONS["scdx"]
+    epochs = train["max_epochs"] or "25 to 300 (by the number of cells)"
     return (
-        f"up to {train['max_epochs'].default} epochs and {train['max_steps_diffusion'].default:,} "
-        f"diffusion steps, a U-Net of width {width}"
+        f"up to {epochs} epochs and {train['max_steps_diffusion']:,} diffusion steps, a U-Net "
+        f"of width {MODEL_CONFIGURATIONS['scdx']['n_channels']}"
     )
 
 
