@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Literal
 import mudata
 import numpy as np
 import pandas as pd
-import torch
 from anndata import AnnData
 from mudata import MuData
 from scvi import REGISTRY_KEYS
@@ -29,14 +28,12 @@ from scdx_scvi._compat import (
     _SETUP_ARGS_KEY,
     SAVE_KEYS,
     SignalSafeTrainRunner,
-    _get_batch_code_from_category,
     devices_dsp,
     setup_anndata_dsp,
 )
-from scdx_scvi._constants import MODALITIES, MODULE_KEYS
-from scdx_scvi._docs import getter_dsp
+from scdx_scvi._constants import MODALITIES
 from scdx_scvi.data import check_mudata, data_modalities, resolve_modalities
-from scdx_scvi.data._checks import check_indices, check_mapping_keys, check_names
+from scdx_scvi.data._checks import check_indices, check_mapping_keys
 from scdx_scvi.data._validate import check_reserved_columns
 from scdx_scvi.module import (
     MODEL_CONFIGURATIONS,
@@ -46,8 +43,9 @@ from scdx_scvi.module import (
     default_max_epochs,
 )
 
-from ._checks import check_bool, check_fraction, check_int, check_positive
+from ._checks import check_bool, check_fraction, check_int
 from ._diffusion_mixin import LatentDiffusionMixin
+from ._getters import AutoencoderGettersMixin
 from ._regulatory_mixin import RegulatoryMixin
 from ._sampling import registered_categories
 from ._translation_mixin import TranslationMixin
@@ -66,11 +64,6 @@ _REGISTRATION_KWARGS = {"source_registry", "extend_categories", "allow_missing_l
 #: ``setup_mudata`` arguments naming categorical obs columns, and their scvi registry keys.
 _REGISTRY_KEYS = {"labels_key": REGISTRY_KEYS.LABELS_KEY, "batch_key": REGISTRY_KEYS.BATCH_KEY}
 _OBS_KEYS = tuple(_REGISTRY_KEYS)
-#: Name of the feature-list argument of each modality's getter.
-_FEATURE_LIST_ARGS = {"rna": "gene_list", "atac": "region_list", "protein": "protein_list"}
-
-LatentModality = Literal["joint", "rna", "atac", "protein"]
-
 #: Options of the configuration that :class:`~scdx_scvi.module.LatentDiffusion` takes as is.
 _DIFFUSION_OPTIONS = (
     "latent_scaling",
@@ -86,6 +79,7 @@ class SCDX(
     RegulatoryMixin,
     TranslationMixin,
     LatentDiffusionMixin,
+    AutoencoderGettersMixin,
     UnsupervisedTrainingMixin,
     BaseModelClass,
 ):
@@ -870,304 +864,6 @@ class SCDX(
             **{**trainer_kwargs, **(diffusion_kwargs or {})},
         )  # fmt: skip
 
-    # ------------------------------------------------------------------ getters
-
-    def _parse_modalities(self, modality: str) -> tuple[str, ...]:
-        if modality == "joint":
-            return self.modalities
-        if modality not in self.modalities:
-            raise ValueError(
-                f"Unknown modality {modality!r}; this model has {list(self.modalities)} "
-                "(or 'joint' for all of them)."
-            )
-        return (modality,)
-
-    def _data_loader(self, adata, indices, batch_size, modalities: Sequence[str]):
-        keys = [MODALITIES[m].registry_key for m in modalities] + [REGISTRY_KEYS.BATCH_KEY]
-        return self._make_data_loader(
-            adata=adata, indices=indices, batch_size=batch_size, data_and_attributes=keys
-        )
-
-    @torch.inference_mode()
-    @getter_dsp.dedent
-    def get_latent_representation(
-        self,
-        adata: MuData | None = None,
-        indices: Sequence[int] | None = None,
-        modality: LatentModality = "joint",
-        batch_size: int | None = None,
-        *,
-        mdata: MuData | None = None,
-    ) -> np.ndarray:
-        """Return the autoencoder latents of each cell.
-
-        Parameters
-        ----------
-        %(param_adata)s
-        %(param_indices)s
-        modality
-            ``"rna"``, ``"atac"``, ``"protein"``, or ``"joint"`` for the concatenation of every
-            modality's latent in canonical order (what the diffusion stage models).
-        %(param_batch_size)s
-        %(param_mdata)s
-
-        Returns
-        -------
-        Array of shape (cells, latent size).
-        """
-        self._check_if_trained(warn=True)
-        adata, indices, batch_size = self._checked_data(_one_of(adata, mdata), indices, batch_size)
-        mods = self._parse_modalities(modality)
-        latents = []
-        for tensors in self._data_loader(adata, indices, batch_size, mods):
-            z = self.module.inference(**self.module._get_inference_input(tensors))[MODULE_KEYS.Z]
-            latents.append(torch.cat([z[m] for m in mods], dim=-1).cpu())
-        return torch.cat(latents).numpy()
-
-    @torch.inference_mode()
-    def _get_normalized(
-        self,
-        modality: str,
-        adata: MuData | None,
-        indices: Sequence[int] | None,
-        feature_list: Sequence[str] | None,
-        library_size: float | Literal["observed"],
-        transform_batch: str | int | None,
-        batch_size: int | None,
-        return_numpy: bool,
-    ) -> pd.DataFrame | np.ndarray:
-        self._check_if_trained(warn=True)
-        if modality not in self.modalities:
-            raise ValueError(f"This model has no {modality!r} modality ({list(self.modalities)}).")
-        library_size = _check_library_size(library_size)
-        check_bool(return_numpy, "return_numpy")
-        feature_list = check_names(feature_list, _FEATURE_LIST_ARGS[modality])
-        adata, indices, batch_size = self._checked_data(adata, indices, batch_size)
-        names = pd.Index(self.feature_names_[modality])
-        columns = np.arange(len(names))
-        if feature_list is not None:
-            columns = names.get_indexer(list(feature_list))
-            if (columns < 0).any():
-                missing = [f for f, c in zip(feature_list, columns, strict=True) if c < 0]
-                raise ValueError(
-                    f"{len(missing)} requested {MODALITIES[modality].feature_noun}(s) are not in "
-                    f"the model, e.g. {missing[:5]}."
-                )
-        batch_code = self._batch_code(transform_batch)
-        lik = self.module.likelihoods[modality]
-        out = []
-        for tensors in self._data_loader(adata, indices, batch_size, (modality,)):
-            inference_inputs = self.module._get_inference_input(tensors)
-            inf = self.module.inference(**inference_inputs)
-            batch_index = inference_inputs[MODULE_KEYS.BATCH_INDEX]
-            if batch_code is not None:
-                batch_index = torch.full_like(batch_index, batch_code)
-            logits = self.module.decode_logits(inf[MODULE_KEYS.Z], batch_index)[modality]
-            size = (
-                inf[MODULE_KEYS.LIBRARY][modality] if library_size == "observed" else library_size
-            )
-            out.append(lik.normalized(logits, size)[:, columns].cpu())
-        values = torch.cat(out).numpy()
-        if return_numpy:
-            return values
-        obs_names = adata.obs_names if indices is None else adata.obs_names[indices]
-        return pd.DataFrame(values, index=obs_names, columns=names[columns])
-
-    def _batch_code(self, transform_batch: str | int | None) -> int | None:
-        if transform_batch is None:
-            return None
-        if not self.module.use_batch:
-            raise ValueError(
-                "transform_batch needs a model conditioned on the batch: register `batch_key` "
-                "in setup_mudata and keep `use_batch=True`."
-            )
-        return int(_get_batch_code_from_category(self.adata_manager, transform_batch)[0])
-
-    @getter_dsp.dedent
-    def get_normalized_expression(
-        self,
-        adata: MuData | None = None,
-        indices: Sequence[int] | None = None,
-        gene_list: Sequence[str] | None = None,
-        library_size: float | Literal["observed"] = 1.0,
-        transform_batch: str | int | None = None,
-        batch_size: int | None = None,
-        return_numpy: bool = False,
-        *,
-        mdata: MuData | None = None,
-    ) -> pd.DataFrame | np.ndarray:
-        """Return the decoded RNA expression of each cell.
-
-        Parameters
-        ----------
-        %(param_adata)s
-        %(param_indices)s
-        gene_list
-            Genes to return (default: all, in training order).
-        library_size
-            Scale of the output: 1 gives proportions, 1e4 counts per 10k, ``"observed"`` each
-            cell's own total counts (the reconstruction mean).
-        %(param_transform_batch)s
-        %(param_batch_size)s
-        %(param_return_numpy)s
-        %(param_mdata)s
-
-        Returns
-        -------
-        Cells x genes, as a DataFrame indexed by ``obs_names`` unless ``return_numpy``.
-        """
-        return self._get_normalized(
-            "rna", _one_of(adata, mdata), indices, gene_list, library_size, transform_batch,
-            batch_size, return_numpy,
-        )  # fmt: skip
-
-    @getter_dsp.dedent
-    def get_normalized_accessibility(
-        self,
-        adata: MuData | None = None,
-        indices: Sequence[int] | None = None,
-        region_list: Sequence[str] | None = None,
-        transform_batch: str | int | None = None,
-        batch_size: int | None = None,
-        return_numpy: bool = False,
-        *,
-        mdata: MuData | None = None,
-    ) -> pd.DataFrame | np.ndarray:
-        """Return the decoded probability that each peak is accessible in each cell.
-
-        Parameters
-        ----------
-        %(param_adata)s
-        %(param_indices)s
-        region_list
-            Peaks to return (default: all, in training order).
-        %(param_transform_batch)s
-        %(param_batch_size)s
-        %(param_return_numpy)s
-        %(param_mdata)s
-
-        Returns
-        -------
-        Cells x peaks, as a DataFrame indexed by ``obs_names`` unless ``return_numpy``.
-        """
-        return self._get_normalized(
-            "atac", _one_of(adata, mdata), indices, region_list, 1.0, transform_batch,
-            batch_size, return_numpy,
-        )  # fmt: skip
-
-    @getter_dsp.dedent
-    def get_normalized_protein(
-        self,
-        adata: MuData | None = None,
-        indices: Sequence[int] | None = None,
-        protein_list: Sequence[str] | None = None,
-        library_size: float | Literal["observed"] = 1.0,
-        transform_batch: str | int | None = None,
-        batch_size: int | None = None,
-        return_numpy: bool = False,
-        *,
-        mdata: MuData | None = None,
-    ) -> pd.DataFrame | np.ndarray:
-        """Return the decoded protein (ADT) abundance of each cell.
-
-        Parameters
-        ----------
-        %(param_adata)s
-        %(param_indices)s
-        protein_list
-            Proteins to return (default: all, in training order).
-        library_size
-            Scale of the output: 1 gives proportions of the cell's ADT counts, ``"observed"``
-            each cell's own total ADT counts (the reconstruction mean).
-        %(param_transform_batch)s
-        %(param_batch_size)s
-        %(param_return_numpy)s
-        %(param_mdata)s
-
-        Returns
-        -------
-        Cells x proteins, as a DataFrame indexed by ``obs_names`` unless ``return_numpy``.
-        """
-        return self._get_normalized(
-            "protein", _one_of(adata, mdata), indices, protein_list, library_size,
-            transform_batch, batch_size, return_numpy,
-        )  # fmt: skip
-
-    @getter_dsp.dedent
-    def get_normalized_modalities(
-        self,
-        adata: MuData | None = None,
-        indices: Sequence[int] | None = None,
-        library_size: float = 1e4,
-        batch_size: int | None = None,
-        *,
-        mdata: MuData | None = None,
-    ) -> dict[str, np.ndarray]:
-        """Return every modality's decoded values, as arrays in training feature order.
-
-        Parameters
-        ----------
-        %(param_adata)s
-        %(param_indices)s
-        library_size
-            Scale of RNA and protein outputs (1e4: counts per 10k).
-        %(param_batch_size)s
-        %(param_mdata)s
-
-        Returns
-        -------
-        ``{modality: cells x features}``: expression and protein at ``library_size``,
-        accessibility probabilities for ATAC.
-        """
-        adata = _one_of(adata, mdata)
-        getters = {
-            "rna": lambda: self.get_normalized_expression(
-                adata, indices, library_size=library_size, batch_size=batch_size, return_numpy=True
-            ),
-            "atac": lambda: self.get_normalized_accessibility(
-                adata, indices, batch_size=batch_size, return_numpy=True
-            ),
-            "protein": lambda: self.get_normalized_protein(
-                adata, indices, library_size=library_size, batch_size=batch_size, return_numpy=True
-            ),
-        }
-        return {m: getters[m]() for m in self.modalities}
-
-    @torch.inference_mode()
-    @getter_dsp.dedent
-    def get_reconstruction_error(
-        self,
-        adata: MuData | None = None,
-        indices: Sequence[int] | None = None,
-        batch_size: int | None = None,
-        *,
-        mdata: MuData | None = None,
-    ) -> dict[str, float]:
-        """Return each modality's negative log-likelihood per cell, averaged over the cells.
-
-        Parameters
-        ----------
-        %(param_adata)s
-        %(param_indices)s
-        %(param_batch_size)s
-        %(param_mdata)s
-
-        Returns
-        -------
-        ``{"reconstruction_loss_<modality>": value}`` for each modality.
-        """
-        self._check_if_trained(warn=True)
-        adata, indices, batch_size = self._checked_data(_one_of(adata, mdata), indices, batch_size)
-        totals: dict[str, float] = {}
-        n_cells = 0
-        for tensors in self._data_loader(adata, indices, batch_size, self.modalities):
-            _, _, losses = self.module(tensors)
-            n = next(iter(losses.reconstruction_loss.values())).shape[0]
-            n_cells += n
-            for key, value in losses.reconstruction_loss.items():
-                totals[key] = totals.get(key, 0.0) + float(value.sum())
-        return {key: value / n_cells for key, value in totals.items()}
-
 
 @contextmanager
 def _columns_kept(mdata: MuData | None) -> Iterator[None]:
@@ -1229,16 +925,6 @@ def _swap_in(staging: Path, target: Path, owned: set[str]) -> None:
         shutil.rmtree(backup, ignore_errors=True)
 
 
-def _check_library_size(value: object) -> float | str:
-    if isinstance(value, str):
-        if value != "observed":
-            raise ValueError(
-                f"`library_size` must be a number above 0 or 'observed', got {value!r}."
-            )
-        return value
-    return check_positive(value, "library_size")
-
-
 def _check_is_mudata(data: object, who: str) -> None:
     if not isinstance(data, MuData):
         hint = (
@@ -1247,12 +933,6 @@ def _check_is_mudata(data: object, who: str) -> None:
             else ""
         )
         raise TypeError(f"{who} needs a MuData, got {type(data).__name__}.{hint}")
-
-
-def _one_of(adata: MuData | None, mdata: MuData | None) -> MuData | None:
-    if adata is not None and mdata is not None:
-        raise ValueError("Pass the data as `adata` or as `mdata`, not both.")
-    return adata if adata is not None else mdata
 
 
 def _feature_mismatch_message(modality: str, mod: str, expected, found) -> str:
