@@ -10,6 +10,9 @@ import numbers
 from collections.abc import Collection
 from typing import Any
 
+from anndata import AnnData
+from mudata import MuData
+
 
 def check_int(
     value: Any, name: str, minimum: int = 1, maximum: int | None = None, optional: bool = False
@@ -77,3 +80,14 @@ def check_fraction(value: Any, name: str, include_one: bool = False) -> float:
     if not (0 <= float(value) <= 1 if include_one else 0 <= float(value) < 1):
         raise ValueError(f"`{name}` must be in [0, {'1]' if include_one else '1)'}, got {value}.")
     return float(value)
+
+
+def check_is_mudata(data: object, who: str) -> None:
+    """Raise a ``TypeError`` naming ``who`` unless ``data`` is a MuData."""
+    if not isinstance(data, MuData):
+        hint = (
+            " Wrap the modalities in a MuData, e.g. `mudata.MuData({'rna': rna, 'atac': atac})`."
+            if isinstance(data, AnnData)
+            else ""
+        )
+        raise TypeError(f"{who} needs a MuData, got {type(data).__name__}.{hint}")
