@@ -28,10 +28,14 @@ def _package_defaults() -> str:
     from scdx_scvi.module import MODEL_CONFIGURATIONS, TRAIN_CONFIGURATIONS
 
     train = TRAIN_CONFIGURATIONS["scdx"]
-    epochs = train["max_epochs"] or "25 to 300 (by the number of cells)"
+    epochs = (
+        f"up to {train['max_epochs']} epochs"
+        if train["max_epochs"]
+        else "25 to 300 epochs (by the number of cells)"
+    )
     return (
-        f"up to {epochs} epochs and {train['max_steps_diffusion']:,} diffusion steps, a U-Net "
-        f"of width {MODEL_CONFIGURATIONS['scdx']['n_channels']}"
+        f"{epochs} and up to {train['max_steps_diffusion']:,} diffusion steps, a U-Net of width "
+        f"{MODEL_CONFIGURATIONS['scdx']['n_channels']}"
     )
 
 
