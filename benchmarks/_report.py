@@ -202,17 +202,49 @@ def write_page(payload: dict, figures: list[Path], path: Path) -> Path:
     trained = {r["model"]: r for r in payload.get("training", [])}
     epochs = trained.get(peer, {}).get("epochs", settings["peer_epochs"])
     scdx_run = trained.get(SCDX, {})
-    if scdx_run.get("epochs_trained"):
-        ran = (
+    if "configuration" in scdx_run:  # runs of SCDX(mdata, configuration=...) + train()
+        options = scdx_run["options"]
+        given = {k: v for k, v in settings.items() if k in options and v is not None}
+        model = (
+            f'`SCDX(mdata, configuration="{scdx_run["configuration"]}"'
+            + "".join(f", {k}={v!r}" for k, v in given.items())
+            + ")` and `model.train()` "
+            + (
+                "(the package defaults)"
+                if scdx_run["configuration"] == "scdx"
+                and not given
+                and settings["ae_epochs"] is None
+                and settings["diffusion_steps"] is None
+                else "(not the package defaults)"
+            )
+            + f': `architecture="{options["architecture"]}"`, the faithful DCA U-Net with '
+            f"C = {options['n_channels']}, "
+            f'`latent_scaling="{options["latent_scaling"]}"`, diffusion lr '
+            f"{scdx_run['diffusion_lr']:g}; trained "
+            f"{scdx_run['autoencoder_epochs']} autoencoder epochs (at most "
+            f"{scdx_run['max_epochs']}) and {scdx_run['diffusion_steps']:,} diffusion steps "
+            f"in {scdx_run['diffusion_epochs']} epochs (at most "
+            f"{scdx_run['max_steps_diffusion']:,}), early stopping included"
+        )
+    elif scdx_run.get("epochs_trained"):  # earlier runs, options given explicitly
+        model = (
+            f'`architecture="{settings["architecture"]}"`, '
             f"{scdx_run['autoencoder_epochs']} autoencoder epochs (at most "
             f"{settings['ae_epochs']}), "
             f"{scdx_run['diffusion_steps']:,} diffusion steps in {scdx_run['diffusion_epochs']} "
-            f"epochs (at most {settings['diffusion_steps']:,})"
+            f"epochs (at most {settings['diffusion_steps']:,}), the faithful DCA U-Net with "
+            f"C = {settings['n_channels']}, lr {settings['lr']:g}, "
+            f'`latent_scaling="{settings["latent_scaling"]}"`, other options at the package '
+            "defaults of the time"
         )
     else:  # runs before the epoch count was recorded
-        ran = (
-            f"at most {settings['ae_epochs']} autoencoder epochs (the epochs that ran were not "
-            f"recorded), at most {settings['diffusion_steps']:,} diffusion steps"
+        model = (
+            f'`architecture="{settings["architecture"]}"`, at most {settings["ae_epochs"]} '
+            "autoencoder epochs (the epochs that ran were not recorded), at most "
+            f"{settings['diffusion_steps']:,} diffusion steps, the faithful DCA U-Net with "
+            f"C = {settings['n_channels']}, lr {settings['lr']:g}, "
+            f'`latent_scaling="{settings["latent_scaling"]}"`, other options at the package '
+            "defaults of the time"
         )
     symmetric = payload.get("generation_protocol") == "symmetric"
     features = ", ".join(f"{n:,} {DISPLAY[m]}" for m, n in payload["n_features"].items())
@@ -226,13 +258,12 @@ def write_page(payload: dict, figures: list[Path], path: Path) -> Path:
         "",
         f"{payload['n_train']:,} training and {payload['n_test']:,} held-out cells "
         f"(`np.random.default_rng(0).random(n_obs) < 0.2`), {features} features. Every model "
-        f"was fitted on the same training cells in the same process. SCDX: "
-        f'`architecture="{settings["architecture"]}"`, {ran}, the faithful DCA U-Net with '
-        f"C = {settings['n_channels']}, lr {settings['lr']:g}, "
-        f'`latent_scaling="{settings["latent_scaling"]}"`, other options at the package '
-        f"defaults. {peer}: {epochs} epochs, defaults. Controls: kNN regression (k = 15) and "
+        f"was fitted on the same training cells in the same process. SCDX: {model}. "
+        f"{peer}: {epochs} epochs, defaults. Controls: kNN regression (k = 15) and "
         "ridge regression on a 50-component embedding of the source (PCA of log1p CP10k; LSI "
-        "for ATAC), and the training mean profile.",
+        "for ATAC), and the training mean profile. Floor: the same kNN and ridge regressions "
+        "on SCDX's own source latent (`scdx_scvi.metrics.latent_floor`); a translation below "
+        "it does not use all that its source latent carries.",
         "",
         "## Cost",
         "",

@@ -2,11 +2,11 @@
 
 For each configuration (named below), SCDX is trained from scratch on the training cells of the
 canonical split and the held-out cells' source modality is translated with the default
-``sampler="mean"``. Beside it, the *floor* of the model's own latents: kNN regression
-(``k = 15``) and ridge regression from the source latent of the trained autoencoder to the
-target (on the scale of the metrics: log1p counts per 10k, or binary accessibility), fitted on
-the training cells. A translation that stays below this floor does not use what its own source
-latent carries. The controls on the raw source (kNN, ridge, mean profile) come from
+``sampler="mean"``. Beside it, the *floor* of the model's own latents
+(:func:`scdx_scvi.metrics.latent_floor`): kNN regression (``k = 15``) and ridge regression from
+the source latent of the trained autoencoder to the target, fitted on the training cells. A
+translation that stays below this floor does not use what its own source latent carries. The
+controls on the raw source (kNN, ridge, mean profile) come from
 :func:`scdx_scvi.metrics.translation_controls`, the scores from
 :func:`scdx_scvi.metrics.translation_scores`.
 
@@ -23,17 +23,14 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 import scvi
 import torch
 from _common import RESULTS, Results, provenance, read
-from scipy import sparse
-from sklearn.linear_model import Ridge
-from sklearn.neighbors import KNeighborsRegressor
 
 from scdx_scvi import SCDX
 from scdx_scvi.metrics import (
     held_out_mask,
+    latent_floor,
     translation_controls,
     translation_directions,
     translation_scores,
@@ -52,27 +49,6 @@ CONFIGS = {
 def kinds(mdata) -> dict[str, str]:
     """Modality kind of each ``mdata.mod`` name of the shared data sets."""
     return {name: ("protein" if name in ("protein", "prot", "adt") else name) for name in mdata.mod}
-
-
-def metric_scale(x, target: str) -> np.ndarray:
-    """Training targets on the scale the floors regress: log1p CP10k, or binary accessibility."""
-    x = sparse.csr_matrix(x, dtype=np.float64)
-    if target == "atac":
-        return (x > 0).astype(np.float64).toarray()
-    totals = np.maximum(np.asarray(x.sum(axis=1)).ravel(), 1e-12)
-    return np.log1p((sparse.diags(1e4 / totals) @ x).toarray())
-
-
-def floors(z_train, y_train, z_query, target: str) -> dict[str, np.ndarray]:
-    """kNN and ridge from the model's source latent, back on the prediction scale."""
-    out = {
-        "kNN on the SCDX source latent": KNeighborsRegressor(15).fit(z_train, y_train),
-        "ridge on the SCDX source latent": Ridge(alpha=10.0).fit(z_train, y_train),
-    }
-    preds = {name: model.predict(z_query) for name, model in out.items()}
-    if target == "atac":
-        return {name: np.clip(p, 0.0, 1.0) for name, p in preds.items()}
-    return {name: np.expm1(np.clip(p, 0.0, None)) for name, p in preds.items()}
 
 
 def main() -> None:
@@ -130,10 +106,12 @@ def main() -> None:
             start = time.perf_counter()
             translated = model.get_translated_modality(source_query, source, target, seed=0)
             rows = {config: translated.X}
-            z_train = model.get_latent_representation(train, modality=source)
-            z_query = model.get_latent_representation(query, modality=source)
-            y_train = metric_scale(train[name_of[target]].X, target)
-            rows |= floors(z_train, y_train, z_query, target)
+            rows |= latent_floor(
+                model.get_latent_representation(train, modality=source),
+                train[name_of[target]].X,
+                model.get_latent_representation(query, modality=source),
+                target,
+            )
             for name, pred in rows.items():
                 scores, _ = translation_scores(truth, pred, target)
                 row = {"config": config, "direction": f"{source}->{target}", **scores}

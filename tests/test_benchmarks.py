@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from scdx_scvi.metrics import FLOOR_NAMES
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 DATA = BENCHMARKS.parents[1] / "shared" / "data"
 
@@ -40,6 +42,7 @@ def test_run_writes_results_page_and_figures(tmp_path, dataset, other, peer):
     for direction in (f"{other}->rna", f"rna->{other}"):
         models = {r["model"] for r in rows if r.get("direction") == direction}
         assert {"SCDX", "SCDX, one sample", "kNN regression", "mean profile"} <= models
+        assert set(FLOOR_NAMES) <= models  # the floor of SCDX's own source latent
     # totalVI does not translate protein -> RNA; every other pairing has the peer
     assert peer in {r["model"] for r in rows if r.get("direction") == f"rna->{other}"}
     for m in ("rna", other):
@@ -51,6 +54,8 @@ def test_run_writes_results_page_and_figures(tmp_path, dataset, other, peer):
     page = (tmp_path / f"{dataset}.md").read_text()
     assert f"| measure | SCDX | {peer} | SCDX / {peer} |" in page
     assert "## Where SCDX loses" in page
+    assert "`scdx_scvi.metrics.latent_floor`" in page
+    assert {"configuration", "max_epochs", "max_steps_diffusion"} <= set(payload["training"][0])
     figures = sorted(p.name for p in (tmp_path / dataset).glob("*.png"))
     assert figures == sorted(
         ["umap_rna.png", f"umap_{other}.png", f"per_feature_{other}_to_rna.png",

@@ -8,12 +8,14 @@ from scipy import sparse
 from scdx_scvi.datasets import simulate_multiome
 from scdx_scvi.metrics import (
     CONTROL_NAMES,
+    FLOOR_NAMES,
     REFERENCE_NAME,
     chance_levels,
     generation_score_set,
     generation_scores,
     held_out_mask,
     label_composition,
+    latent_floor,
     mean_profile_prediction,
     reference_sample,
     translation_controls,
@@ -159,3 +161,28 @@ def test_generation_score_set_has_the_floor_and_label_metrics(simulated):
     assert abs(floor["classifier_auc"] - 0.5) < 0.06
     assert floor["label_accuracy"] > 0.8 > result["wrong labels"]["label_accuracy"]
     assert floor["types_scored"] >= 1 and np.isfinite(floor["mmd_rbf_per_type_median"])
+
+
+def test_latent_floor_regresses_the_target_on_a_given_latent():
+    rng = np.random.default_rng(0)
+    z_train, z_query = rng.normal(size=(300, 4)), rng.normal(size=(50, 4))
+    w = rng.normal(size=(4, 6))
+
+    # a target close to linear in the latent on the log1p CP10k scale: both floors follow it
+    def counts(z):
+        profile = np.expm1(np.clip(z @ w + 5.0, 0, None))
+        return profile * 1e4 / profile.sum(axis=1, keepdims=True)
+
+    floors = latent_floor(z_train, counts(z_train), z_query, "rna")
+    assert set(floors) == set(FLOOR_NAMES)
+    truth = np.log1p(counts(z_query))
+    for name, predicted in floors.items():
+        assert predicted.shape == (50, 6)
+        r = [np.corrcoef(truth[:, j], np.log1p(predicted[:, j]))[0, 1] for j in range(6)]
+        assert np.mean(r) > (0.85 if "ridge" in name else 0.7), name
+    atac = latent_floor(z_train, sparse.csr_matrix(z_train[:, :3] > 0), z_query, "atac")
+    assert all(0 <= p.min() and p.max() <= 1 for p in atac.values())
+    with pytest.raises(ValueError, match="train_latent has 300 cells"):
+        latent_floor(z_train, counts(z_query), z_query, "rna")
+    with pytest.raises(ValueError, match="query_latent has 3 dimensions"):
+        latent_floor(z_train, counts(z_train), z_query[:, :3], "rna")

@@ -15,6 +15,7 @@ from helpers import (
 from scipy import sparse
 
 from scdx_scvi import SCDX
+from scdx_scvi.model._diffusion_mixin import VALIDATION_EVERY_STEPS
 
 COMBINATIONS = [("rna", "atac"), ("rna", "protein"), ("rna", "atac", "protein")]
 _train = train_tiny
@@ -227,13 +228,18 @@ def test_epochs_trained_records_what_ran_with_early_stopping():
     model.train_diffusion(max_steps=400, batch_size=64, early_stopping_patience=1, **stop, **QUIET)
     epochs = model.epochs_trained
     assert epochs["autoencoder"] == len(model.history["reconstruction_loss_train"]) == 2
-    assert epochs["diffusion"] == len(model.diffusion_history["diffusion_loss_train"]) == 2
-    n_train = len(model.train_indices)
-    assert epochs["diffusion_steps"] == model.trainer.global_step == 2 * -(-n_train // 64)
+    # one validation check per whole epoch after >= VALIDATION_EVERY_STEPS steps: the patience
+    # spans that many steps however few cells there are
+    steps_per_epoch = -(-len(model.train_indices) // 64)
+    every = -(-VALIDATION_EVERY_STEPS // steps_per_epoch)
+    n_epochs = len(model.diffusion_history["diffusion_loss_train"])
+    assert epochs["diffusion"] == n_epochs == 2 * every
+    assert epochs["diffusion_steps"] == model.trainer.global_step == n_epochs * steps_per_epoch
+    assert epochs["diffusion_steps"] >= 2 * VALIDATION_EVERY_STEPS
     # repeated runs add up, as scvi-tools' history does
     model.train_diffusion(max_steps=3, batch_size=64, **QUIET)
     assert model.epochs_trained["diffusion_steps"] == epochs["diffusion_steps"] + 3
-    assert model.epochs_trained["diffusion"] == 3
+    assert model.epochs_trained["diffusion"] == n_epochs + 1  # 3 steps: one partial epoch
 
 
 def test_retraining_the_autoencoder_makes_the_diffusion_stale():

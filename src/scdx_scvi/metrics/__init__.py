@@ -14,11 +14,13 @@ from ._generation import (
 from ._reconstruction import log_cp10k, reconstruction_scores
 from ._tasks import (
     CONTROL_NAMES,
+    FLOOR_NAMES,
     REFERENCE_NAME,
     chance_levels,
     generation_score_set,
     held_out_mask,
     label_composition,
+    latent_floor,
     reference_sample,
     translation_controls,
     translation_directions,
@@ -42,6 +44,7 @@ from ._translation import (
 
 __all__ = [
     "CONTROL_NAMES",
+    "FLOOR_NAMES",
     "REFERENCE_NAME",
     "Embedding",
     "auprc_per_feature",
@@ -58,6 +61,7 @@ __all__ = [
     "knn_label_transfer_accuracy",
     "knn_prediction",
     "label_composition",
+    "latent_floor",
     "log_cp10k",
     "mean_profile_prediction",
     "mixing_score",

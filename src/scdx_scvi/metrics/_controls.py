@@ -144,10 +144,21 @@ def knn_prediction(
     if not 1 <= k <= n_train:
         raise ValueError(f"`k` must be between 1 and the {n_train} training cells, got {k}.")
     train_emb, query_emb = _source_embedding(train_source, query_source, source, n_comps)
+    return knn_on_embedding(train_emb, train_target, query_emb, target, k)
+
+
+def knn_on_embedding(
+    train_emb: np.ndarray, train_target: Any, query_emb: np.ndarray, target: str, k: int = 15
+) -> np.ndarray:
+    """Predict by the kNN regression of :func:`knn_prediction` in a given source embedding.
+
+    ``train_emb`` and ``query_emb`` are the training and query cells in one space (e.g. a
+    model's latent); the prediction is on the scale of :func:`knn_prediction`.
+    """
     _, idx = NearestNeighbors(n_neighbors=k).fit(train_emb).kneighbors(query_emb)
     rows = np.repeat(np.arange(len(idx)), k)
     weights = sparse.csr_matrix(
-        (np.full(rows.size, 1 / k), (rows, idx.ravel())), shape=(len(idx), n_train)
+        (np.full(rows.size, 1 / k), (rows, idx.ravel())), shape=(len(idx), len(train_emb))
     )
     return np.asarray((weights @ _normalised_target(train_target, target)).todense())
 
@@ -202,6 +213,19 @@ def ridge_prediction(
     if not alpha >= 0:
         raise ValueError(f"`alpha` must be non-negative, got {alpha}.")
     train_emb, query_emb = _source_embedding(train_source, query_source, source, n_comps)
+    return ridge_on_embedding(train_emb, train_target, query_emb, target, alpha)
+
+
+def ridge_on_embedding(
+    train_emb: np.ndarray, train_target: Any, query_emb: np.ndarray, target: str, alpha: float = 1.0
+) -> np.ndarray:
+    """Predict by the ridge regression of :func:`ridge_prediction` in a given source embedding.
+
+    ``train_emb`` and ``query_emb`` are the training and query cells in one space (e.g. a
+    model's latent); the prediction is on the scale of :func:`ridge_prediction`.
+    """
+    train_emb = np.asarray(train_emb, dtype=np.float64)
+    query_emb = np.asarray(query_emb, dtype=np.float64)
     y = _normalised_target(train_target, target)
     if target != "atac":
         y.data = np.log1p(y.data)

@@ -9,6 +9,8 @@ that their numbers agree by construction:
   that a perfect generator would reach on the data (real vs real);
 * :func:`translation_controls` fits the three controls of a translation direction (mean profile,
   kNN regression, ridge regression) on the training cells;
+* :func:`latent_floor` fits the same kNN and ridge regressions on a model's own source latent:
+  the floor that the model's translation must reach to use what its source latent carries;
 * :func:`translation_score_set` scores every prediction of one direction against the measured
   target, with the chance levels (:func:`chance_levels`, defined here only) and, given the
   training cells' target, FOSCTTM and cell-type recovery in a target embedding;
@@ -26,7 +28,13 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from ._controls import knn_prediction, mean_profile_prediction, ridge_prediction
+from ._controls import (
+    knn_on_embedding,
+    knn_prediction,
+    mean_profile_prediction,
+    ridge_on_embedding,
+    ridge_prediction,
+)
 from ._embedding import Embedding, binarised, check_modality, joint_embedding
 from ._generation import generation_scores, mmd_rbf, per_group
 from ._reconstruction import log_cp10k
@@ -50,6 +58,9 @@ TEST_SHARE = 0.2
 #: Names of the translation controls, in table order.
 KNN_NAME, RIDGE_NAME, MEAN_NAME = "kNN regression", "ridge regression", "mean profile"
 CONTROL_NAMES = (KNN_NAME, RIDGE_NAME, MEAN_NAME)
+#: Names of the floors of :func:`latent_floor`.
+LATENT_KNN_NAME, LATENT_RIDGE_NAME = "kNN on own source latent", "ridge on own source latent"
+FLOOR_NAMES = (LATENT_KNN_NAME, LATENT_RIDGE_NAME)
 #: Name of the real reference sample in a generation score set: the real-vs-real floor.
 REFERENCE_NAME = "real training cells"
 #: Neighbours of the kNN-regression control.
@@ -205,6 +216,50 @@ def translation_controls(
         KNN_NAME: knn_prediction(*args, k=KNN_NEIGHBOURS),
         RIDGE_NAME: ridge_prediction(*args),
         MEAN_NAME: mean_profile_prediction(train_target, query_source.shape[0], target),
+    }
+
+
+def latent_floor(
+    train_latent: Any, train_target: Any, query_latent: Any, target: str
+) -> dict[str, np.ndarray]:
+    """Predict the query cells' target by kNN and ridge regression on a model's source latent.
+
+    A translation computed from a source latent can use at least what these regressions find
+    in it; one that stays below them does not use its source. The regressions are those of
+    :func:`translation_controls` (``k = 15``; ridge with ``alpha = 1`` on the centred latent),
+    fitted on the training cells, on the same prediction scale.
+
+    Parameters
+    ----------
+    train_latent, query_latent
+        Training and query cells' source latents (cells x latent dimensions), e.g. from
+        :meth:`~scdx_scvi.model.SCDX.get_latent_representation`.
+    train_target
+        Training cells' raw target matrix (same cells as ``train_latent``).
+    target
+        Modality kind of the target.
+
+    Returns
+    -------
+    ``{name: query cells x target features}`` for the kNN and the ridge floor.
+    """
+    check_modality(target, "target")
+    train_latent, query_latent = np.asarray(train_latent), np.asarray(query_latent)
+    if train_latent.shape[0] != train_target.shape[0]:
+        raise ValueError(
+            f"train_latent has {train_latent.shape[0]} cells but train_target has "
+            f"{train_target.shape[0]}."
+        )
+    if query_latent.shape[1] != train_latent.shape[1]:
+        raise ValueError(
+            f"query_latent has {query_latent.shape[1]} dimensions, train_latent "
+            f"{train_latent.shape[1]}."
+        )
+    train_target = _as_matrix(train_target)
+    k = min(KNN_NEIGHBOURS, train_latent.shape[0])
+    return {
+        LATENT_KNN_NAME: knn_on_embedding(train_latent, train_target, query_latent, target, k),
+        LATENT_RIDGE_NAME: ridge_on_embedding(train_latent, train_target, query_latent, target),
     }
 
 

@@ -34,6 +34,9 @@ from ._sampling import (
 
 logger = logging.getLogger(__name__)
 
+#: Fewest optimiser steps between two validation checks of :meth:`train_diffusion`.
+VALIDATION_EVERY_STEPS = 25
+
 #: Samplers that draw new cells (not a point estimate, not a translator).
 GENERATION_SAMPLERS = [
     name for name, cls in SAMPLERS.items() if not (cls.point_estimate or cls.zero_shot)
@@ -114,10 +117,14 @@ class LatentDiffusionMixin:
             Decay the learning rate linearly to 0 over ``max_steps`` (the reference).
         early_stopping
             Stop when ``diffusion_loss_validation`` has not improved for
-            ``early_stopping_patience`` epochs (passes over the training cells); default: the
-            configuration's (on for ``"scdx"``, off for the reference).
+            ``early_stopping_patience`` validation checks; default: the configuration's (on for
+            ``"scdx"``, off for the reference). The validation loss is computed after every
+            whole epoch that ends at least 25 optimiser steps after
+            the previous check, so that on a few hundred cells (a few steps per epoch) the
+            patience still spans hundreds of steps and noise in a small validation set does not
+            stop the run early.
         early_stopping_patience
-            Epochs without improvement before stopping.
+            Validation checks without improvement before stopping (30: at least 750 steps).
         %(param_accelerator)s
         %(param_devices)s
         plan_kwargs
@@ -168,7 +175,9 @@ class LatentDiffusionMixin:
         trainer_kwargs.setdefault("early_stopping_monitor", "diffusion_loss_validation")
         trainer_kwargs.setdefault("early_stopping_patience", early_stopping_patience)
         if datamodule.n_val:
-            trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+            every = -(-VALIDATION_EVERY_STEPS // steps_per_epoch)
+            trainer_kwargs.setdefault("check_val_every_n_epoch", every)
+            early_stopping = early_stopping and max_steps >= every * steps_per_epoch
         runner = self._train_runner_cls(
             self, training_plan=plan, data_splitter=datamodule, max_epochs=max_steps,
             max_steps=max_steps, accelerator=accelerator, devices=devices,
