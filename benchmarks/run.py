@@ -64,7 +64,6 @@ from scdx_scvi.metrics import (
     translation_score_set,
 )
 from scdx_scvi.metrics._tasks import GENERATION_SEEDS
-from scdx_scvi.module import MODEL_CONFIGURATIONS, TRAIN_CONFIGURATIONS, default_max_epochs
 from scdx_scvi.pl import feature_scatter, umap_real_vs_generated
 
 HERE = Path(__file__).resolve().parent
@@ -137,13 +136,13 @@ def train_scdx(train: md.MuData, args, labels_key: str | None) -> tuple[SCDX, di
         )
     )
     ran = model.epochs_trained  # what ran, early stopping included
-    config = MODEL_CONFIGURATIONS[args.configuration]
-    budget = TRAIN_CONFIGURATIONS[args.configuration]
+    budget = model.training_budget
     return model, {
         "configuration": args.configuration,
-        "options": {key: config[key] for key in ("architecture", "n_channels", "latent_scaling")}
-        | options,
-        "max_epochs": args.ae_epochs or budget["max_epochs"] or default_max_epochs(data.n_obs),
+        "options": {
+            key: model.options[key] for key in ("architecture", "n_channels", "latent_scaling")
+        },
+        "max_epochs": args.ae_epochs or budget["max_epochs"],
         "max_steps_diffusion": args.diffusion_steps or budget["max_steps_diffusion"],
         "diffusion_lr": args.lr or budget["diffusion_lr"],
         "seconds": ae_seconds + diffusion_seconds,

@@ -103,6 +103,10 @@ def test_metrics_are_finite_and_match_the_outputs(demo_run):
     assert metrics["training"]["autoencoder_epochs"] == 2
     assert metrics["training"]["diffusion_steps"] == 20
     assert metrics["training"]["diffusion_epochs"] >= 1
+    # a smaller budget than the package defaults, and the report says so
+    assert not metrics["training"]["package_defaults"]
+    assert metrics["training"]["n_channels"] == 16 and metrics["training"]["architecture"]
+    assert "not the model of record" in (result.out / "report.md").read_text()
 
     translation = metrics["translation"]
     assert set(translation) == {"ATAC->RNA", "RNA->ATAC"}

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from scdx_scvi import SCDX
+from scdx_scvi.module import default_max_epochs
 
 COMBINATIONS = [
     ("rna", "atac"),
@@ -178,8 +179,13 @@ def test_reference_configuration_sets_every_reference_value(make_mudata, setup_k
     mods = ("rna", "atac")
     mdata = make_mudata(mods)
     SCDX.setup_mudata(mdata, **setup_kwargs(mods))
-    module = SCDX(mdata, configuration="reference").module
-    diffusion = module.diffusion
+    model = SCDX(mdata, configuration="reference")
+    module, diffusion = model.module, model.module.diffusion
+    assert model.options["architecture"] == "default" and model.options["n_channels"] == 128
+    assert model.training_budget == {
+        "max_epochs": 300, "early_stopping": False, "max_steps_diffusion": 800_000,
+        "diffusion_lr": 1e-4, "diffusion_early_stopping": False,
+    }  # fmt: skip
     assert not module.use_batch
     assert module.reconstruction_weights == {"rna": 1.0, "atac": 1.0}
     assert module.cross_reconstruction == 0 and module.latent_agreement == 0
@@ -190,10 +196,11 @@ def test_reference_configuration_sets_every_reference_value(make_mudata, setup_k
     assert diffusion.denoiser.n_channels == 128 and diffusion.denoiser.cross_attention_type == "dca"
     assert len(diffusion.denoiser.source_input) == 0
     # an explicit option still overrides the configuration
-    assert (
-        SCDX(mdata, configuration="reference", n_channels=32).module.diffusion.denoiser.n_channels
-        == 32
-    )
+    model = SCDX(mdata, configuration="reference", n_channels=32)
+    assert model.module.diffusion.denoiser.n_channels == model.options["n_channels"] == 32
+    # the default configuration's epochs follow the number of cells
+    budget = SCDX(mdata).training_budget
+    assert budget["max_epochs"] == default_max_epochs(mdata.n_obs) and budget["early_stopping"]
 
 
 def test_train_defaults_are_the_reference(make_mudata, setup_kwargs, accelerator):

@@ -71,8 +71,8 @@ def direction_name(source: str, target: str) -> str:
 def train_model(train: MuData, data: DemoData, config: DemoConfig) -> SCDX:
     """Register the training cells and train SCDX: the autoencoder, then the diffusion.
 
-    Only sizes (architecture, U-Net width), epochs and steps are demo choices; every other
-    option is the package default.
+    By default this is ``SCDX(mdata)`` and ``model.train()``: the package defaults. The size
+    (architecture, U-Net width) and the training budget (epochs, steps) can be set.
 
     Parameters
     ----------
@@ -97,7 +97,15 @@ def train_model(train: MuData, data: DemoData, config: DemoConfig) -> SCDX:
         labels_key=data.labels_key,
         modalities={f"{m}_layer": mod for m, mod in data.modalities.items()},
     )
-    model = SCDX(train, architecture=config.architecture, n_channels=config.n_channels)
+    options = {"architecture": config.architecture, "n_channels": config.n_channels}
+    model = SCDX(train, **{key: value for key, value in options.items() if value is not None})
+    budget = model.training_budget
+    _say(
+        f"[2/6] Training SCDX: autoencoder (at most {config.max_epochs or budget['max_epochs']} "
+        "epochs), then latent diffusion (at most "
+        f"{config.diffusion_steps or budget['max_steps_diffusion']:,} steps; its bar counts "
+        "passes over the cells)"
+    )
     model.train(
         max_epochs=config.max_epochs,
         max_steps_diffusion=config.diffusion_steps,
@@ -128,13 +136,20 @@ def training_summary(model: SCDX, config: DemoConfig) -> dict[str, Any]:
     -------
     A dict for ``metrics.json`` and the report.
     """
-    ran = model.epochs_trained
+    ran, budget = model.epochs_trained, model.training_budget
     return {
+        "architecture": model.options["architecture"],
+        "n_channels": model.options["n_channels"],
+        "package_defaults": config.architecture
+        is config.n_channels
+        is config.max_epochs
+        is config.diffusion_steps
+        is None,
         "autoencoder_epochs": ran["autoencoder"],
-        "autoencoder_max_epochs": config.max_epochs,
+        "autoencoder_max_epochs": config.max_epochs or budget["max_epochs"],
         "autoencoder_validation_loss": _last(model.history, "validation_loss"),
         "diffusion_steps": ran["diffusion_steps"],
-        "diffusion_max_steps": config.diffusion_steps,
+        "diffusion_max_steps": config.diffusion_steps or budget["max_steps_diffusion"],
         "diffusion_epochs": ran["diffusion"],
         "diffusion_validation_loss": _last(model.diffusion_history, "diffusion_loss_validation"),
         "device": str(model.device),
@@ -394,10 +409,6 @@ def _run(config: DemoConfig, command: str, out: Path) -> DemoResult:
     _check_split(train, held_out)
     _say(_describe_split(data, train, held_out))
 
-    _say(
-        f"[2/6] Training SCDX: autoencoder (at most {config.max_epochs} epochs), then latent "
-        f"diffusion ({config.diffusion_steps:,} steps; its bar counts passes over the cells)"
-    )
     with clock("train SCDX"):
         model = train_model(train, data, config)
     model.save(out / "model", overwrite=True, save_anndata=False)

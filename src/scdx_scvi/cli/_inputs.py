@@ -49,14 +49,10 @@ class DemoConfig:
         Seed of the simulation, the split, the training, generation and translation.
     n_cells, n_genes, n_peaks, n_proteins, n_cell_types
         Size of the simulated data (ignored with ``data``).
-    architecture
-        Autoencoder size preset of :class:`~scdx_scvi.SCDX`.
-    n_channels
-        Base width of the diffusion U-Net.
-    max_epochs
-        Maximum autoencoder epochs (early stopping on the validation loss).
-    diffusion_steps
-        Maximum diffusion optimiser steps (early stopping on the validation loss).
+    architecture, n_channels, max_epochs, diffusion_steps
+        Autoencoder size preset, base width of the diffusion U-Net, maximum autoencoder epochs
+        and maximum diffusion optimiser steps; ``None`` (default): the package defaults, the
+        model of record (``SCDX(mdata)`` and ``model.train()``, with early stopping).
     n_generate
         Cells to generate; ``None``: as many as the held-out cells, of the same cell types.
     progress
@@ -91,13 +87,22 @@ class DemoConfig:
         0, "simulated proteins (a third modality), without --data (default: %(default)s)", "N", 0
     )
     n_cell_types: int = _option(6, "simulated cell types (default: %(default)s)", "N")
-    architecture: str = _option("small", "autoencoder size preset (default: %(default)s)")
-    n_channels: int = _option(32, "base width of the diffusion U-Net (default: %(default)s)", "C")
-    max_epochs: int = _option(
-        30, "maximum autoencoder epochs, with early stopping (default: %(default)s)", "N"
+    architecture: str | None = _option(
+        None, "autoencoder size preset (default: the package's, small)"
     )
-    diffusion_steps: int = _option(
-        1500, "maximum diffusion optimiser steps, with early stopping (default: %(default)s)", "N"
+    n_channels: int | None = _option(
+        None, "base width of the diffusion U-Net (default: the package's, 64)", "C"
+    )
+    max_epochs: int | None = _option(
+        None,
+        "maximum autoencoder epochs, with early stopping (default: the package's, 25 to 300 by "
+        "the number of cells)",
+        "N",
+    )
+    diffusion_steps: int | None = _option(
+        None,
+        "maximum diffusion optimiser steps, with early stopping (default: the package's, 4,000)",
+        "N",
     )
     n_generate: int | None = _option(
         None,

@@ -169,9 +169,9 @@ def _data_section(metrics: dict[str, Any]) -> list[str]:
         else "no cell-type labels; generation is unconditional"
     )
     early = " (stopped early: the validation loss had stopped improving)"
-    ae_early = early if training["autoencoder_epochs"] < settings["max_epochs"] else ""
+    ae_early = early if training["autoencoder_epochs"] < training["autoencoder_max_epochs"] else ""
     steps = training["diffusion_steps"]
-    diff_early = early if steps < settings["diffusion_steps"] else ""
+    diff_early = early if steps < training["diffusion_max_steps"] else ""
     lines = [
         "## What was run",
         "",
@@ -180,13 +180,18 @@ def _data_section(metrics: dict[str, Any]) -> list[str]:
         f"- **Split**: {data['n_held_out']:,} cells ({TEST_SHARE:.0%}, drawn at random with seed "
         f"{settings['seed']}) were held out and never seen in training; the model and the "
         f"controls were fitted on the other {data['n_train']:,} cells.",
-        f"- **Model**: SCDX with the `{settings['architecture']}` autoencoder and a diffusion "
-        f"U-Net of base width {settings['n_channels']}; every other option is the package "
-        "default.",
+        f"- **Model**: SCDX with the `{training['architecture']}` autoencoder and a diffusion "
+        f"U-Net of base width {training['n_channels']}; "
+        + (
+            "the package defaults (`SCDX(mdata)` and `model.train()`)."
+            if training.get("package_defaults")
+            else "every other option is the package default."
+        ),
         f"- **Training**: autoencoder {training['autoencoder_epochs']} epochs "
-        f"(at most {settings['max_epochs']}){ae_early}; latent diffusion {steps:,} optimiser "
+        f"(at most {training['autoencoder_max_epochs']}){ae_early}; latent diffusion "
+        f"{steps:,} optimiser "
         f"steps in {training['diffusion_epochs']} passes over the cells (at most "
-        f"{settings['diffusion_steps']:,} steps){diff_early}; on "
+        f"{training['diffusion_max_steps']:,} steps){diff_early}; on "
         f"`{training['device']}`.",
         f"- **Generation**: {metrics['generation_cells']:,} new cells"
         + (" with the held-out cell-type composition" if data["labels_key"] else "")
@@ -334,15 +339,17 @@ def _files_section(metrics: dict[str, Any]) -> list[str]:
 
 
 def _caveats_section(metrics: dict[str, Any]) -> list[str]:
-    settings = metrics["settings"]
     lines = [
         "## Keep in mind",
         "",
-        f"- This demo trains briefly (at most {settings['max_epochs']} autoencoder epochs and "
-        f"{settings['diffusion_steps']:,} diffusion steps, a U-Net of width "
-        f"{settings['n_channels']}) so that it runs in minutes on a laptop CPU: it shows the "
-        "workflow and how to read its results, not the best the method can do. `scdx train` "
-        f"trains with the package defaults ({_package_defaults()}), best on a GPU.",
+        (
+            "- SCDX was trained with the package defaults "
+            f"({_package_defaults()}), as `scdx train` and `SCDX(mdata)` do; a GPU makes it "
+            "faster, not better."
+            if metrics["training"].get("package_defaults")
+            else "- SCDX was trained with a smaller budget or size than the package defaults "
+            f"({_package_defaults()}): the run shows the workflow, not the model of record."
+        ),
         f"- Where SCDX does not beat {KNN_NAME} on a metric, a plain average over similar "
         "training cells does as well for that task in this run.",
         "- Translation was run as for new, unannotated cells: the model saw only the source "

@@ -237,6 +237,7 @@ class SCDX(
             k: default if given[k] is None else given[k]
             for k, default in MODEL_CONFIGURATIONS[configuration].items()
         }
+        self._options = options
         architecture, n_latent = options["architecture"], options["n_latent"]
         encoder_input, use_batch = options["encoder_input"], options["use_batch"]
         denoiser, n_channels = options["denoiser"], options["n_channels"]
@@ -310,6 +311,26 @@ class SCDX(
             f"{self.module.n_labels} labels."
         )
         self.init_params_ = self._get_init_params(locals())
+
+    @property
+    def options(self) -> dict:
+        """Model options in effect: the configuration's, with those passed to ``SCDX(...)``."""
+        return dict(self._options)
+
+    @property
+    def training_budget(self) -> dict:
+        """Training budget of :meth:`train` in effect for the registered data.
+
+        ``{"max_epochs", "early_stopping", "max_steps_diffusion", "diffusion_lr",
+        "diffusion_early_stopping"}`` from the configuration, with the number of autoencoder
+        epochs of the ``"scdx"`` configuration resolved by
+        :func:`~scdx_scvi.module.default_max_epochs` for the number of registered cells
+        (``None`` for a model loaded without data).
+        """
+        budget = dict(TRAIN_CONFIGURATIONS[self.configuration])
+        if budget["max_epochs"] is None and self.adata is not None:
+            budget["max_epochs"] = default_max_epochs(self.adata.n_obs)
+        return budget
 
     def _n_labels(self) -> int:
         """Return the number of label categories if ``labels_key`` was registered, else 0."""
@@ -602,11 +623,11 @@ class SCDX(
         """
         max_epochs = check_int(max_epochs, "max_epochs", optional=True)
         batch_size = check_int(batch_size, "batch_size")
-        config = TRAIN_CONFIGURATIONS[self.configuration]
+        budget = self.training_budget
         if max_epochs is None:
-            max_epochs = config["max_epochs"] or default_max_epochs(self.adata.n_obs)
+            max_epochs = budget["max_epochs"]
         if early_stopping is None:
-            early_stopping = config["early_stopping"]
+            early_stopping = budget["early_stopping"]
         self._invalidate_diffusion()
         # A later stage freezes the autoencoder; make sure this stage trains it again.
         self.module.freeze_autoencoder(False)
