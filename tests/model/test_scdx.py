@@ -279,3 +279,27 @@ def test_docstring_templates_are_rendered():
         assert method.__doc__ and "%(" not in method.__doc__
     assert "accelerator" in SCDX.train_autoencoder.__doc__
     assert "MuData" in SCDX.setup_mudata.__doc__
+
+
+def test_posterior_predictive_sample_draws_counts_at_the_observed_depth(
+    make_mudata, setup_kwargs, accelerator
+):
+    mods = ("rna", "atac", "protein")
+    mdata = make_mudata(mods)
+    model = _trained(mdata, setup_kwargs(mods), accelerator)
+    state = torch.random.get_rng_state()
+    draws = model.posterior_predictive_sample(seed=3, batch_size=16)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the user's RNG is left alone
+    again = model.posterior_predictive_sample(seed=3, indices=np.arange(mdata.n_obs), batch_size=16)
+    for m in mods:
+        x = draws[m]
+        assert x.shape == (mdata.n_obs, mdata[model.modality_names[m]].n_vars)
+        assert x.format == "csr"
+        assert np.all(x.data == np.round(x.data)) and x.data.min() >= 0
+        assert (x != again[m]).nnz == 0  # same seed and batch_size, same draws
+    assert draws["atac"].max() == 1
+    # the NB mean is the decoder's proportions times each cell's observed library size
+    observed = np.asarray(mdata[model.modality_names["rna"]].X.sum(axis=1)).ravel()
+    drawn = np.asarray(draws["rna"].sum(axis=1)).ravel()
+    assert np.corrcoef(observed, drawn)[0, 1] > 0.5
+    assert model.posterior_predictive_sample(indices=[0, 2])["rna"].shape[0] == 2

@@ -1,6 +1,7 @@
 """Metrics on observed and predicted single-cell profiles, translation controls and task scores."""
 
 from ._controls import knn_prediction, mean_profile_prediction, ridge_prediction
+from ._diagnostics import profile_diagnostics
 from ._embedding import Embedding, joint_embedding
 from ._generation import (
     classifier_auc,
@@ -71,6 +72,7 @@ __all__ = [
     "pearson_per_cell",
     "pearson_per_feature",
     "per_group",
+    "profile_diagnostics",
     "reconstruction_scores",
     "reference_sample",
     "ridge_prediction",

@@ -35,6 +35,7 @@ from ._controls import (
     ridge_on_embedding,
     ridge_prediction,
 )
+from ._diagnostics import profile_diagnostics
 from ._embedding import Embedding, binarised, check_modality, joint_embedding
 from ._generation import generation_scores, mmd_rbf, per_group
 from ._reconstruction import log_cp10k
@@ -437,6 +438,11 @@ def generation_score_set(
     on the held-out cells at recovering the set's labels, and ``mmd_rbf_per_type_median``, the
     median over labels with at least 20 cells in both sets of the MMD within the label.
 
+    Each set also gets ``diagnostics``: its count profile against the held-out cells'
+    (:func:`~scdx_scvi.metrics.profile_diagnostics`: library size, detected features, per-feature
+    means, variances and zero fractions, per cell type with labels), with the held-out cells'
+    own summary under ``diagnostics["real"]`` of every set.
+
     Parameters
     ----------
     held_out
@@ -473,4 +479,7 @@ def generation_score_set(
             scores["mmd_rbf_per_type_median"] = float(by_type["mmd_rbf"].median())
             scores["types_scored"] = int(by_type["scored"].sum())
         out[name] = scores
+    diagnostics = profile_diagnostics(held_out, sets, modality, held_out_labels, set_labels)
+    for name, scores in out.items():
+        scores["diagnostics"] = {**diagnostics[name], "real": diagnostics["real"]}
     return out

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 from mudata import MuData
+from scipy import sparse
 from scvi import REGISTRY_KEYS
 
 from scdx_scvi._compat import _get_batch_code_from_category
@@ -17,6 +18,7 @@ from scdx_scvi._docs import getter_dsp
 from scdx_scvi.data._checks import check_names
 
 from ._checks import check_bool, check_positive
+from ._sampling import resolve_seed, seeded
 
 LatentModality = Literal["joint", "rna", "atac", "protein"]
 
@@ -322,6 +324,50 @@ class AutoencoderGettersMixin:
             for key, value in losses.reconstruction_loss.items():
                 totals[key] = totals.get(key, 0.0) + float(value.sum())
         return {key: value / n_cells for key, value in totals.items()}
+
+    @torch.inference_mode()
+    @getter_dsp.dedent
+    def posterior_predictive_sample(
+        self,
+        adata: MuData | None = None,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+        seed: int | None = None,
+        *,
+        mdata: MuData | None = None,
+    ) -> dict[str, sparse.csr_matrix]:
+        """Draw each cell's reconstruction from the autoencoder's likelihoods (stage 1 only).
+
+        Each cell is encoded, decoded with its own observed library size and one sample is drawn
+        from each modality's likelihood (negative binomial counts; Bernoulli accessibility). The
+        draws are what the decoder and its likelihood can reach when the latent is exact: the
+        ceiling of generation realism, against which generated cells (whose latents come from
+        the diffusion) are compared by :func:`~scdx_scvi.metrics.profile_diagnostics` and
+        :func:`~scdx_scvi.metrics.generation_score_set`.
+
+        Parameters
+        ----------
+        %(param_adata)s
+        %(param_indices)s
+        %(param_batch_size)s
+        seed
+            Seed of the draws (same seed and ``batch_size``, same draws; the user's random state
+            is left as it was); ``None``: a fresh one.
+        %(param_mdata)s
+
+        Returns
+        -------
+        ``{modality: cells x features}`` sparse matrices of counts (0/1 for ATAC), in training
+        feature order.
+        """
+        self._check_if_trained(warn=True)
+        adata, indices, batch_size = self._checked_data(_one_of(adata, mdata), indices, batch_size)
+        parts: dict[str, list] = {m: [] for m in self.modalities}
+        with seeded(resolve_seed(seed), self.module.device):
+            for tensors in self._data_loader(adata, indices, batch_size, self.modalities):
+                for m, draws in self.module.sample(tensors).items():
+                    parts[m].append(sparse.csr_matrix(draws.cpu().numpy().astype(np.float32)))
+        return {m: sparse.vstack(chunks, format="csr") for m, chunks in parts.items()}
 
 
 def _check_library_size(value: object) -> float | str:
