@@ -10,6 +10,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import torch
+from lightning.pytorch.strategies import DDPStrategy, Strategy, StrategyRegistry
 from scvi.data._constants import (
     _FIELD_REGISTRIES_KEY,
     _SCVI_UUID_KEY,
@@ -28,9 +30,11 @@ __all__ = [
     "_SCVI_UUID_KEY",
     "_SETUP_ARGS_KEY",
     "_STATE_REGISTRY_KEY",
+    "GlooSafeDDPStrategy",
     "SignalSafeTrainRunner",
     "_get_batch_code_from_category",
     "devices_dsp",
+    "resolve_strategy",
     "restore_sigint",
     "setup_anndata_dsp",
 ]
@@ -50,6 +54,44 @@ def restore_sigint() -> Iterator[None]:
             signal.signal(signal.SIGINT, previous)
 
 
+class GlooSafeDDPStrategy(DDPStrategy):
+    """Lightning's :class:`~lightning.pytorch.strategies.DDPStrategy`, with metric sync on CPU.
+
+    scvi-tools' ``TrainingPlan`` logs its metrics under :func:`torch.inference_mode` and Lightning
+    validates under it; the gloo backend (CPU) cannot write into such tensors
+    (pytorch/pytorch#86830), so the epoch-end sync of the logged metrics failed. They are
+    cloned before they are reduced.
+    """
+
+    def reduce(self, tensor, group=None, reduce_op="mean"):
+        if isinstance(tensor, torch.Tensor) and tensor.is_inference():
+            tensor = tensor.clone()
+        return super().reduce(tensor, group=group, reduce_op=reduce_op)
+
+
+def resolve_strategy(strategy: str | Strategy) -> str | Strategy:
+    """Return a fresh :class:`GlooSafeDDPStrategy` for the name of a Lightning DDP strategy.
+
+    Other names and strategy objects are returned as given (an object serves one trainer only,
+    so a name is what gives each training stage its own). DDP that starts its processes by
+    spawning or forking (``"ddp_spawn"``, ``"ddp_notebook"``) is refused: the trained state
+    that SCDX keeps (steps, history) stays in those processes.
+    """
+    if not isinstance(strategy, str) or strategy not in StrategyRegistry:
+        return strategy
+    entry = StrategyRegistry[strategy]
+    if entry["strategy"] is not DDPStrategy:
+        return strategy
+    params = entry["init_params"]
+    if params.get("start_method", "popen") != "popen":
+        raise ValueError(
+            f"`strategy={strategy!r}` trains in processes that it spawns or forks, from which "
+            "SCDX cannot take the training state back. Use `strategy='ddp'` (or "
+            "'ddp_find_unused_parameters_true') in a script run with `python script.py`."
+        )
+    return GlooSafeDDPStrategy(**params)
+
+
 class SignalSafeTrainRunner(TrainRunner):
     """:class:`scvi.train.TrainRunner` after which Ctrl-C still works.
 
@@ -57,8 +99,14 @@ class SignalSafeTrainRunner(TrainRunner):
     ``SIG_IGN`` for its shutdown and calls ``sys.exit(1)``. Wherever that exit is caught (a
     notebook, an interactive session, a caller's ``except SystemExit``) the process then ignores
     Ctrl-C for good. This runner restores the previous handler and raises the KeyboardInterrupt
-    that the user asked for instead of the exit.
+    that the user asked for instead of the exit. A ``strategy`` goes through
+    :func:`resolve_strategy`.
     """
+
+    def __init__(self, *args, **trainer_kwargs):
+        if "strategy" in trainer_kwargs:
+            trainer_kwargs["strategy"] = resolve_strategy(trainer_kwargs["strategy"])
+        super().__init__(*args, **trainer_kwargs)
 
     def __call__(self):
         with restore_sigint():

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import mudata
 import pandas as pd
+import torch
 from mudata import MuData
 
 from scdx_scvi._compat import SAVE_KEYS, devices_dsp
@@ -47,6 +48,9 @@ class SavingMixin:
         ``mdata.h5mu`` with the same ``prefix``, even if this save writes no MuData) are
         replaced; other files stay. The MuData is written as it is, and left as it is (writing
         would otherwise turn its string columns into categoricals).
+
+        After multi-process training (``strategy="ddp"``) every process holds the same model and
+        runs ``save``: all check the arguments, only the first process (rank 0) writes.
 
         Parameters
         ----------
@@ -87,6 +91,8 @@ class SavingMixin:
                 "This model was loaded without data, so there is no MuData to save: save with "
                 "`save_anndata=False`, or load the model with `adata=mdata` first."
             )
+        if _distributed_rank() > 0:
+            return
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
         try:
@@ -211,6 +217,12 @@ def _columns_kept(mdata: MuData | None) -> Iterator[None]:
             for name, column in columns.items():
                 if name in frame.columns and frame[name].dtype != column.dtype:
                     frame[name] = column.array
+
+
+def _distributed_rank() -> int:
+    """Rank of this process in a multi-process run (0 when there is none)."""
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return torch.distributed.get_rank() if distributed else 0
 
 
 def _as_path(dir_path: object) -> Path:

@@ -629,8 +629,10 @@ class SCDX(
         if early_stopping is None:
             early_stopping = budget["early_stopping"]
         self._invalidate_diffusion()
-        # A later stage freezes the autoencoder; make sure this stage trains it again.
+        # A later stage freezes the autoencoder; make sure this stage trains it again. The
+        # denoiser takes no part in this stage: frozen, so that DDP expects no gradient for it.
         self.module.freeze_autoencoder(False)
+        self.module.diffusion.denoiser.requires_grad_(False)
         was_trained = self.is_trained_
         plan = {
             "optimizer": "AdamW",

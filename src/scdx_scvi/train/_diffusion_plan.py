@@ -20,7 +20,8 @@ class LatentDiffusionTrainingPlan(pl.LightningModule):
     stream, so the validation loss compares epochs on the same noise.
 
     Logged per epoch: ``diffusion_loss_{train,validation}`` and
-    ``diffusion_loss_<modality>_{train,validation}`` (the per-modality MSE).
+    ``diffusion_loss_<modality>_{train,validation}`` (the per-modality MSE), averaged over the
+    cells of all processes when several train together (``strategy="ddp"``).
 
     Parameters
     ----------
@@ -65,6 +66,14 @@ class LatentDiffusionTrainingPlan(pl.LightningModule):
         self.ema_decay = ema_decay
         self.lr_decay_steps = lr_decay_steps
 
+    def setup(self, stage: str) -> None:
+        """Make the denoiser trainable (the autoencoder stage freezes it).
+
+        This runs before a multi-process strategy wraps the plan, which only synchronises the
+        gradients of parameters that require them at that point.
+        """
+        self.diffusion.denoiser.requires_grad_(True)
+
     def on_fit_start(self) -> None:
         """Freeze the autoencoder; put the diffusion in training mode (label dropout).
 
@@ -87,14 +96,15 @@ class LatentDiffusionTrainingPlan(pl.LightningModule):
         loss, mse, target = self.diffusion.loss(
             latents, labels, batch, observed=observed, use_ema=use_ema, generator=generator
         )
-        n = loss.shape[0]
-        self.log(f"diffusion_loss_{split}", loss.mean(), on_epoch=True, on_step=False,
-                 batch_size=n, prog_bar=split == "train")  # fmt: skip
+        # epoch means over the cells of every process (``sync_dist``: a no-op on one process)
+        log = {"on_epoch": True, "on_step": False, "sync_dist": True}
+        self.log(f"diffusion_loss_{split}", loss.mean(), batch_size=loss.shape[0],
+                 prog_bar=split == "train", **log)  # fmt: skip
         for m, value in mse.items():
             n_m = int(target[m].sum())
             if n_m:  # mean over the cells where the modality was denoised
-                self.log(f"diffusion_loss_{m}_{split}", value[target[m]].mean(), on_epoch=True,
-                         on_step=False, batch_size=n_m)  # fmt: skip
+                self.log(f"diffusion_loss_{m}_{split}", value[target[m]].mean(), batch_size=n_m,
+                         **log)  # fmt: skip
         return loss.mean()
 
     def training_step(self, minibatch, batch_idx: int) -> torch.Tensor:

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from scvi.dataloaders import BatchDistributedSampler
 from torch.utils.data import (
     BatchSampler,
     DataLoader,
@@ -22,6 +23,11 @@ class LatentDataModule(pl.LightningDataModule):
     The split is given (the autoencoder's), and the module exposes ``train_idx``, ``val_idx``
     and ``test_idx`` like :class:`scvi.dataloaders.DataSplitter`, so scvi-tools' train runner
     keeps the model's indices.
+
+    When the trainer runs several processes (``strategy="ddp"``), each process loads its own
+    share of the training and validation cells with scvi-tools'
+    :class:`~scvi.dataloaders.BatchDistributedSampler` (``batch_size`` cells per process and
+    step; the validation cells are padded with repeats to an equal share per process).
 
     Parameters
     ----------
@@ -69,14 +75,20 @@ class LatentDataModule(pl.LightningDataModule):
 
     def _loader(self, idx: np.ndarray, shuffle: bool) -> DataLoader:
         dataset = TensorDataset(*(t[torch.as_tensor(idx)] for t in self.tensors))
-        if shuffle:
-            sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(self.seed))
-        else:
-            sampler = SequentialSampler(dataset)
         # whole minibatches are gathered with one tensor index rather than cell by cell
-        return DataLoader(
-            dataset, sampler=BatchSampler(sampler, self.batch_size, False), batch_size=None
-        )
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:
+            sampler = BatchDistributedSampler(
+                dataset, batch_size=self.batch_size, num_replicas=trainer.world_size,
+                rank=trainer.global_rank, shuffle=shuffle, seed=self.seed,
+            )  # fmt: skip
+        else:
+            if shuffle:
+                order = RandomSampler(dataset, generator=torch.Generator().manual_seed(self.seed))
+            else:
+                order = SequentialSampler(dataset)
+            sampler = BatchSampler(order, self.batch_size, drop_last=False)
+        return DataLoader(dataset, sampler=sampler, batch_size=None)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled minibatches of training cells."""
