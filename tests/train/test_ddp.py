@@ -14,7 +14,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mudata as md
 import numpy as np
+import pytest
+import scvi
+import torch
+from helpers import QUIET, TINY, synthetic_mudata, synthetic_setup_kwargs
+from lightning.pytorch.strategies import DDPStrategy
+
+from scdx_scvi import SCDX
 
 MODALITIES = ("rna", "atac")
 MAX_EPOCHS, DIFFUSION_STEPS, BATCH_SIZE, N_PROCESSES = 2, 12, 32, 2
@@ -25,21 +33,18 @@ def _weights(model) -> float:
     return float(sum(v.double().sum() for v in model.module.state_dict().values()))
 
 
+def _tiny_model() -> SCDX:
+    mdata = synthetic_mudata(MODALITIES)
+    SCDX.setup_mudata(mdata, **synthetic_setup_kwargs(MODALITIES))
+    return SCDX(mdata, **TINY)
+
+
 def _train_and_save(out: Path) -> None:
     """Train SCDX with DDP in this process, save it (rank 0) and report what it saw."""
-    import mudata as md
-    import scvi
-    import torch
-    from helpers import QUIET, TINY, synthetic_mudata, synthetic_setup_kwargs
-
-    from scdx_scvi import SCDX
-
     torch.set_num_threads(1)
     md.set_options(pull_on_update=False)
     scvi.settings.seed = 0
-    mdata = synthetic_mudata(MODALITIES)
-    SCDX.setup_mudata(mdata, **synthetic_setup_kwargs(MODALITIES))
-    model = SCDX(mdata, **TINY)
+    model = _tiny_model()
     model.train(
         max_epochs=MAX_EPOCHS, max_steps_diffusion=DIFFUSION_STEPS, devices=N_PROCESSES,
         strategy="ddp", autoencoder_kwargs={"batch_size": BATCH_SIZE},
@@ -88,10 +93,6 @@ def test_ddp_trains_both_stages_saves_on_rank_zero_and_loads(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert [p.name for p in (tmp_path / "model").iterdir()] == ["model.pt"]
 
-    from helpers import synthetic_mudata
-
-    from scdx_scvi import SCDX
-
     mdata = synthetic_mudata(MODALITIES)
     model = SCDX.load(tmp_path / "model", adata=mdata, accelerator="cpu")
     assert model.epochs_trained == zero["epochs_trained"]
@@ -105,6 +106,16 @@ def test_ddp_trains_both_stages_saves_on_rank_zero_and_loads(tmp_path):
     generated = model.generate(n_cells=8, seed=0)
     for adata in generated.mod.values():
         assert np.isfinite(adata.X.toarray()).all()
+
+
+def test_strategy_objects_in_train_and_spawned_ddp_are_refused():
+    model = _tiny_model()
+    with pytest.raises(TypeError, match="`strategy` of `train` must be a name"):
+        model.train(strategy=DDPStrategy(), **QUIET)
+    for name in ("ddp_spawn", "ddp_notebook"):
+        with pytest.raises(ValueError, match=f"strategy='{name}'.*spawns or forks"):
+            model.train_autoencoder(max_epochs=1, devices=N_PROCESSES, strategy=name, **QUIET)
+    assert not model.is_trained
 
 
 if __name__ == "__main__":

@@ -122,7 +122,7 @@ class LatentDiffusionMixin:
             whole epoch that ends at least 25 optimiser steps after
             the previous check, so that on a few hundred cells (a few steps per epoch) the
             patience still spans hundreds of steps and noise in a small validation set does not
-            stop the run early.
+            stop the run early. Off under DDP.
         early_stopping_patience
             Validation checks without improvement before stopping (30: at least 750 steps).
         %(param_accelerator)s
@@ -130,7 +130,10 @@ class LatentDiffusionMixin:
         plan_kwargs
             Keyword arguments for :class:`~scdx_scvi.train.LatentDiffusionTrainingPlan`.
         **trainer_kwargs
-            Keyword arguments for :class:`scvi.train.Trainer`.
+            Keyword arguments for :class:`scvi.train.Trainer` (e.g. ``strategy="ddp"``: see
+            :meth:`~scdx_scvi.model.SCDX.train` for multi-device training; each process then
+            samples its share of the cells with scvi-tools'
+            :class:`~scvi.dataloaders.BatchDistributedSampler`).
         """
         config = TRAIN_CONFIGURATIONS[self.configuration]
         max_steps = check_int(

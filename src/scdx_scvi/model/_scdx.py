@@ -606,7 +606,7 @@ class SCDX(
             Share of cells for validation (default ``1 - train_size``).
         early_stopping
             Stop when ``reconstruction_loss_validation`` stops improving (default: the
-            configuration's; on for ``"scdx"``, off for the reference).
+            configuration's; on for ``"scdx"``, off for the reference). Off under DDP.
         early_stopping_patience
             Epochs without improvement before stopping.
         gradient_clip_val
@@ -619,7 +619,8 @@ class SCDX(
             Keyword arguments for :class:`scvi.dataloaders.DataSplitter`.
         **trainer_kwargs
             Keyword arguments for :class:`scvi.train.Trainer` (e.g. ``enable_progress_bar``,
-            ``max_steps``, ``precision``).
+            ``max_steps``, ``precision``, ``strategy="ddp"``: see :meth:`train` for
+            multi-device training).
         """
         max_epochs = check_int(max_epochs, "max_epochs", optional=True)
         batch_size = check_int(batch_size, "batch_size")
@@ -695,9 +696,31 @@ class SCDX(
             Further arguments of :meth:`train_diffusion`.
         **trainer_kwargs
             Keyword arguments for :class:`scvi.train.Trainer`, used by both stages (e.g.
-            ``enable_progress_bar``).
+            ``enable_progress_bar``, ``strategy``).
+
+        Notes
+        -----
+        Multi-device training, as in scvi-tools: pass ``devices`` and ``strategy="ddp"`` (the
+        name, so that each stage gets its own strategy object) from a script run with
+        ``python script.py``; Lightning starts the other processes by running the script
+        again, so every process runs all of it. Each process trains on its share of the cells
+        of every epoch (``batch_size`` cells per process and step), the gradients are averaged,
+        so all processes hold the same model, and the logged epoch metrics are averaged over
+        the processes. ``"ddp_spawn"`` and ``"ddp_notebook"`` are refused: the training state
+        would stay in the processes they start. Under DDP scvi-tools turns early stopping off
+        (with a warning), so each stage runs its ``max_epochs`` or ``max_steps``; validation
+        losses are still logged. The histories are kept by the first process (rank 0), whose
+        logger also writes them to ``./lightning_logs`` (or ``log_save_dir``); the other
+        processes' histories are empty. Call :meth:`save` in every process: only rank 0
+        writes.
         """
         check_int(max_epochs, "max_epochs", optional=True)
+        if not isinstance(trainer_kwargs.get("strategy", ""), str):
+            raise TypeError(
+                "`strategy` of `train` must be a name such as 'ddp': a strategy object serves "
+                "one trainer, and the two stages need one each. Pass the name, or call "
+                "`train_autoencoder` and `train_diffusion` with one object each."
+            )
         check_int(max_steps_diffusion, "max_steps_diffusion", optional=True)
         for name, kwargs in (("autoencoder_kwargs", autoencoder_kwargs),
                              ("diffusion_kwargs", diffusion_kwargs)):  # fmt: skip
