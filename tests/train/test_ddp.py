@@ -23,6 +23,7 @@ from helpers import QUIET, TINY, synthetic_mudata, synthetic_setup_kwargs
 from lightning.pytorch.strategies import DDPStrategy
 
 from scdx_scvi import SCDX
+from scdx_scvi.model import _saving
 
 MODALITIES = ("rna", "atac")
 MAX_EPOCHS, DIFFUSION_STEPS, BATCH_SIZE, N_PROCESSES = 2, 12, 32, 2
@@ -116,6 +117,18 @@ def test_strategy_objects_in_train_and_spawned_ddp_are_refused():
         with pytest.raises(ValueError, match=f"strategy='{name}'.*spawns or forks"):
             model.train_autoencoder(max_epochs=1, devices=N_PROCESSES, strategy=name, **QUIET)
     assert not model.is_trained
+
+
+def test_save_on_other_ranks_checks_arguments_and_writes_nothing(tmp_path, monkeypatch):
+    model = _tiny_model()
+    monkeypatch.setattr(_saving, "_distributed_rank", lambda: 1)
+    with pytest.raises(TypeError, match="overwrite"):
+        model.save(tmp_path / "model", overwrite="yes")
+    # rank 0 may have written `dir_path` already: no "already exists" error on the others
+    (tmp_path / "model").mkdir()
+    model.save(tmp_path / "model")
+    assert list(tmp_path.iterdir()) == [tmp_path / "model"]
+    assert list((tmp_path / "model").iterdir()) == []
 
 
 if __name__ == "__main__":

@@ -50,7 +50,8 @@ class SavingMixin:
         would otherwise turn its string columns into categoricals).
 
         After multi-process training (``strategy="ddp"``) every process holds the same model and
-        runs ``save``: all check the arguments, only the first process (rank 0) writes.
+        runs ``save``: all check the arguments, only the first process (rank 0) checks
+        ``dir_path`` and writes.
 
         Parameters
         ----------
@@ -79,6 +80,8 @@ class SavingMixin:
             raise ValueError(f"`prefix` is part of file names and cannot hold a '/': {prefix!r}.")
         check_bool(overwrite, "overwrite")
         check_bool(save_anndata, "save_anndata")
+        if _distributed_rank() > 0:
+            return  # rank 0 writes (and may have created `dir_path` already)
         if target.exists() and not target.is_dir():
             raise NotADirectoryError(f"{dir_path} is a file; `dir_path` must be a directory.")
         if target.exists() and not overwrite:
@@ -91,8 +94,6 @@ class SavingMixin:
                 "This model was loaded without data, so there is no MuData to save: save with "
                 "`save_anndata=False`, or load the model with `adata=mdata` first."
             )
-        if _distributed_rank() > 0:
-            return
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
         try:
