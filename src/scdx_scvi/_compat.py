@@ -30,11 +30,9 @@ __all__ = [
     "_SCVI_UUID_KEY",
     "_SETUP_ARGS_KEY",
     "_STATE_REGISTRY_KEY",
-    "GlooSafeDDPStrategy",
     "SignalSafeTrainRunner",
     "_get_batch_code_from_category",
     "devices_dsp",
-    "resolve_strategy",
     "restore_sigint",
     "setup_anndata_dsp",
 ]

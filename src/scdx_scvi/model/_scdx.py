@@ -715,13 +715,13 @@ class SCDX(
         writes.
         """
         check_int(max_epochs, "max_epochs", optional=True)
+        check_int(max_steps_diffusion, "max_steps_diffusion", optional=True)
         if not isinstance(trainer_kwargs.get("strategy", ""), str):
             raise TypeError(
                 "`strategy` of `train` must be a name such as 'ddp': a strategy object serves "
                 "one trainer, and the two stages need one each. Pass the name, or call "
                 "`train_autoencoder` and `train_diffusion` with one object each."
             )
-        check_int(max_steps_diffusion, "max_steps_diffusion", optional=True)
         for name, kwargs in (("autoencoder_kwargs", autoencoder_kwargs),
                              ("diffusion_kwargs", diffusion_kwargs)):  # fmt: skip
             if "batch_size" in (kwargs or {}):
