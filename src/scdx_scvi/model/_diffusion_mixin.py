@@ -178,7 +178,9 @@ class LatentDiffusionMixin:
         trainer_kwargs.setdefault("early_stopping_monitor", "diffusion_loss_validation")
         trainer_kwargs.setdefault("early_stopping_patience", early_stopping_patience)
         if datamodule.n_val:
+            # at least one check in a run shorter than that (the history keeps its losses)
             every = -(-VALIDATION_EVERY_STEPS // steps_per_epoch)
+            every = max(1, min(every, max_steps // steps_per_epoch))
             trainer_kwargs.setdefault("check_val_every_n_epoch", every)
             early_stopping = early_stopping and max_steps >= every * steps_per_epoch
         runner = self._train_runner_cls(
