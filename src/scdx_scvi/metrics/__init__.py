@@ -1,5 +1,6 @@
 """Metrics on observed and predicted single-cell profiles, translation controls and task scores."""
 
+from ._calibration import interval_coverage
 from ._controls import knn_prediction, mean_profile_prediction, ridge_prediction
 from ._diagnostics import profile_diagnostics
 from ._embedding import Embedding, joint_embedding
@@ -58,6 +59,7 @@ __all__ = [
     "generation_score_set",
     "generation_scores",
     "held_out_mask",
+    "interval_coverage",
     "joint_embedding",
     "knn_label_transfer_accuracy",
     "knn_prediction",
