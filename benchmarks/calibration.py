@@ -10,8 +10,8 @@ the spread of the target between cells if the source is informative.
 
 Usage::
 
-    python benchmarks/run.py --dataset neurips2021_bmmc_cite_starter --save-dir benchmarks/models/bench
-    python benchmarks/calibration.py --dataset neurips2021_bmmc_cite_starter
+    python benchmarks/run.py --dataset snareseq_mop --save-dir benchmarks/models/bench
+    python benchmarks/calibration.py --dataset snareseq_mop
 """
 
 from __future__ import annotations

@@ -47,14 +47,19 @@ def test_run_writes_results_page_and_figures(tmp_path, dataset, other, peer):
     assert peer in {r["model"] for r in rows if r.get("direction") == f"rna->{other}"}
     for m in ("rna", other):
         models = {r["model"] for r in rows if r.get("modality") == m}
-        assert models == {"SCDX", f"{peer} posterior samples", "real training cells"}
+        assert models == {
+            "SCDX", "SCDX autoencoder reconstructions", f"{peer} posterior samples",
+            "real training cells",
+        }  # fmt: skip
         scdx = next(r for r in rows if r.get("modality") == m and r["model"] == "SCDX")
         assert 0 <= scdx["classifier_auc"] <= 1 and scdx["cells_per_second"] > 0
+        assert scdx["diagnostics"]["library_size_median_ratio"] > 0
 
     page = (tmp_path / f"{dataset}.md").read_text()
     assert f"| measure | SCDX | {peer} | SCDX / {peer} |" in page
     assert "## Where SCDX loses" in page
     assert "`scdx_scvi.metrics.latent_floor`" in page
+    assert "| held-out cells |" in page  # the profile diagnostics
     assert {"configuration", "max_epochs", "max_steps_diffusion"} <= set(payload["training"][0])
     figures = sorted(p.name for p in (tmp_path / dataset).glob("*.png"))
     assert figures == sorted(
