@@ -341,7 +341,9 @@ def write_page(payload: dict, figures: list[Path], path: Path) -> Path:
         + (
             f"`{CEILING}` (each test cell encoded, decoded and drawn from SCDX's likelihoods, "
             "`SCDX.posterior_predictive_sample`) is the ceiling SCDX's decoder sets, what its "
-            "generated cells would score with perfect latents; "
+            "generated cells would score with perfect latents (like the peer's samples, these "
+            "cells are copies of the test cells, paired one to one with them, so their "
+            "cross-validated classifier AUC can fall below 0.5); "
             if any(r["model"] == CEILING for r in rows)
             else ""
         )
