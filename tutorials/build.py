@@ -27,7 +27,7 @@ from nbclient import NotebookClient
 
 HERE = Path(__file__).resolve().parent
 #: Seconds one cell may run before the build fails.
-CELL_TIMEOUT = 1800
+CELL_TIMEOUT = 3600
 #: Environment variable that shrinks every tutorial to a smoke run.
 QUICK = "SCDX_TUTORIAL_QUICK"
 #: Data of the CITE-seq tutorial unless ``SCDX_TUTORIAL_DATA`` says otherwise: the starter set
