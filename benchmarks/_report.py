@@ -260,17 +260,6 @@ def write_page(payload: dict, figures: list[Path], path: Path) -> Path:
             f"in {scdx_run['diffusion_epochs']} epochs (at most "
             f"{scdx_run['max_steps_diffusion']:,}), early stopping included"
         )
-    elif scdx_run.get("epochs_trained"):  # earlier runs, options given explicitly
-        model = (
-            f'`architecture="{settings["architecture"]}"`, '
-            f"{scdx_run['autoencoder_epochs']} autoencoder epochs (at most "
-            f"{settings['ae_epochs']}), "
-            f"{scdx_run['diffusion_steps']:,} diffusion steps in {scdx_run['diffusion_epochs']} "
-            f"epochs (at most {settings['diffusion_steps']:,}), the faithful DCA U-Net with "
-            f"C = {settings['n_channels']}, lr {settings['lr']:g}, "
-            f'`latent_scaling="{settings["latent_scaling"]}"`, other options at the package '
-            "defaults of the time"
-        )
     else:  # runs before the epoch count was recorded
         model = (
             f'`architecture="{settings["architecture"]}"`, at most {settings["ae_epochs"]} '

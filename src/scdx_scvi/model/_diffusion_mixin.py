@@ -182,7 +182,6 @@ class LatentDiffusionMixin:
             every = -(-VALIDATION_EVERY_STEPS // steps_per_epoch)
             every = max(1, min(every, max_steps // steps_per_epoch))
             trainer_kwargs.setdefault("check_val_every_n_epoch", every)
-            early_stopping = early_stopping and max_steps >= every * steps_per_epoch
         runner = self._train_runner_cls(
             self, training_plan=plan, data_splitter=datamodule, max_epochs=max_steps,
             max_steps=max_steps, accelerator=accelerator, devices=devices,
