@@ -184,7 +184,7 @@ def test_reference_configuration_sets_every_reference_value(make_mudata, setup_k
     assert model.options["architecture"] == "default" and model.options["n_channels"] == 128
     assert model.training_budget == {
         "max_epochs": 300, "early_stopping": False, "max_steps_diffusion": 800_000,
-        "diffusion_lr": 1e-4, "diffusion_early_stopping": False,
+        "diffusion_lr": 1e-4, "diffusion_early_stopping": False, "dispersion_lr": None,
     }  # fmt: skip
     assert not module.use_batch
     assert module.reconstruction_weights == {"rna": 1.0, "atac": 1.0}
@@ -211,6 +211,13 @@ def test_train_defaults_are_the_reference(make_mudata, setup_kwargs, accelerator
     assert isinstance(optimizer, torch.optim.AdamW)
     assert optimizer.defaults["lr"] == 5e-4  # the "small" preset
     assert optimizer.defaults["weight_decay"] == 1e-4
+    # the dispersions in a group of their own: the configuration's rate, no weight decay
+    network, dispersions = optimizer.param_groups
+    assert dispersions["lr"] == 0.1 and dispersions["weight_decay"] == 0.0
+    assert {id(p) for p in dispersions["params"]} == {
+        id(p) for p in model.module.dispersion_parameters()
+    }
+    assert network["lr"] == 5e-4
     assert model.trainer.gradient_clip_val == 1.0
     assert len(model.train_indices) == pytest.approx(0.9 * mdata.n_obs, abs=2)
 
@@ -220,10 +227,10 @@ def test_early_stopping_stops_on_validation_reconstruction(make_mudata, setup_kw
     mdata = make_mudata(mods)
     SCDX.setup_mudata(mdata, **setup_kwargs(mods))
     model = SCDX(mdata, architecture="small")
-    # A learning rate of 0 cannot improve the validation loss: patience 2 stops after 3 epochs.
+    # Learning rates of 0 cannot improve the validation loss: patience 2 stops after 3 epochs.
     model.train_autoencoder(
-        max_epochs=50, lr=0.0, early_stopping_patience=2, enable_progress_bar=False,
-        accelerator=accelerator,
+        max_epochs=50, lr=0.0, dispersion_lr=0.0, early_stopping_patience=2,
+        enable_progress_bar=False, accelerator=accelerator,
     )  # fmt: skip
     assert len(model.history["reconstruction_loss_validation"]) == 3
 

@@ -32,6 +32,7 @@ from scdx_scvi.module import (
     SCDXModule,
     default_max_epochs,
 )
+from scdx_scvi.train import autoencoder_optimizer
 
 from ._checks import check_bool, check_fraction, check_int, check_is_mudata
 from ._diffusion_mixin import LatentDiffusionMixin
@@ -566,6 +567,7 @@ class SCDX(
         max_epochs: int | None = None,
         lr: float | None = None,
         weight_decay: float | None = None,
+        dispersion_lr: float | None = None,
         batch_size: int = 256,
         train_size: float = 0.9,
         validation_size: float | None = None,
@@ -597,6 +599,11 @@ class SCDX(
             Learning rate (default: the preset's).
         weight_decay
             AdamW weight decay (default: the preset's, 1e-4).
+        dispersion_lr
+            Learning rate of the negative binomial dispersions of RNA and protein, which get no
+            weight decay (default: the configuration's; 0.1 for ``"scdx"``, see
+            :func:`~scdx_scvi.train.autoencoder_optimizer`). For the reference, ``None``: the
+            dispersions train with the other parameters, at their rate and weight decay.
         batch_size
             Cells per minibatch.
         train_size
@@ -629,6 +636,8 @@ class SCDX(
             max_epochs = budget["max_epochs"]
         if early_stopping is None:
             early_stopping = budget["early_stopping"]
+        if dispersion_lr is None:
+            dispersion_lr = budget["dispersion_lr"]
         self._invalidate_diffusion()
         # A later stage freezes the autoencoder; make sure this stage trains it again. The
         # denoiser takes no part in this stage: frozen, so that DDP expects no gradient for it.
@@ -636,12 +645,21 @@ class SCDX(
         self.module.diffusion.denoiser.requires_grad_(False)
         was_trained = self.is_trained_
         plan = {
-            "optimizer": "AdamW",
             "lr": self._preset.lr if lr is None else lr,
             "weight_decay": self._preset.weight_decay if weight_decay is None else weight_decay,
             "eps": 1e-8,
-            **(plan_kwargs or {}),
         }
+        if dispersion_lr is None:
+            plan["optimizer"] = "AdamW"
+        else:
+            plan["optimizer"] = "Custom"
+            plan["optimizer_creator"] = autoencoder_optimizer(
+                self.module.dispersion_parameters(),
+                lr=plan["lr"],
+                weight_decay=plan["weight_decay"],
+                dispersion_lr=dispersion_lr,
+            )
+        plan.update(plan_kwargs or {})
         trainer_kwargs.setdefault("early_stopping_monitor", "reconstruction_loss_validation")
         trainer_kwargs.setdefault("early_stopping_patience", early_stopping_patience)
         trainer_kwargs.setdefault("check_val_every_n_epoch", 1)

@@ -96,12 +96,14 @@ MODEL_CONFIGURATIONS: dict[str, dict] = {
 
 #: Training options of each configuration (``SCDX.train``, ``train_autoencoder``,
 #: ``train_diffusion``). ``None`` epochs: chosen from the number of cells (see ``SCDX.train``).
-#: The reference trains the autoencoder 300 epochs without early stopping and the diffusion
-#: 800k steps at learning rate 1e-4 without validation.
+#: The reference trains the autoencoder 300 epochs without early stopping, its dispersions with
+#: the other parameters (``dispersion_lr=None``), and the diffusion 800k steps at learning rate
+#: 1e-4 without validation.
 TRAIN_CONFIGURATIONS: dict[str, dict] = {
     "scdx": {
         "max_epochs": None,
         "early_stopping": True,
+        "dispersion_lr": 0.1,
         "max_steps_diffusion": 4000,
         "diffusion_lr": 1e-3,
         "diffusion_early_stopping": True,
@@ -109,6 +111,7 @@ TRAIN_CONFIGURATIONS: dict[str, dict] = {
     "reference": {
         "max_epochs": 300,
         "early_stopping": False,
+        "dispersion_lr": None,
         "max_steps_diffusion": 800_000,
         "diffusion_lr": 1e-4,
         "diffusion_early_stopping": False,

@@ -169,6 +169,10 @@ class SCDXModule(BaseModuleClass):
         """The parts of stage 1 (frozen while the diffusion trains)."""
         return (self.encoders, self.decoders, self.likelihoods)
 
+    def dispersion_parameters(self) -> list[nn.Parameter]:
+        """Return the per-feature log-dispersions of the count likelihoods (RNA, protein)."""
+        return [lik.log_theta for lik in self.likelihoods.values() if not lik.binary]
+
     def freeze_autoencoder(self, frozen: bool = True) -> None:
         """Freeze the autoencoder (no gradients, eval mode) or make it trainable again."""
         for part in self.autoencoder:

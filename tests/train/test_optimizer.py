@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from scdx_scvi import SCDX
+from scdx_scvi.train import autoencoder_optimizer
+
+
+def test_dispersions_get_their_own_rate_and_no_weight_decay():
+    net = torch.nn.Linear(3, 2)
+    theta = torch.nn.Parameter(torch.zeros(4))
+    frozen = torch.nn.Parameter(torch.zeros(1), requires_grad=False)
+    create = autoencoder_optimizer([theta, frozen], lr=1e-3, weight_decay=1e-4, dispersion_lr=0.1)
+    optimizer = create([*net.parameters(), theta])  # the plan passes trainable parameters only
+    network, dispersions = optimizer.param_groups
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert network["lr"] == 1e-3 and network["weight_decay"] == 1e-4
+    assert [id(p) for p in dispersions["params"]] == [id(theta)]
+    assert dispersions["lr"] == 0.1 and dispersions["weight_decay"] == 0.0
+    # without dispersions among the parameters: one group
+    assert len(create(net.parameters()).param_groups) == 1
+    with pytest.raises(ValueError, match="dispersion_lr must be a non-negative"):
+        autoencoder_optimizer([theta], lr=1e-3, weight_decay=0.0, dispersion_lr=-1.0)
+
+
+def test_dispersion_rate_lets_the_dispersions_move(make_mudata, setup_kwargs, accelerator):
+    """At the network's rate a dispersion moves about 5e-4 per step; at 0.1 it moves ~200 x more."""
+    mods = ("rna", "protein")
+    moved = {}
+    for name, kwargs in (
+        ("network rate", {"plan_kwargs": {"optimizer": "AdamW"}}),
+        ("dispersion rate", {"dispersion_lr": 0.1}),
+    ):
+        mdata = make_mudata(mods)
+        SCDX.setup_mudata(mdata, **setup_kwargs(mods))
+        model = SCDX(mdata)
+        before = [p.detach().clone() for p in model.module.dispersion_parameters()]
+        model.train_autoencoder(
+            max_epochs=2, early_stopping=False, accelerator=accelerator, enable_progress_bar=False,
+            **kwargs,
+        )  # fmt: skip
+        after = model.module.dispersion_parameters()
+        moved[name] = max(
+            float((a.detach().cpu() - b).abs().max()) for a, b in zip(after, before, strict=True)
+        )
+        steps = model.trainer.global_step
+    assert moved["network rate"] <= 5e-4 * steps * 1.01
+    assert moved["dispersion rate"] > 20 * moved["network rate"]
