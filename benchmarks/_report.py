@@ -229,6 +229,15 @@ def _losses(payload: dict) -> list[str]:
 # ----------------------------------------------------------------------------- page
 
 
+def _dispersion(run: dict) -> str:
+    """The stage-1 dispersion learning rate of a run, where its record has it."""
+    if "dispersion_lr" not in run:
+        return ""
+    if run["dispersion_lr"] is None:
+        return ", NB dispersions at the network's lr"
+    return f", NB dispersion lr {run['dispersion_lr']:g}"
+
+
 def write_page(payload: dict, figures: list[Path], path: Path) -> Path:
     """Write the Markdown page of one benchmark run."""
     settings, peer = payload["settings"], payload["peer"]
@@ -254,7 +263,7 @@ def write_page(payload: dict, figures: list[Path], path: Path) -> Path:
             + f': `architecture="{options["architecture"]}"`, the faithful DCA U-Net with '
             f"C = {options['n_channels']}, "
             f'`latent_scaling="{options["latent_scaling"]}"`, diffusion lr '
-            f"{scdx_run['diffusion_lr']:g}; trained "
+            f"{scdx_run['diffusion_lr']:g}" + _dispersion(scdx_run) + "; trained "
             f"{scdx_run['autoencoder_epochs']} autoencoder epochs (at most "
             f"{scdx_run['max_epochs']}) and {scdx_run['diffusion_steps']:,} diffusion steps "
             f"in {scdx_run['diffusion_epochs']} epochs (at most "

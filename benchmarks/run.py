@@ -152,6 +152,7 @@ def train_scdx(train: md.MuData, args, labels_key: str | None) -> tuple[SCDX, di
         "max_epochs": args.ae_epochs or budget["max_epochs"],
         "max_steps_diffusion": args.diffusion_steps or budget["max_steps_diffusion"],
         "diffusion_lr": args.lr or budget["diffusion_lr"],
+        "dispersion_lr": budget["dispersion_lr"],
         "seconds": ae_seconds + diffusion_seconds,
         "peak_mib": max(ae_peak, diffusion_peak),
         "autoencoder_seconds": ae_seconds,

@@ -119,3 +119,19 @@ def test_metrics_scaling_quick(tmp_path):
     assert {r["metric"] for r in rows if "dense_pairwise_mib" in r} == {
         "foscttm", "mmd_rbf", "energy_distance"
     }  # fmt: skip
+
+
+@pytest.mark.slow
+def test_dispersion_quick(tmp_path):
+    out = tmp_path / "dispersion.json"
+    run_script(
+        "dispersion.py", "--dataset", "scvi_pbmc_cite_tests", "--dispersion-lr", "none", "0.1",
+        "--max-epochs", "2", "--generation-seeds", "1", "--out", str(out),
+    )  # fmt: skip
+    rows = json.loads(out.read_text())["results"]
+    assert [r["dispersion_lr"] for r in rows] == [None, 0.1]
+    for row in rows:
+        for m in ("rna", "protein"):
+            assert 0.0 <= row[m]["classifier_auc"] <= 1.0
+            assert 0.0 <= row[m]["real_vs_real_auc"] <= 1.0
+            assert row[m]["dispersion_quantiles"]["5%"] <= row[m]["dispersion_quantiles"]["95%"]
