@@ -299,6 +299,7 @@ def write_page(payload: dict, figures: list[Path], path: Path) -> Path:
         "",
         "## Cost",
         "",
+        *([f"**Note.** {payload['cost_note']}", ""] if payload.get("cost_note") else []),
         _cost_table(payload),
         "",
         "## Translation of held-out cells",

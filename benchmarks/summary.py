@@ -115,10 +115,13 @@ def cost_table(payloads: list[dict]) -> str:
             ),
         )
         lines.append(
-            f"| {p['dataset']} | {_fmt(scdx['seconds'], 0)} / {_fmt(peer['seconds'], 0)} "
+            f"| {p['dataset']}{' (†)' if p.get('cost_note') else ''} | "
+            f"{_fmt(scdx['seconds'], 0)} / {_fmt(peer['seconds'], 0)} "
             f"({p['peer']}) | {_ratio(scdx['seconds'], peer['seconds'])} | {'; '.join(ratios)} "
             f"| {gen} | {_ratio(scdx['peak_mib'], peer['peak_mib'])} |"
         )
+    if any(p.get("cost_note") for p in payloads):
+        lines += ["", "(†) Not comparable: see the note in the cost section of the page."]
     return "\n".join(lines)
 
 
