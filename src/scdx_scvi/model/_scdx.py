@@ -322,9 +322,9 @@ class SCDX(
     def training_budget(self) -> dict:
         """Training budget of :meth:`train` in effect for the registered data.
 
-        ``{"max_epochs", "early_stopping", "max_steps_diffusion", "diffusion_lr",
-        "diffusion_early_stopping"}`` from the configuration, with the number of autoencoder
-        epochs of the ``"scdx"`` configuration resolved by
+        ``{"max_epochs", "early_stopping", "dispersion_lr", "max_steps_diffusion",
+        "diffusion_lr", "diffusion_early_stopping"}`` from the configuration, with the number of
+        autoencoder epochs of the ``"scdx"`` configuration resolved by
         :func:`~scdx_scvi.module.default_max_epochs` for the number of registered cells
         (``None`` for a model loaded without data).
         """
