@@ -67,17 +67,16 @@ def main() -> None:
                 if key.startswith("reconstruction_loss_") and key.endswith("_validation")
             },
         }
-        for m, log_theta in zip(
-            [m for m in model.modalities if m != "atac"],
-            model.module.dispersion_parameters(),
-            strict=True,
-        ):
+        for m in model.modalities:
+            likelihood = model.module.likelihoods[m]
+            if likelihood.binary:  # ATAC: no dispersion
+                continue
             name = model.modality_names[m]
             sets = {"reconstructions": draws[m], REFERENCE_NAME: train[name].X[real]}
             scores = generation_score_set(
                 test[name].X, sets, m, seeds=GENERATION_SEEDS[: args.generation_seeds]
             )
-            theta = log_theta.detach().exp().cpu().numpy()
+            theta = likelihood.log_theta.detach().exp().cpu().numpy()
             row[m] = {
                 "classifier_auc": scores["reconstructions"]["classifier_auc"],
                 "real_vs_real_auc": scores[REFERENCE_NAME]["classifier_auc"],

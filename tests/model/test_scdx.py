@@ -203,7 +203,7 @@ def test_reference_configuration_sets_every_reference_value(make_mudata, setup_k
     assert budget["max_epochs"] == default_max_epochs(mdata.n_obs) and budget["early_stopping"]
 
 
-def test_train_defaults_are_the_reference(make_mudata, setup_kwargs, accelerator):
+def test_train_defaults_follow_the_configuration(make_mudata, setup_kwargs, accelerator):
     mods = ("rna", "atac")
     mdata = make_mudata(mods)
     model = _trained(mdata, setup_kwargs(mods), accelerator)
