@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from scdx_scvi import SCDX
-from scdx_scvi.train import autoencoder_optimizer
+from scdx_scvi.train import adamw, autoencoder_optimizer
 
 
 def test_dispersions_get_their_own_rate_and_no_weight_decay():
@@ -47,3 +47,19 @@ def test_dispersion_rate_lets_the_dispersions_move(make_mudata, setup_kwargs, ac
         steps = model.trainer.global_step
     assert moved["network rate"] <= 5e-4 * steps * 1.01
     assert moved["dispersion rate"] > 20 * moved["network rate"]
+
+
+def test_adamw_is_fused_on_cpu_and_falls_back_elsewhere():
+    on_cpu = torch.nn.Parameter(torch.zeros(3))
+    assert adamw([on_cpu], lr=1e-3).defaults["fused"] is True
+    assert adamw([{"params": [on_cpu], "lr": 0.1}], lr=1e-3).defaults["fused"] is True
+    on_meta = torch.nn.Parameter(torch.zeros(3, device="meta"))
+    assert not adamw([on_cpu, on_meta], lr=1e-3).defaults["fused"]
+
+
+def test_reference_rate_puts_the_dispersions_with_the_network():
+    net = torch.nn.Linear(3, 2)
+    theta = torch.nn.Parameter(torch.zeros(4))
+    create = autoencoder_optimizer([theta], lr=1e-3, weight_decay=1e-4, dispersion_lr=None)
+    (group,) = create([*net.parameters(), theta]).param_groups
+    assert group["lr"] == 1e-3 and group["weight_decay"] == 1e-4 and len(group["params"]) == 3

@@ -649,16 +649,13 @@ class SCDX(
             "weight_decay": self._preset.weight_decay if weight_decay is None else weight_decay,
             "eps": 1e-8,
         }
-        if dispersion_lr is None:
-            plan["optimizer"] = "AdamW"
-        else:
-            plan["optimizer"] = "Custom"
-            plan["optimizer_creator"] = autoencoder_optimizer(
-                self.module.dispersion_parameters(),
-                lr=plan["lr"],
-                weight_decay=plan["weight_decay"],
-                dispersion_lr=dispersion_lr,
-            )
+        plan["optimizer"] = "Custom"
+        plan["optimizer_creator"] = autoencoder_optimizer(
+            self.module.dispersion_parameters(),
+            lr=plan["lr"],
+            weight_decay=plan["weight_decay"],
+            dispersion_lr=dispersion_lr,
+        )
         plan.update(plan_kwargs or {})
         trainer_kwargs.setdefault("early_stopping_monitor", "reconstruction_loss_validation")
         trainer_kwargs.setdefault("early_stopping_patience", early_stopping_patience)

@@ -9,6 +9,8 @@ import torch
 
 from scdx_scvi.module import LatentDiffusion
 
+from ._optimizer import adamw
+
 
 class LatentDiffusionTrainingPlan(pl.LightningModule):
     """Lightning module that trains a :class:`~scdx_scvi.module.LatentDiffusion` on latents.
@@ -123,7 +125,7 @@ class LatentDiffusionTrainingPlan(pl.LightningModule):
 
     def configure_optimizers(self):
         """AdamW on the denoiser only, with an optional linear decay of the learning rate."""
-        optimizer = torch.optim.AdamW(
+        optimizer = adamw(
             self.diffusion.denoiser.parameters(), lr=self.lr, weight_decay=self.weight_decay
         )
         if self.lr_decay_steps is None:

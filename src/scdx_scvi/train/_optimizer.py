@@ -1,4 +1,4 @@
-"""The stage-1 optimiser: AdamW, with the likelihoods' dispersions in a group of their own."""
+"""The optimisers: AdamW, fused where the device has the kernel, with the stage-1 groups."""
 
 from __future__ import annotations
 
@@ -7,18 +7,38 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+#: Device types with a fused AdamW kernel (one pass over each parameter instead of a loop of
+#: element-wise operations: about 10 x faster on a CPU for the 10^8 weights of a 200k-peak
+#: autoencoder, with the same update up to rounding).
+FUSED_DEVICES = ("cpu", "cuda")
+
+
+def adamw(params: Iterable, **kwargs) -> torch.optim.AdamW:
+    """Return :class:`torch.optim.AdamW` over ``params`` (parameters or groups), fused if possible.
+
+    The fused implementation is used when every parameter is a floating-point tensor on a device
+    of :data:`FUSED_DEVICES`; otherwise the default implementation.
+    """
+    params = list(params)
+    tensors = [p for item in params for p in (item["params"] if isinstance(item, dict) else [item])]
+    fused = bool(tensors) and all(
+        p.device.type in FUSED_DEVICES and p.is_floating_point() for p in tensors
+    )
+    return torch.optim.AdamW(params, fused=fused or None, **kwargs)
+
 
 def autoencoder_optimizer(
     dispersions: Iterable[nn.Parameter],
     lr: float,
     weight_decay: float,
-    dispersion_lr: float,
+    dispersion_lr: float | None,
     eps: float = 1e-8,
 ) -> Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]:
     """Return an optimiser creator for :class:`scvi.train.TrainingPlan` (``optimizer="Custom"``).
 
-    The returned creator builds AdamW over the parameters it is given, with the ``dispersions``
-    among them in a second group: learning rate ``dispersion_lr`` and no weight decay. Adam
+    The returned creator builds AdamW (:func:`adamw`) over the parameters it is given, with the
+    ``dispersions`` among them in a second group: learning rate ``dispersion_lr`` and no weight
+    decay (with ``dispersion_lr=None``, one group for all, as in the reference). Adam
     moves a parameter by about its learning rate per step, so a per-feature log-dispersion
     started at a random value needs a rate of this order to reach its fit within the few
     hundred to few thousand steps of stage 1; at the network's rate it stays where it started.
@@ -34,13 +54,13 @@ def autoencoder_optimizer(
     weight_decay
         AdamW weight decay of every other parameter.
     dispersion_lr
-        Learning rate of the dispersions (0 keeps them fixed).
+        Learning rate of the dispersions (0 keeps them fixed; ``None``: no group of their own).
     eps
         Adam's epsilon.
     """
-    if not float(dispersion_lr) >= 0.0:
+    if dispersion_lr is not None and not float(dispersion_lr) >= 0.0:
         raise ValueError(f"dispersion_lr must be a non-negative number, got {dispersion_lr!r}.")
-    ids = {id(p) for p in dispersions}
+    ids = set() if dispersion_lr is None else {id(p) for p in dispersions}
 
     def create(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
         params = list(params)
@@ -48,12 +68,10 @@ def autoencoder_optimizer(
             {"params": [p for p in params if id(p) not in ids]},
             {
                 "params": [p for p in params if id(p) in ids],
-                "lr": float(dispersion_lr),
+                "lr": dispersion_lr,
                 "weight_decay": 0.0,
             },
         ]
-        return torch.optim.AdamW(
-            [g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay, eps=eps
-        )
+        return adamw([g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay, eps=eps)
 
     return create
