@@ -32,7 +32,10 @@ def test_run_writes_results_page_and_figures(tmp_path, dataset, other, peer):
         pytest.fail(
             f"{DATA / dataset} is missing: the tests need ../shared/data beside the repository."
         )
-    run_script("run.py", "--quick", "--dataset", dataset, "--out", str(tmp_path))
+    saved = tmp_path / "models"
+    run_script(
+        "run.py", "--quick", "--dataset", dataset, "--out", str(tmp_path), "--save-dir", str(saved)
+    )  # fmt: skip
 
     payload = json.loads((tmp_path / f"benchmark_{dataset}.json").read_text())
     assert payload["peer"] == peer
@@ -69,6 +72,23 @@ def test_run_writes_results_page_and_figures(tmp_path, dataset, other, peer):
     for name in figures:
         assert f"]({dataset}/{name})" in page
     check_summary(tmp_path, dataset, other)
+    check_sampling(tmp_path, dataset, other, saved)
+
+
+def check_sampling(folder: Path, dataset: str, other: str, models: Path) -> None:
+    """``sampling.py`` scores the saved model's cells per sampler setting."""
+    out = folder / "sampling.json"
+    run_script(
+        "sampling.py", "--dataset", dataset, "--load-dir", str(models), "--settings",
+        "dpm++2m:4:1", "ddim:4:2", "--n-comps", "10", "--generation-seeds", "2", "--out", str(out),
+    )  # fmt: skip
+    rows = json.loads(out.read_text())["results"]
+    evaluations = [(r["sampler"], r["denoiser_evaluations"]) for r in rows]
+    assert evaluations == [("dpm++2m", 4), ("ddim", 8)]  # guidance doubles the evaluations
+    for row in rows:
+        assert row["cells_per_second"] > 0
+        for m in ("rna", other):
+            assert 0 <= row[m]["classifier_auc"] <= 1 and 0 <= row[m]["real_vs_real_auc"] <= 1
 
 
 def check_summary(folder: Path, dataset: str, other: str) -> None:
