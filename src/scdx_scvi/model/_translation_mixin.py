@@ -146,8 +146,10 @@ class TranslationMixin:
 
         The source is encoded by its autoencoder, the diffusion samples the target latent
         given the source latent, and the target decoder turns it into normalised values.
-        Cells are processed in chunks of ``batch_size``, so memory does not grow with the
-        query.
+        Cells are processed in chunks of ``batch_size`` and written into the output in place:
+        the memory beyond the output is one chunk's. For outputs larger than memory (e.g.
+        accessibility of 10^5 cells x 10^5 peaks), translate ``indices`` a block at a time and
+        write each block out.
 
         Parameters
         ----------
@@ -254,8 +256,13 @@ class TranslationMixin:
         def rows_of(values: np.ndarray | None, rows: slice) -> torch.Tensor | None:
             return None if values is None else torch.as_tensor(values[rows], device=device)
 
-        keys = ("mean",) + ("variance",) * (n_samples > 1) + ("counts",) * bool(sample_counts)
-        parts = {key: {m: [] for m in targets} for key in keys}
+        # dense outputs are written in place, chunk by chunk (peak: the output plus one chunk)
+        dense_keys = ("mean",) + ("variance",) * (n_samples > 1)
+        widths = {m: len(self.feature_names_[m]) for m in targets}
+        parts = {key: {m: np.empty((len(obs), widths[m]), np.float32) for m in targets}
+                 for key in dense_keys}  # fmt: skip
+        if sample_counts:
+            parts["counts"] = {m: [] for m in targets}
         self.module.eval()
         with seeded(seed, device) as generator:
             for start in range(0, len(obs), batch_size):
@@ -269,7 +276,10 @@ class TranslationMixin:
                 for key, values in out.items():
                     for m, v in values.items():
                         v = v.cpu().numpy().astype(np.float32, copy=False)
-                        parts[key][m].append(sparse.csr_matrix(v) if key == "counts" else v)
+                        if key == "counts":
+                            parts[key][m].append(sparse.csr_matrix(v))
+                        else:
+                            parts[key][m][rows] = v
         info = {
             "method": method,
             "sampler": sampler if method == "learned" else "ddpm",
@@ -314,26 +324,20 @@ class TranslationMixin:
     def _assemble_translation(
         self, parts: dict, obs: pd.DataFrame, info: dict, return_type: str
     ) -> AnnData | MuData | np.ndarray | dict[str, np.ndarray]:
-        """Output of :meth:`get_translated_modality` from the chunks of each target."""
-
-        def dense(key: str, m: str) -> np.ndarray:
-            width = len(self.feature_names_[m])
-            chunks = parts[key][m]
-            return np.concatenate(chunks) if chunks else np.zeros((0, width), np.float32)
-
+        """Output of :meth:`get_translated_modality`: its dense values and count chunks."""
         targets = list(parts["mean"])
         if return_type == "numpy":
-            result = {m: dense("mean", m) for m in targets}
+            result = parts["mean"]
             return result[targets[0]] if len(targets) == 1 else result
         out = {}
         for m in targets:
             layers = {}
             if "variance" in parts:
-                layers["variance"] = dense("variance", m)
+                layers["variance"] = parts["variance"][m]
             if "counts" in parts:
                 layers["counts"] = stack_rows(parts["counts"][m], len(self.feature_names_[m]))
             out[self._modality_names[m]] = AnnData(
-                X=dense("mean", m),
+                X=parts["mean"][m],
                 obs=obs.copy(),
                 var=pd.DataFrame(index=pd.Index(self.feature_names_[m], dtype=str)),
                 layers=layers,
