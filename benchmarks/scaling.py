@@ -12,11 +12,14 @@ seconds, the peak memory above the start of the phase (the allocator's on a GPU,
 resident set on the CPU), the throughput (cells of the data set per second for the two training
 phases, generated cells per second for generation), the process's resident set at the end and
 its high-water mark, the size of the sparse ATAC input and the size a dense float32 ATAC matrix
-would take instead.
+would take instead. The model is ``SCDX(mdata)`` with the package defaults unless
+``--architecture`` or ``--n-channels`` is given; ``--peer`` adds one MultiVI epoch on the same
+data, minibatch and process, for the ratio.
 
 Usage::
 
     python benchmarks/scaling.py                       # 20k cells, 100k and 200k peaks
+    python benchmarks/scaling.py --n-peaks 200000 --peer
     python benchmarks/scaling.py --n-cells 2000 --n-peaks 20000 --n-generate 2000
     python benchmarks/scaling.py --quick               # a small smoke run
 """
@@ -171,14 +174,25 @@ def max_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def peer_epoch(mdata: md.MuData, batch_size: int) -> None:
+    """One MultiVI epoch on a copy of ``mdata`` (its parameter count in the result row)."""
+    data = mdata.copy()
+    scvi.model.MULTIVI.setup_mudata(data, modalities={"rna_layer": "rna", "atac_layer": "atac"})
+    peer = scvi.model.MULTIVI(data)
+    peer.train(max_epochs=1, batch_size=batch_size, enable_progress_bar=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-cells", type=int, default=20_000)
     parser.add_argument("--n-genes", type=int, default=2_000)
     parser.add_argument("--n-peaks", default="100000,200000", help="comma list of peak counts")
     parser.add_argument("--n-types", type=int, default=5, help="number of cell types")
-    parser.add_argument("--architecture", default="default")
-    parser.add_argument("--n-channels", type=int, default=64, help="U-Net base width C")
+    parser.add_argument("--architecture", default=None, help="default: the package default's")
+    parser.add_argument("--n-channels", type=int, default=None, help="default: the package's")
+    parser.add_argument(
+        "--peer", action="store_true", help="also one MultiVI epoch on the same data (the ratio)"
+    )
     parser.add_argument("--batch-size", type=int, default=256, help="autoencoder minibatch")
     parser.add_argument("--diffusion-steps", type=int, default=50)
     parser.add_argument("--n-generate", type=int, default=20_000)
@@ -190,7 +204,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.n_cells, args.n_genes, args.n_peaks, args.n_types = 500, 200, "2000", 3
-        args.architecture, args.n_channels, args.batch_size = "small", 16, 128
+        args.n_channels, args.batch_size = 16, 128
         args.diffusion_steps, args.n_generate, args.generate_batch_size = 1, 500, 256
         args.steps = 2
     warnings.filterwarnings("ignore")
@@ -217,7 +231,8 @@ def main() -> None:
         SCDX.setup_mudata(
             mdata, labels_key=LABELS_KEY, modalities={"rna_layer": "rna", "atac_layer": "atac"}
         )
-        model = SCDX(mdata, architecture=args.architecture, n_channels=args.n_channels)
+        options = {"architecture": args.architecture, "n_channels": args.n_channels}
+        model = SCDX(mdata, **{k: v for k, v in options.items() if v is not None})
         n_parameters = sum(p.numel() for p in model.module.parameters())
         common = {
             "n_cells": args.n_cells, "n_genes": args.n_genes, "n_peaks": n_peaks,
@@ -228,6 +243,8 @@ def main() -> None:
             "parameters_mib": sum(
                 p.numel() * p.element_size() for p in model.module.parameters()
             ) / MIB,
+            "architecture": model.options["architecture"],
+            "n_channels": model.options["n_channels"],
         }  # fmt: skip
         phases = {
             "autoencoder": lambda model=model: model.train_autoencoder(
@@ -244,7 +261,7 @@ def main() -> None:
         for phase, fn in phases.items():
             out, seconds, peak = measured(fn)
             n = args.n_generate if phase == "generate" else args.n_cells
-            row = {"phase": phase, **common, "seconds": seconds, "peak_mib": peak,
+            row = {"phase": phase, "model": "SCDX", **common, "seconds": seconds, "peak_mib": peak,
                    "cells_per_second": n / seconds, "rss_mib": rss_mib(),
                    "max_rss_mib": max_rss_mib()}  # fmt: skip
             if phase == "autoencoder":
@@ -263,8 +280,17 @@ def main() -> None:
                 del generated
             del out
             results.record(row)
-        del model, mdata, atac, phases
+        del model, phases
         release_memory()
+        if args.peer:
+            _, seconds, peak = measured(lambda m=mdata: peer_epoch(m, args.batch_size))
+            results.record({
+                "phase": "autoencoder", "model": "MultiVI", **common, "seconds": seconds,
+                "peak_mib": peak, "cells_per_second": args.n_cells / seconds, "rss_mib": rss_mib(),
+                "max_rss_mib": max_rss_mib(), "epochs": 1, "batch_size": args.batch_size,
+            })  # fmt: skip
+            release_memory()
+        del mdata, atac
     print(f"wrote {results.path}")
 
 

@@ -123,11 +123,15 @@ def check_summary(folder: Path, dataset: str, other: str) -> None:
 @pytest.mark.slow
 def test_scaling_quick(tmp_path):
     out = tmp_path / "scaling.json"
-    run_script("scaling.py", "--quick", "--out", str(out))
+    run_script("scaling.py", "--quick", "--peer", "--out", str(out))
     rows = json.loads(out.read_text())["results"]
-    assert [r["phase"] for r in rows] == ["autoencoder", "diffusion", "generate"]
+    assert [(r["phase"], r["model"]) for r in rows] == [
+        ("autoencoder", "SCDX"), ("diffusion", "SCDX"), ("generate", "SCDX"),
+        ("autoencoder", "MultiVI"),
+    ]  # fmt: skip
     assert all(r["peak_mib"] >= 0 and r["seconds"] > 0 for r in rows)
-    assert rows[-1]["n_generated"] == 500
+    assert rows[2]["n_generated"] == 500
+    assert rows[0]["architecture"] == "small"  # the package default
 
 
 @pytest.mark.slow
