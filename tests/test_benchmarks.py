@@ -135,6 +135,18 @@ def test_scaling_quick(tmp_path):
 
 
 @pytest.mark.slow
+def test_step_cost_quick(tmp_path):
+    out = tmp_path / "step_cost.json"
+    run_script(
+        "step_cost.py", "--n-peaks", "3000", "--n-cells", "200", "--repeats", "1", "--out", str(out)
+    )  # fmt: skip
+    (row,) = json.loads(out.read_text())["results"]
+    keys = ["forward_backward", "optimizer_loop", "optimizer_foreach", "optimizer_fused",
+            "first_layer_dense", "first_layer_sparse"]  # fmt: skip
+    assert all(row[k] > 0 for k in keys) and row["n_peaks"] == 3000
+
+
+@pytest.mark.slow
 def test_metrics_scaling_quick(tmp_path):
     out = tmp_path / "metrics_scaling.json"
     run_script("metrics_scaling.py", "--quick", "--out", str(out))
