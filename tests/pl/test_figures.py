@@ -39,6 +39,15 @@ def test_umap_without_labels_and_bad_input():
         umap_real_vs_generated({})
 
 
+def test_umap_of_more_than_4096_cells():
+    """scanpy switches to approximate neighbours from 4,096 cells on; the figure must still draw."""
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(1100, 3))
+    fig = umap_real_vs_generated({"real training cells": (real, rng.normal(size=(3000, 3)))})
+    (ax,) = [ax for ax in fig.axes if ax.get_title()]
+    assert sum(len(c.get_offsets()) for c in ax.collections) == 4100
+
+
 def test_feature_scatter_counts_the_features_where_the_reference_wins():
     scores = {
         "SCDX": np.array([0.9, 0.2, 0.5, np.nan]),

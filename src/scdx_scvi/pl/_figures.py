@@ -32,7 +32,12 @@ def _umap(real: np.ndarray, other: np.ndarray, names: tuple[str, str], seed: int
         )
     )
     pooled.obsm["X_emb"] = np.concatenate([real, other]).astype(np.float32)
-    sc.pp.neighbors(pooled, use_rep="X_emb", n_neighbors=min(15, n - 1), random_state=seed)
+    # exact neighbours: scanpy's approximate ones (pynndescent, from 4,096 cells on) come back as
+    # a scipy sparse array that scanpy 1.11 cannot read with scipy >= 1.15
+    sc.pp.neighbors(
+        pooled, use_rep="X_emb", n_neighbors=min(15, n - 1), transformer="sklearn",
+        random_state=seed,
+    )  # fmt: skip
     sc.tl.umap(pooled, random_state=seed)
     pooled.uns["set_colors"] = [REAL_COLOUR, OTHER_COLOUR]
     return pooled
