@@ -14,11 +14,12 @@ import time
 from pathlib import Path
 
 import mudata as md
+import numpy as np
 import scvi
 import torch
 
 from scdx_scvi import SCDX
-from scdx_scvi.metrics import held_out_mask
+from scdx_scvi.metrics import held_out_mask, label_composition
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -85,7 +86,7 @@ def open_results(script: str, args, train: md.MuData, test: md.MuData) -> Result
             "n_train": int(train.n_obs),
             "n_test": int(test.n_obs),
             "settings": vars(args),
-            **provenance(script),
+            **provenance(Path(script).name),
         },  # fmt: skip
     )
 
@@ -165,3 +166,27 @@ def share_autoencoder(base: SCDX, model: SCDX) -> None:
     model.validation_indices = base.validation_indices
     model.test_indices = base.test_indices
     model.is_trained_ = True
+
+
+def labels_of(data: md.MuData, labels_key: str | None) -> np.ndarray | None:
+    """The cells' labels as strings, or ``None`` without a labels key."""
+    return data.obs[labels_key].astype(str).to_numpy() if labels_key else None
+
+
+def generation_request(
+    train: md.MuData, test: md.MuData, labels_key: str | None
+) -> tuple[dict, dict | int]:
+    """What to generate and the real reference sample to draw, for a generation benchmark.
+
+    Returns ``generate``'s arguments (the held-out composition over the labels with training
+    cells, or as many cells as the held-out set) and the size or composition of the real-vs-real
+    reference (:func:`scdx_scvi.metrics.reference_sample`): up to three times the held-out set.
+    """
+    train_labels, test_labels = labels_of(train, labels_key), labels_of(test, labels_key)
+    n_reference = min(train.n_obs, 3 * test.n_obs)
+    if labels_key is None:
+        return {"n_cells": test.n_obs}, n_reference
+    return (  # types without training cells cannot be asked for
+        {"labels": label_composition(test_labels, known=train_labels)},
+        label_composition(test_labels, n_reference, known=train_labels),
+    )

@@ -48,7 +48,16 @@ from pathlib import Path
 import mudata as md
 import numpy as np
 import scvi
-from _common import RESULTS, Results, measured, provenance, read, split
+from _common import (
+    RESULTS,
+    Results,
+    generation_request,
+    labels_of,
+    measured,
+    provenance,
+    read,
+    split,
+)
 from _report import DISPLAY, write_page
 from generation import multivi_posterior_samples
 from scipy import sparse
@@ -60,7 +69,6 @@ from scdx_scvi.metrics import (
     REFERENCE_NAME,
     generation_score_set,
     joint_embedding,
-    label_composition,
     latent_floor,
     reference_sample,
     translation_controls,
@@ -190,10 +198,6 @@ def shown(path: Path) -> str:
     return str(path.relative_to(HERE.parent)) if path.is_relative_to(HERE.parent) else str(path)
 
 
-def labels_of(data: md.MuData, labels_key: str | None) -> np.ndarray | None:
-    return data.obs[labels_key].astype(str).to_numpy() if labels_key else None
-
-
 def dense(x) -> np.ndarray:
     return np.asarray(x.toarray() if sparse.issparse(x) else x, dtype=np.float32)
 
@@ -268,13 +272,7 @@ def peer_samples(peer, test: md.MuData, mods: list[str]) -> dict[str, np.ndarray
 def run_generation(scdx, peer, train, test, mods, labels_key, args, record) -> dict:
     """Score SCDX's generated cells, the peer's samples and the real-vs-real floor."""
     train_labels, test_labels = labels_of(train, labels_key), labels_of(test, labels_key)
-    n_reference = min(train.n_obs, 3 * test.n_obs)
-    if labels_key:  # types without training cells cannot be asked for
-        composition = label_composition(test_labels, known=train_labels)
-        request = {"labels": composition}
-        reference = label_composition(test_labels, n_reference, known=train_labels)
-    else:
-        request, reference = {"n_cells": test.n_obs}, n_reference
+    request, reference = generation_request(train, test, labels_key)
     generated, seconds, peak = measured(
         lambda: scdx.generate(**request, sampler="dpm++2m", n_steps=args.generation_steps, seed=0)
     )

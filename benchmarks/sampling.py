@@ -20,15 +20,18 @@ import argparse
 from pathlib import Path
 
 import torch
-from _common import Results, measured, open_results, read, split
+from _common import (
+    Results,
+    generation_request,
+    labels_of,
+    measured,
+    open_results,
+    read,
+    split,
+)
 
 from scdx_scvi import SCDX
-from scdx_scvi.metrics import (
-    REFERENCE_NAME,
-    generation_score_set,
-    label_composition,
-    reference_sample,
-)
+from scdx_scvi.metrics import REFERENCE_NAME, generation_score_set, reference_sample
 from scdx_scvi.metrics._tasks import GENERATION_SEEDS
 
 MODELS = Path(__file__).resolve().parent / "models" / "bench"
@@ -52,7 +55,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="eccite_citefuse")
     parser.add_argument("--labels-key", default="cell_type", help="'' for none")
-    parser.add_argument("--load-dir", default=str(MODELS), help="run.py --save-dir of the model")
+    parser.add_argument(
+        "--load-dir", default=None, help="run.py --save-dir of the model (default: models/bench)"
+    )
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS))
     parser.add_argument("--n-comps", type=int, default=50)
     parser.add_argument("--generation-seeds", type=int, default=len(GENERATION_SEEDS))
@@ -63,15 +68,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     train, test = split(read(args.dataset))
     results: Results = open_results(__file__, args, train, test)
-    model = SCDX.load(Path(args.load_dir) / f"{args.dataset}_scdx", adata=train.copy())
+    models = Path(args.load_dir) if args.load_dir else MODELS
+    model = SCDX.load(models / f"{args.dataset}_scdx", adata=train.copy())
     labels_key = args.labels_key if args.labels_key in train.obs else None
-    test_labels = test.obs[labels_key].to_numpy() if labels_key else None
-    train_labels = train.obs[labels_key].to_numpy() if labels_key else None
-    if labels_key:  # as run.py: the held-out composition, over the labels the model knows
-        request = {"labels": label_composition(test_labels, known=train_labels)}
-        reference = label_composition(test_labels, min(train.n_obs, 3 * test.n_obs), train_labels)
-    else:
-        request, reference = {"n_cells": test.n_obs}, min(train.n_obs, 3 * test.n_obs)
+    train_labels, test_labels = labels_of(train, labels_key), labels_of(test, labels_key)
+    request, reference = generation_request(train, test, labels_key)  # as run.py
     rows = reference_sample(train.n_obs, reference, train_labels, seed=0)
     for sampler, n_steps, guidance in settings:
         generated, seconds, peak = measured(
@@ -79,7 +80,7 @@ def main() -> None:
                 **request, sampler=s, n_steps=n, guidance_scale=w, seed=0
             )
         )
-        labels = {"generated": generated.obs[labels_key].to_numpy() if labels_key else None}
+        labels = {"generated": labels_of(generated, labels_key)}
         if labels_key:
             labels[REFERENCE_NAME] = train_labels[rows]
         row = {

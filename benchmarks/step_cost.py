@@ -36,6 +36,7 @@ from scvi.dataloaders import AnnDataLoader
 
 from scdx_scvi import SCDX
 from scdx_scvi._constants import MODALITIES
+from scdx_scvi.module import PRESETS
 
 OPTIMIZERS = {"loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 
@@ -118,7 +119,7 @@ def main() -> None:
             optimizer = torch.optim.AdamW(params, lr=1e-6, **kwargs)
             row[f"optimizer_{name}"] = median_seconds(optimizer.step, args.repeats)
         x = model.module.likelihoods["atac"].observed(batch[MODALITIES["atac"].registry_key])
-        width = model.module.encoders["atac"].hidden[0].fc_layers[0][0].out_features
+        width = PRESETS[model.options["architecture"]].n_hidden["atac"][0]
         row.update(first_layer_costs(x, width, args.repeats))
         results.record(row)
         del model, module, loader, batch, mdata
