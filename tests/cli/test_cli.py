@@ -129,6 +129,19 @@ def test_translate_anndata_and_mudata_queries(trained, starter, tmp_path, capsys
     assert list(translated.obs_names) == list(starter.obs_names[:30])
     assert np.isfinite(translated.X).all() and (translated.X >= 0).all()
 
+    out_backed = tmp_path / "rna_backed.h5ad"
+    assert run(*args, "--out", out_backed, "--backed", *options) == 0
+    np.testing.assert_allclose(ad.read_h5ad(out_backed).X, translated.X, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_train_backed_reads_from_disk(tmp_path, capsys):
+    out = tmp_path / "model"
+    assert run("train", STARTER, "--out", out, "--backed", *TINY_TRAINING, "--accelerator",
+               "cpu") == 0  # fmt: skip
+    assert "500 cells" in capsys.readouterr().out
+    assert SCDX.load(out, accelerator="cpu").is_diffusion_trained_
+
 
 def _errors(tmp_path, model_dir):
     absent = tmp_path / "absent"

@@ -285,10 +285,15 @@ def test_scvi_columns_as_obs_keys(mdata, kwargs):
 
 
 def test_backed_mudata(mdata, kwargs, tmp_path):
+    """A backed file registers without being read into memory; bad values are still found."""
     mdata.write(tmp_path / "data.h5mu")
     backed = md.read_h5mu(tmp_path / "data.h5mu", backed="r")
-    with pytest.raises(ValueError, match=r"backed.*read_h5mu\(path\)"):
-        SCDX.setup_mudata(backed, **kwargs)
+    SCDX.setup_mudata(backed, **kwargs)
+    assert all(adata.isbacked for adata in backed.mod.values())
+    mdata["rna"].X.data[0] = -1.0
+    mdata.write(tmp_path / "bad.h5mu")
+    with pytest.raises(ValueError, match="negative"):
+        SCDX.setup_mudata(md.read_h5mu(tmp_path / "bad.h5mu", backed="r"), **kwargs)
 
 
 def test_empty_data(mdata, kwargs):

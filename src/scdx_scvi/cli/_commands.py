@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,7 +85,7 @@ def train(args: argparse.Namespace) -> int:
     if out.exists() and not overwrite:
         raise CommandError(f"{out} already exists; choose another --out or pass --overwrite")
     scvi.settings.seed = args.seed
-    mdata = _read(md.read_h5mu, data)
+    mdata = _read(partial(md.read_h5mu, backed="r" if args.backed else None), data)
     SCDX.setup_mudata(
         mdata,
         rna_layer=args.rna_layer,
@@ -153,15 +154,16 @@ def generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_query(path: Path) -> Any:
+def _read_query(path: Path, backed: bool) -> Any:
     import anndata as ad
     import mudata as md
 
+    mode = "r" if backed else None
     suffix = path.suffix.lower()
     if suffix == ".h5ad":
-        return _read(ad.read_h5ad, path)
+        return _read(partial(ad.read_h5ad, backed=mode), path)
     if suffix == ".h5mu":
-        return _read(md.read_h5mu, path)
+        return _read(partial(md.read_h5mu, backed=mode), path)
     raise CommandError(f"cannot read {path}: expected a .h5ad or .h5mu file")
 
 
@@ -178,7 +180,7 @@ def translate(args: argparse.Namespace) -> int:
     for what, name in (("source", args.source), ("target", args.target)):
         if name not in known:
             raise CommandError(f"Unknown {what} modality {name!r}; the model knows {sorted(known)}")
-    query = _read_query(query_path)
+    query = _read_query(query_path, args.backed)
     if isinstance(query, MuData) and args.layer is not None:
         mod = model.modality_names[known[args.source]]
         if mod not in query.mod:

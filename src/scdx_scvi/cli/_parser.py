@@ -176,6 +176,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("data", type=Path, metavar="DATA.h5mu", help="paired MuData to train on")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory to save to")
     p.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
+    _backed(p, "DATA.h5mu")
     p.add_argument(
         "--labels-key", metavar="KEY",
         help="obs column with cell types; generation is conditioned on it (default: none)",
@@ -289,5 +290,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         help="layer of the query with the raw source values (default: .X for a .h5ad, the "
         "training layer for a .h5mu)",
     )  # fmt: skip
+    _backed(p, "QUERY")
     common(p)
     return parser, commands
+
+
+def _backed(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--backed", action="store_true",
+        help=f"read {what} backed: the counts stay on disk and only the rows in use are read "
+        "(for data larger than memory; slower per epoch)",
+    )  # fmt: skip

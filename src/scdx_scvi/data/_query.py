@@ -9,7 +9,7 @@ import numpy as np
 from anndata import AnnData
 from scipy import sparse
 
-from ._validate import check_in_memory, check_unique_names, check_values, to_csr
+from ._validate import check_unique_names, check_values, read_rows
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +20,7 @@ def align_features(
     modality: str,
     layer: str | None = None,
     where: str = "adata",
+    rows: Sequence[int] | None = None,
 ) -> tuple[sparse.csr_matrix, int]:
     """Return the query's values in the training feature order, and how many are missing.
 
@@ -39,17 +40,19 @@ def align_features(
         Layer with raw values (``None``: ``.X``).
     where
         How to name ``adata`` in messages.
+    rows
+        Positions of the cells to read (``None``: all). Only these rows are read and checked,
+        so a backed query (``anndata.read_h5ad(path, backed="r")``) reads just them from disk.
 
     Returns
     -------
-    ``(cells x len(features) CSR float32, number of training features filled with zeros)``.
+    ``(len(rows) x len(features) CSR float32, number of training features filled with zeros)``.
     """
     if layer is not None and layer not in adata.layers:
         raise KeyError(
             f"Layer {layer!r} not found in {where}.layers (layers: {list(adata.layers.keys())}); "
             "pass `layer=None` for .X."
         )
-    check_in_memory(adata, where)
     names = adata.var_names
     check_unique_names(names, f"{where}.var_names", "feature", f"{where}.var_names_make_unique()")
     features = np.asarray(features).astype(str)
@@ -62,8 +65,7 @@ def align_features(
             f"(model: {features[:3].tolist()}..., query: {names[:3].tolist()}...). Features are "
             "matched by `var_names`; set them to the same identifiers the model was trained on."
         )
-    x = adata.X if layer is None else adata.layers[layer]
-    x = to_csr(x)
+    x = read_rows(adata.X if layer is None else adata.layers[layer], rows)
     has_counts = check_values(
         x, modality, f"{where}.{'X' if layer is None else f'layers[{layer!r}]'}"
     )

@@ -8,11 +8,13 @@ because scvi-tools 1.4 cannot read sparse arrays.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
+import h5py
 import numpy as np
 import pandas as pd
 from anndata import AnnData
+from anndata.abc import CSCDataset, CSRDataset
 from mudata import MuData
 from scipy import sparse
 
@@ -25,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 #: Rows per block when a dense layer is scanned, to bound memory.
 _DENSE_CHUNK = 4096
+_BACKED_CHUNK = 65536  # rows of a backed (on-disk) sparse layer read at a time
 #: Cells named in an error message, at most.
 _N_EXAMPLES = 5
 #: Prefix of the obs columns that scvi-tools' registration writes.
@@ -144,7 +147,6 @@ def check_mudata(
             "mdata is a view (a subset of another MuData). Registration writes keys into the "
             "object, so make it an actual object first: `mdata = mdata.copy()`."
         )
-    check_in_memory(mdata, "mdata")
     if mdata.n_obs == 0:
         raise ValueError("mdata has no cells; pass a MuData with at least one cell.")
     check_unique_names(mdata.obs_names, "mdata.obs_names", "cell", "mdata.obs_names_make_unique()")
@@ -192,12 +194,12 @@ def check_mudata(
 
 
 def check_in_memory(data: AnnData | MuData, where: str) -> None:
-    """Refuse data read with ``backed=``: SCDX reads every layer in memory."""
+    """Refuse data read with ``backed=`` where a new in-memory object is built from it."""
     mods = data.mod.values() if isinstance(data, MuData) else ()
     if data.isbacked or any(adata.isbacked for adata in mods):
         raise ValueError(
-            f"{where} is backed (read with `backed=...`): its counts stay on disk, and SCDX "
-            "needs them in memory. Read the file without `backed` (`mudata.read_h5mu(path)` or "
+            f"{where} is backed (read with `backed=...`): its counts stay on disk, and this "
+            "step builds a new object in memory from them. Read the file without `backed` (`mudata.read_h5mu(path)` or "
             "`anndata.read_h5ad(path)`), or load an AnnData into memory with `adata.to_memory()`."
         )
 
@@ -336,8 +338,10 @@ def _blocks(x) -> Iterator[tuple[int, object]]:
     if sparse.issparse(x):  # stored values and row sums need no dense copy
         yield 0, x
         return
-    for start in range(0, x.shape[0], _DENSE_CHUNK):
-        yield start, np.asarray(x[start : start + _DENSE_CHUNK])
+    chunk = _BACKED_CHUNK if isinstance(x, CSRDataset | CSCDataset) else _DENSE_CHUNK
+    for start in range(0, x.shape[0], chunk):
+        block = x[start : start + chunk]
+        yield start, block if sparse.issparse(block) else np.asarray(block)
 
 
 def _check_paired(mdata: MuData, mod: str, adata: AnnData) -> None:
@@ -372,6 +376,27 @@ def _get_layer(adata: AnnData, mod: str, layer: str | None):
             f"{list(adata.layers.keys())} (None means .X)."
         )
     return adata.layers[layer]
+
+
+def read_rows(x, rows: Sequence[int] | None = None) -> sparse.csr_matrix:
+    """Return the ``rows`` of a layer (all if ``None``) as a CSR matrix, reading only them.
+
+    ``x`` may be in memory (dense or sparse) or backed on disk (an h5py dataset or an
+    anndata backed sparse dataset); from disk only the requested rows are read, in file order.
+    """
+    if rows is None:
+        return to_csr(x if _in_memory(x) else x[:])
+    rows = np.asarray(rows)
+    if _in_memory(x):
+        return to_csr(x[rows])
+    order = np.argsort(rows, kind="stable")  # files are read fastest (h5py: only) in order
+    unique, inverse = np.unique(rows[order], return_inverse=True)
+    block = to_csr(x[unique])[inverse]
+    return block[np.argsort(order, kind="stable")]
+
+
+def _in_memory(x) -> bool:
+    return not isinstance(x, CSRDataset | CSCDataset | h5py.Dataset)
 
 
 def to_csr(x) -> sparse.csr_matrix:

@@ -104,18 +104,18 @@ class TranslationMixin:
             obs = query.obs
         else:
             raise TypeError(f"Expected an AnnData or a MuData, got {type(query).__name__}.")
-        x = {}
-        for m, (adata, m_layer, where) in tables.items():
+        for adata, _, where in tables.values():
             if adata.n_obs != len(obs) or not adata.obs_names.equals(obs.index):
                 raise ValueError(
                     f"{where} does not have the MuData's cells in the same order; pad or align "
                     "the modalities first (see `scdx_scvi.data.pad_mosaic`)."
                 )
-            x[m], _ = align_features(adata, self.feature_names_[m], m, m_layer, where)
         if indices is not None:
             indices = np.asarray(indices)
-            x = {m: v[indices] for m, v in x.items()}
             obs = obs.iloc[indices]
+        x = {}
+        for m, (adata, m_layer, where) in tables.items():
+            x[m], _ = align_features(adata, self.feature_names_[m], m, m_layer, where, indices)
         return x, obs.loc[:, ~obs.columns.str.startswith("_scvi_")].copy()
 
     def get_translated_modality(
