@@ -199,8 +199,9 @@ def check_in_memory(data: AnnData | MuData, where: str) -> None:
     if data.isbacked or any(adata.isbacked for adata in mods):
         raise ValueError(
             f"{where} is backed (read with `backed=...`): its counts stay on disk, and this "
-            "step builds a new object in memory from them. Read the file without `backed` (`mudata.read_h5mu(path)` or "
-            "`anndata.read_h5ad(path)`), or load an AnnData into memory with `adata.to_memory()`."
+            "step builds a new object in memory from them. Read the file without `backed` "
+            "(`mudata.read_h5mu(path)` or `anndata.read_h5ad(path)`), or load an AnnData into "
+            "memory with `adata.to_memory()`."
         )
 
 
