@@ -135,6 +135,18 @@ def test_scaling_quick(tmp_path):
 
 
 @pytest.mark.slow
+def test_out_of_core_quick(tmp_path):
+    out = tmp_path / "out_of_core.json"
+    run_script("out_of_core.py", "--quick", "--dir", str(tmp_path), "--out", str(out))
+    payload = json.loads(out.read_text())
+    rows = payload["results"]
+    assert [r["phase"] for r in rows] == ["setup", "autoencoder", "diffusion", "translate"]
+    assert rows[1]["steps"] == 5 and rows[3]["n_cells"] == 500
+    assert payload["file_gib"] > 0 and set(payload["in_memory_counts_mib"]) == {"rna", "atac"}
+    assert not list(tmp_path.glob("*/cells.h5mu"))  # the file is removed
+
+
+@pytest.mark.slow
 def test_step_cost_quick(tmp_path):
     out = tmp_path / "step_cost.json"
     run_script(

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import mudata as md
 import numpy as np
+import pytest
+import torch
 
 from scdx_scvi import SCDX
+from scdx_scvi.model._rows import RowBuffer
 from scdx_scvi.datasets import simulate_multiome
 
 QUIET = {"enable_progress_bar": False, "accelerator": "cpu"}
@@ -36,3 +39,15 @@ def test_train_and_translate_backed(tmp_path):
         loaded.get_latent_representation(), model.get_latent_representation(), rtol=1e-5,
         atol=1e-6,
     )  # fmt: skip
+
+
+def test_row_buffer_writes_minibatches_in_place():
+    rows = RowBuffer(5)
+    rows.write({"z": torch.ones(2, 3), ("mask", "rna"): torch.tensor([True, False])})
+    with pytest.raises(RuntimeError, match="2 of 5 rows"):
+        rows.result()
+    rows.write({"z": torch.zeros(3, 3), ("mask", "rna"): torch.tensor([True, True, False])})
+    out = rows.result()
+    assert out["z"].shape == (5, 3) and out["z"][:2].eq(1).all() and out["z"][2:].eq(0).all()
+    assert out["mask", "rna"].dtype == torch.bool
+    assert out["mask", "rna"].tolist() == [True, False, True, True, False]

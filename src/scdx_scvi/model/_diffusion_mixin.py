@@ -23,6 +23,7 @@ from scdx_scvi.module import TRAIN_CONFIGURATIONS
 from scdx_scvi.train import LatentDataModule, LatentDiffusionTrainingPlan
 
 from ._checks import check_int
+from ._rows import RowBuffer
 from ._sampling import (
     batch_code,
     check_diffusion_trained,
@@ -56,19 +57,18 @@ class LatentDiffusionMixin:
         module = self.module
         module.eval()
         keys = (MODULE_KEYS.Z, MODULE_KEYS.LIBRARY, MODULE_KEYS.OBSERVED)
-        parts = {key: {m: [] for m in self.modalities} for key in keys}
-        labels, batches = [], []
-        loader = self._make_data_loader(adata=self.adata, batch_size=batch_size)
-        for tensors in loader:
+        rows = RowBuffer(self.adata.n_obs)
+        for tensors in self._make_data_loader(adata=self.adata, batch_size=batch_size):
             out = module.inference(**module._get_inference_input(tensors))
-            for key in keys:
-                for m in self.modalities:
-                    parts[key][m].append(out[key][m].cpu())
-            labels.append(tensors[REGISTRY_KEYS.LABELS_KEY].reshape(-1).long())
-            batches.append(tensors[REGISTRY_KEYS.BATCH_KEY].reshape(-1).long())
-        z, library, observed = ({m: torch.cat(v) for m, v in parts[key].items()} for key in keys)
+            rows.write({
+                **{(key, m): out[key][m] for key in keys for m in self.modalities},
+                "labels": tensors[REGISTRY_KEYS.LABELS_KEY].reshape(-1).long(),
+                "batches": tensors[REGISTRY_KEYS.BATCH_KEY].reshape(-1).long(),
+            })  # fmt: skip
+        arrays = rows.result()
+        z, library, observed = ({m: arrays[key, m] for m in self.modalities} for key in keys)
         library = {m: v.reshape(-1) for m, v in library.items() if not module.likelihoods[m].binary}
-        return z, library, observed, torch.cat(labels), torch.cat(batches)
+        return z, library, observed, arrays["labels"], arrays["batches"]
 
     @devices_dsp.dedent
     def train_diffusion(

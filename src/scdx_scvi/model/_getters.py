@@ -18,6 +18,7 @@ from scdx_scvi._docs import getter_dsp
 from scdx_scvi.data._checks import check_names
 
 from ._checks import check_bool, check_positive
+from ._rows import RowBuffer
 from ._sampling import resolve_seed, seeded
 
 LatentModality = Literal["joint", "rna", "atac", "protein"]
@@ -75,11 +76,11 @@ class AutoencoderGettersMixin:
         self._check_if_trained(warn=True)
         adata, indices, batch_size = self._checked_data(_one_of(adata, mdata), indices, batch_size)
         mods = self._parse_modalities(modality)
-        latents = []
+        rows = RowBuffer(adata.n_obs if indices is None else len(indices))
         for tensors in self._data_loader(adata, indices, batch_size, mods):
             z = self.module.inference(**self.module._get_inference_input(tensors))[MODULE_KEYS.Z]
-            latents.append(torch.cat([z[m] for m in mods], dim=-1).cpu())
-        return torch.cat(latents).numpy()
+            rows.write({"z": torch.cat([z[m] for m in mods], dim=-1)})
+        return rows.result()["z"].numpy()
 
     @torch.inference_mode()
     def _get_normalized(
@@ -112,7 +113,7 @@ class AutoencoderGettersMixin:
                 )
         batch_code = self._batch_code(transform_batch)
         lik = self.module.likelihoods[modality]
-        out = []
+        rows = RowBuffer(adata.n_obs if indices is None else len(indices))
         for tensors in self._data_loader(adata, indices, batch_size, (modality,)):
             inference_inputs = self.module._get_inference_input(tensors)
             inf = self.module.inference(**inference_inputs)
@@ -123,8 +124,8 @@ class AutoencoderGettersMixin:
             size = (
                 inf[MODULE_KEYS.LIBRARY][modality] if library_size == "observed" else library_size
             )
-            out.append(lik.normalized(logits, size)[:, columns].cpu())
-        values = torch.cat(out).numpy()
+            rows.write({"values": lik.normalized(logits, size)[:, columns]})
+        values = rows.result()["values"].numpy()
         if return_numpy:
             return values
         obs_names = adata.obs_names if indices is None else adata.obs_names[indices]
