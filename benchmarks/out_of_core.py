@@ -159,7 +159,6 @@ def main() -> None:
                            output_mib=out.nbytes / MIB)  # fmt: skip
             del out
             results.record(row)
-        del mdata, state
     print(f"wrote {results.path}")
 
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from scdx_scvi import SCDX
-from scdx_scvi.model._rows import RowBuffer
 from scdx_scvi.datasets import simulate_multiome
+from scdx_scvi.model._rows import RowBuffer
 
 QUIET = {"enable_progress_bar": False, "accelerator": "cpu"}
 
