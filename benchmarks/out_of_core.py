@@ -114,7 +114,7 @@ def main() -> None:
         results = Results(
             Path(args.out) if args.out else RESULTS / "out_of_core.json",
             {
-                "settings": vars(args),
+                "settings": {k: v for k, v in vars(args).items() if k != "dir"},
                 "n_cells": args.n_cells,
                 **sizes,
                 "write_seconds": seconds,
