@@ -147,6 +147,19 @@ def test_out_of_core_quick(tmp_path):
 
 
 @pytest.mark.slow
+def test_gpu_quick_on_cpu(tmp_path):
+    out = tmp_path / "gpu.json"
+    run_script("gpu.py", "--quick", "--allow-cpu", "--out", str(out))
+    rows = json.loads(out.read_text())["results"]
+    tasks = [(r.get("task") or r["phase"], r.get("model"), r.get("direction")) for r in rows]
+    assert tasks[:2] == [("training", "SCDX", None), ("training", "MultiVI", None)]
+    assert ("translation", "MultiVI", "atac->rna") in tasks
+    assert [r["phase"] for r in rows[-4:]] == ["autoencoder", "diffusion", "generate",
+                                                "MultiVI epoch"]  # fmt: skip
+    assert all(r["seconds"] > 0 for r in rows)
+
+
+@pytest.mark.slow
 def test_step_cost_quick(tmp_path):
     out = tmp_path / "step_cost.json"
     run_script(

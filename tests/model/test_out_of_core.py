@@ -51,3 +51,15 @@ def test_row_buffer_writes_minibatches_in_place():
     assert out["z"].shape == (5, 3) and out["z"][:2].eq(1).all() and out["z"][2:].eq(0).all()
     assert out["mask", "rna"].dtype == torch.bool
     assert out["mask", "rna"].tolist() == [True, False, True, True, False]
+
+
+@pytest.mark.parametrize(
+    ("indices", "match"), [([0, 500], "outside"), ([-1], "outside"), ([], "no cells")]
+)
+def test_translation_indices_are_checked(tmp_path, indices, match):
+    mdata, _ = simulate_multiome(n_cells=60, n_genes=20, n_peaks=40, seed=2)
+    SCDX.setup_mudata(mdata, rna_layer="counts", atac_layer="counts")
+    model = SCDX(mdata, architecture="small", n_channels=16)
+    model.train(max_epochs=1, max_steps_diffusion=2, **QUIET)
+    with pytest.raises(ValueError, match=match):
+        model.get_translated_modality(indices=indices)

@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 
 #: Rows per block when a dense layer is scanned, to bound memory.
 _DENSE_CHUNK = 4096
-_BACKED_CHUNK = 65536  # rows of a backed (on-disk) sparse layer read at a time
+#: Rows per block when a backed (on-disk) sparse layer is scanned.
+_BACKED_CHUNK = 65536
 #: Cells named in an error message, at most.
 _N_EXAMPLES = 5
 #: Prefix of the obs columns that scvi-tools' registration writes.

@@ -16,6 +16,7 @@ from scipy import sparse
 from scdx_scvi._compat import _SETUP_ARGS_KEY
 from scdx_scvi._constants import MODALITIES
 from scdx_scvi.data import align_features, stack_rows
+from scdx_scvi.data._checks import check_indices
 from scdx_scvi.diffusion import SAMPLERS, Sampler
 
 from ._checks import check_choice, check_int, check_positive
@@ -110,8 +111,8 @@ class TranslationMixin:
                     f"{where} does not have the MuData's cells in the same order; pad or align "
                     "the modalities first (see `scdx_scvi.data.pad_mosaic`)."
                 )
+        indices = check_indices(indices, len(obs))
         if indices is not None:
-            indices = np.asarray(indices)
             obs = obs.iloc[indices]
         x = {}
         for m, (adata, m_layer, where) in tables.items():
