@@ -12,11 +12,14 @@ ATAC to RNA (the conditional mean). Each phase gives one row with the seconds, t
 above its start (polled resident set), the resident set after it and the process's high-water
 mark; the header gives the file size and the memory the counts would take if read into memory
 (CSR buffers of both modalities). The model is ``SCDX(mdata)`` with the package defaults.
+``--in-memory`` reads the same file into memory instead: the control for the cost of reading
+minibatches from disk.
 
 Usage::
 
     python benchmarks/out_of_core.py                    # 1M cells, 1,000 genes, 10,000 peaks
-    python benchmarks/out_of_core.py --n-cells 200000
+    python benchmarks/out_of_core.py --n-cells 200000 --out <file>
+    python benchmarks/out_of_core.py --n-cells 200000 --in-memory --out <file>   # the control
     python benchmarks/out_of_core.py --quick            # a small smoke run
 """
 
@@ -96,6 +99,9 @@ def main() -> None:
     parser.add_argument("--diffusion-steps", type=int, default=200)
     parser.add_argument("--n-translate", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=256, help="autoencoder minibatch")
+    parser.add_argument(
+        "--in-memory", action="store_true", help="read the file into memory instead (the control)"
+    )
     parser.add_argument("--dir", default=None, help="where to write the file (default: a temp)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
@@ -123,7 +129,7 @@ def main() -> None:
             },
         )
         start_rss = rss_mib()
-        mdata = md.read_h5mu(path, backed="r")
+        mdata = md.read_h5mu(path, backed=None if args.in_memory else "r")
         state = {}
 
         def register():
