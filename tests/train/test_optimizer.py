@@ -63,3 +63,19 @@ def test_reference_rate_puts_the_dispersions_with_the_network():
     create = autoencoder_optimizer([theta], lr=1e-3, weight_decay=1e-4, dispersion_lr=None)
     (group,) = create([*net.parameters(), theta]).param_groups
     assert group["lr"] == 1e-3 and group["weight_decay"] == 1e-4 and len(group["params"]) == 3
+
+
+def test_training_leaves_no_optimizer_state_or_gradients(make_mudata, setup_kwargs, accelerator):
+    """AdamW's moments and the last gradients (3 x the parameters) are freed after each stage."""
+    mods = ("rna", "atac")
+    mdata = make_mudata(mods)
+    SCDX.setup_mudata(mdata, **setup_kwargs(mods))
+    model = SCDX(mdata, architecture="small", n_channels=16)
+    quiet = {"accelerator": accelerator, "enable_progress_bar": False}
+    model.train_autoencoder(max_epochs=1, **quiet)
+    assert all(not optimizer.state for optimizer in model.trainer.optimizers)
+    model.train_diffusion(max_steps=3, **quiet)
+    assert all(not optimizer.state for optimizer in model.trainer.optimizers)
+    assert all(p.grad is None for p in model.module.parameters())
+    model.train_autoencoder(max_epochs=1, **quiet)  # a new run builds its optimiser again
+    assert model.trainer.global_step > 0

@@ -20,7 +20,11 @@ from scdx_scvi._constants import MODULE_KEYS
 from scdx_scvi.data import stack_rows
 from scdx_scvi.diffusion import SAMPLERS
 from scdx_scvi.module import TRAIN_CONFIGURATIONS
-from scdx_scvi.train import LatentDataModule, LatentDiffusionTrainingPlan
+from scdx_scvi.train import (
+    LatentDataModule,
+    LatentDiffusionTrainingPlan,
+    release_training_state,
+)
 
 from ._checks import check_int
 from ._rows import RowBuffer
@@ -199,6 +203,7 @@ class LatentDiffusionMixin:
                 self.diffusion_history_ = self.history_
         finally:
             self.history_, self.is_trained_ = autoencoder_state
+        release_training_state(self.trainer)
         self.module.eval()
         if not steps:
             raise RuntimeError(

@@ -32,7 +32,7 @@ from scdx_scvi.module import (
     SCDXModule,
     default_max_epochs,
 )
-from scdx_scvi.train import autoencoder_optimizer
+from scdx_scvi.train import autoencoder_optimizer, release_training_state
 
 from ._checks import check_bool, check_fraction, check_int, check_is_mudata
 from ._diffusion_mixin import LatentDiffusionMixin
@@ -675,6 +675,7 @@ class SCDX(
             plan_kwargs=plan,
             **trainer_kwargs,
         )
+        release_training_state(self.trainer)
         if not self.trainer.global_step:
             self.is_trained_ = was_trained
             raise RuntimeError(

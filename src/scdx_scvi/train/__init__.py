@@ -2,11 +2,12 @@
 
 from ._diffusion_plan import LatentDiffusionTrainingPlan
 from ._latent_data import LatentDataModule
-from ._optimizer import adamw, autoencoder_optimizer
+from ._optimizer import adamw, autoencoder_optimizer, release_training_state
 
 __all__ = [
     "LatentDataModule",
     "LatentDiffusionTrainingPlan",
     "adamw",
     "autoencoder_optimizer",
+    "release_training_state",
 ]

@@ -75,3 +75,16 @@ def autoencoder_optimizer(
         return adamw([g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay, eps=eps)
 
     return create
+
+
+def release_training_state(trainer) -> None:
+    """Free what a finished run leaves in memory: the optimisers' state and the last gradients.
+
+    scvi-tools keeps the trainer on the model (``model.trainer``) and with it each optimiser:
+    AdamW's two moment estimates are two copies of the parameters (moved to host memory when a
+    GPU run ends), and the last gradients a third. A later run builds new optimisers, so
+    nothing reads them again.
+    """
+    for optimizer in trainer.optimizers:
+        optimizer.state.clear()
+        optimizer.zero_grad(set_to_none=True)
