@@ -20,11 +20,11 @@ def counts():
     return sparse.csr_matrix(rng.poisson(0.6, size=(12, 6)).astype(np.float32))
 
 
-@pytest.mark.parametrize("rows", [None, ROWS])
+@pytest.mark.parametrize("rows", [None, ROWS, []])
 def test_read_rows_from_backed_sparse(counts, rows, tmp_path):
     ad.AnnData(counts).write_h5ad(tmp_path / "a.h5ad")
     backed = ad.read_h5ad(tmp_path / "a.h5ad", backed="r")
-    expected = counts if rows is None else counts[rows]
+    expected = counts if rows is None else counts[np.asarray(rows, dtype=int)]
     got = read_rows(backed.X, rows)
     assert sparse.isspmatrix_csr(got)
     np.testing.assert_array_equal(got.toarray(), expected.toarray())

@@ -54,12 +54,17 @@ def test_row_buffer_writes_minibatches_in_place():
 
 
 @pytest.mark.parametrize(
-    ("indices", "match"), [([0, 500], "outside"), ([-1], "outside"), ([], "no cells")]
+    ("indices", "error", "match"),
+    [
+        ([0, 500], ValueError, "outside"),
+        ([-1], ValueError, "outside"),
+        ([0.5], TypeError, "integer"),
+    ],
 )
-def test_translation_indices_are_checked(tmp_path, indices, match):
+def test_translation_indices_are_checked(tmp_path, indices, error, match):
     mdata, _ = simulate_multiome(n_cells=60, n_genes=20, n_peaks=40, seed=2)
     SCDX.setup_mudata(mdata, rna_layer="counts", atac_layer="counts")
     model = SCDX(mdata, architecture="small", n_channels=16)
     model.train(max_epochs=1, max_steps_diffusion=2, **QUIET)
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(error, match=match):
         model.get_translated_modality(indices=indices)

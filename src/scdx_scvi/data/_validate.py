@@ -388,7 +388,9 @@ def read_rows(x, rows: Sequence[int] | None = None) -> sparse.csr_matrix:
     """
     if rows is None:
         return to_csr(x if _in_memory(x) else x[:])
-    rows = np.asarray(rows)
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size == 0:
+        return sparse.csr_matrix((0, x.shape[1]), dtype=np.float32)
     if _in_memory(x):
         return to_csr(x[rows])
     order = np.argsort(rows, kind="stable")  # files are read fastest (h5py: only) in order

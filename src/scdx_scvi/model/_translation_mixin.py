@@ -111,7 +111,10 @@ class TranslationMixin:
                     f"{where} does not have the MuData's cells in the same order; pad or align "
                     "the modalities first (see `scdx_scvi.data.pad_mosaic`)."
                 )
-        indices = check_indices(indices, len(obs))
+        if indices is not None and np.size(indices) == 0:  # no cells: an empty translation
+            indices = np.zeros(0, dtype=np.int64)
+        else:
+            indices = check_indices(indices, len(obs))
         if indices is not None:
             obs = obs.iloc[indices]
         x = {}
