@@ -196,8 +196,9 @@ class SCDXModule(BaseModuleClass):
         }
 
     def _encode(self, m: str) -> Callable[..., torch.Tensor]:
+        """``(raw values, their library, *covariates) -> latent`` of modality ``m``."""
         lik = self.likelihoods[m]
-        return lambda x, *cov: self.encoders[m](lik.encode_input(x, lik.library(x)), *cov)
+        return lambda x, library, *cov: self.encoders[m](lik.encode_input(x, library), *cov)
 
     @auto_move_data
     def inference(
@@ -220,13 +221,13 @@ class SCDXModule(BaseModuleClass):
         cov = self._covariates(batch_index)
         z, library, measured = {}, {}, {}
         for m, x_m in x.items():
-            lik = self.likelihoods[m]
-            has = x_m.sum(dim=-1) > 0
+            lib = self.likelihoods[m].library(x_m)
+            has = lib.reshape(-1) > 0  # the values are non-negative: counts iff a library
             if observed is not None and m in observed:
                 has = has & observed[m].reshape(-1).bool()
             measured[m] = has
-            library[m] = lik.library(x_m) * has.unsqueeze(-1)
-            z[m] = _on_rows(self._encode(m), has, x_m, *cov)
+            library[m] = lib * has.unsqueeze(-1)
+            z[m] = _on_rows(self._encode(m), has, x_m, lib, *cov)
         return {MODULE_KEYS.Z: z, MODULE_KEYS.LIBRARY: library, MODULE_KEYS.OBSERVED: measured}
 
     def _get_generative_input(
@@ -508,24 +509,27 @@ class SCDXModule(BaseModuleClass):
         source = self.inference(x, batch_index)[MODULE_KEYS.Z]
         total = dict.fromkeys(targets, 0.0)
         total_sq = dict.fromkeys(targets, 0.0)
-        out = {"mean": {}}
+        out = {}
         for s in range(n_samples):
             latents = self.diffusion.sample(
                 sampler, labels=labels, batch=batch, condition=source, **sampling
             )
             latents = {m: latents[m] for m in targets}
             values = self.decode_normalized(latents, batch_index, library_size)
-            for m in targets:
-                total[m] = total[m] + values[m].double()
-                total_sq[m] = total_sq[m] + values[m].double() ** 2
             if count_labels is not None and s == 0:
                 out["counts"] = self.sample_counts(latents, count_labels, batch_index)
+            if n_samples == 1:
+                out["mean"] = {m: values[m].float() for m in targets}
+                return out
+            for m in targets:  # moments in float64: the variance is a difference of them
+                v = values[m].double()
+                total[m] = total[m] + v
+                total_sq[m] = total_sq[m] + v**2
+        out["mean"], out["variance"] = {}, {}
         for m in targets:
             mean = total[m] / n_samples
             out["mean"][m] = mean.float()
-            if n_samples > 1:
-                variance = (total_sq[m] / n_samples - mean**2).clamp(min=0.0)
-                out.setdefault("variance", {})[m] = variance.float()
+            out["variance"][m] = (total_sq[m] / n_samples - mean**2).clamp(min=0.0).float()
         return out
 
     @torch.inference_mode()
