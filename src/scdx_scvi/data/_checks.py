@@ -40,11 +40,14 @@ def check_names(value: object, name: str) -> list | None:
     return names
 
 
-def check_indices(value: object, n_obs: int, name: str = "indices") -> np.ndarray | None:
+def check_indices(
+    value: object, n_obs: int, name: str = "indices", allow_empty: bool = False
+) -> np.ndarray | None:
     """Return cell positions as an integer array (``None`` passes through).
 
     Accepts integer positions in ``[0, n_obs)`` or a boolean mask of length ``n_obs``; refuses
-    empty selections, negative or out-of-range positions and non-integer values.
+    negative or out-of-range positions, non-integer values and, unless ``allow_empty``, empty
+    selections.
     """
     if value is None:
         return None
@@ -65,7 +68,7 @@ def check_indices(value: object, n_obs: int, name: str = "indices") -> np.ndarra
             f"`{name}` must hold integer cell positions (or be a boolean mask), got dtype "
             f"{array.dtype}; for cell names use `mdata.obs_names.get_indexer(names)`."
         )
-    if array.size == 0:
+    if array.size == 0 and not allow_empty:
         raise ValueError(f"`{name}` selects no cells; pass None for all cells.")
     bad = array[(array < 0) | (array >= n_obs)]
     if bad.size:

@@ -111,10 +111,7 @@ class TranslationMixin:
                     f"{where} does not have the MuData's cells in the same order; pad or align "
                     "the modalities first (see `scdx_scvi.data.pad_mosaic`)."
                 )
-        if indices is not None and np.size(indices) == 0:  # no cells: an empty translation
-            indices = np.zeros(0, dtype=np.int64)
-        else:
-            indices = check_indices(indices, len(obs))
+        indices = check_indices(indices, len(obs), allow_empty=True)  # none: an empty result
         if indices is not None:
             obs = obs.iloc[indices]
         x = {}
