@@ -4,6 +4,7 @@ import pytest
 import torch
 from scvi import REGISTRY_KEYS
 
+from scdx_scvi.data._sparse import torch_csr
 from scdx_scvi.module import SCDXModule
 
 
@@ -161,10 +162,10 @@ def test_latent_agreement_is_scale_free_and_skips_unpaired_cells():
     observed = {"rna": torch.ones(6, dtype=torch.bool), "atac": torch.ones(6, dtype=torch.bool)}
     observed["atac"][0] = False
     outputs = {"z": z, "library": {"rna": torch.ones(6, 1)}, "observed": observed}
-    _, agreement = module._cross_modal_terms({}, outputs)
+    _, agreement = module._cross_modal_terms({}, outputs, {})
     scaled = {"z": {m: 10.0 * v for m, v in z.items()}, "library": outputs["library"],
               "observed": observed}  # fmt: skip
-    _, agreement_scaled = module._cross_modal_terms({}, scaled)
+    _, agreement_scaled = module._cross_modal_terms({}, scaled, {})
     assert agreement[0] == 0 and (agreement[1:] > 0).all()
     torch.testing.assert_close(agreement, agreement_scaled)
 
@@ -174,3 +175,28 @@ def test_cross_modal_terms_need_equal_latents_and_non_negative_weights():
         _module(cross_reconstruction=1.0)
     with pytest.raises(ValueError, match="latent_agreement"):
         _paired_module(latent_agreement=-1.0)
+
+
+def test_sparse_atac_input_encodes_as_the_dense_one():
+    module = _module()
+    tensors = _tensors()
+    atac = tensors[REGISTRY_KEYS.ATAC_X_KEY]
+    atac[4] = 0  # a cell without accessibility: its rows are selected, the input made dense
+    rna = tensors[REGISTRY_KEYS.X_KEY]
+    dense = module.inference({"rna": rna, "atac": atac})
+    sparse = module.inference({"rna": rna, "atac": torch_csr(atac.numpy(), "cpu")})
+    for key in ("z", "library", "observed"):
+        for m in ("rna", "atac"):
+            torch.testing.assert_close(sparse[key][m], dense[key][m])
+    atac[4] = 1
+    everyone = module.inference({"atac": torch_csr(atac.numpy(), "cpu")})["z"]["atac"]
+    torch.testing.assert_close(everyone, module.inference({"atac": atac})["z"]["atac"])
+
+
+def test_bernoulli_nll_is_minus_the_log_probability():
+    module = _module()
+    logits = torch.randn(6, 4)
+    target = (torch.rand(6, 4) > 0.5).float()
+    likelihood = module.likelihoods["atac"]
+    px = likelihood.distribution(logits)
+    torch.testing.assert_close(likelihood.nll(px, target), -px.log_prob(target).sum(-1))

@@ -1,8 +1,11 @@
-"""Memory-lean stacking of CSR row blocks (generated cells are produced in chunks)."""
+"""Sparse rows: memory-lean stacking of CSR blocks, and CSR rows handed to torch as they are."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+import torch
 from scipy import sparse
 
 
@@ -37,3 +40,18 @@ def stack_rows(blocks: list[sparse.csr_matrix], n_cols: int | None = None) -> sp
     indices = np.concatenate([b.indices for b in blocks]).astype(index_dtype, copy=False)
     blocks.clear()
     return sparse.csr_matrix((data, indices, indptr.astype(index_dtype)), shape=(n_rows, n_cols))
+
+
+def torch_csr(x: sparse.spmatrix | np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """Return rows ``x`` as a float32 ``torch.sparse_csr`` tensor (no dense copy is made)."""
+    x = sparse.csr_matrix(x, dtype=np.float32)
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": the layout is used as is
+        warnings.filterwarnings("ignore", "Sparse CSR tensor support", UserWarning)
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(x.indptr.astype(np.int64)),
+            torch.from_numpy(x.indices.astype(np.int64)),
+            torch.from_numpy(x.data),
+            x.shape,
+            device=device,
+            check_invariants=False,  # a scipy CSR matrix: valid by construction
+        )

@@ -17,6 +17,7 @@ from scdx_scvi._compat import _SETUP_ARGS_KEY
 from scdx_scvi._constants import MODALITIES
 from scdx_scvi.data import align_features, stack_rows
 from scdx_scvi.data._checks import check_indices
+from scdx_scvi.data._sparse import torch_csr
 from scdx_scvi.diffusion import SAMPLERS, Sampler
 
 from ._checks import check_choice, check_int, check_positive
@@ -257,6 +258,12 @@ class TranslationMixin:
         def rows_of(values: np.ndarray | None, rows: slice) -> torch.Tensor | None:
             return None if values is None else torch.as_tensor(values[rows], device=device)
 
+        def source_rows(m: str, rows: slice) -> torch.Tensor:
+            """Binary sources (ATAC) stay sparse: the encoder's first layer takes CSR rows."""
+            if self.module.likelihoods[m].binary:
+                return torch_csr(x[m][rows], device)
+            return torch.as_tensor(x[m][rows].toarray(), device=device)
+
         # dense outputs are written in place, chunk by chunk (peak: the output plus one chunk)
         dense_keys = ("mean",) + ("variance",) * (n_samples > 1)
         widths = {m: len(self.feature_names_[m]) for m in targets}
@@ -269,18 +276,17 @@ class TranslationMixin:
             for start in range(0, len(obs), batch_size):
                 rows = slice(start, start + batch_size)
                 out = self.module.translate(
-                    {m: torch.as_tensor(v[rows].toarray(), device=device) for m, v in x.items()},
+                    {m: source_rows(m, rows) for m in x},
                     targets, draw, labels=rows_of(codes, rows), batch=code, n_samples=n_samples,
                     library_size=library_size, count_labels=rows_of(library_codes, rows),
                     n_steps=n_steps, generator=generator, progress=progress,
                 )  # fmt: skip
                 for key, values in out.items():
                     for m, v in values.items():
-                        v = v.cpu().numpy().astype(np.float32, copy=False)
                         if key == "counts":
-                            parts[key][m].append(sparse.csr_matrix(v))
-                        else:
-                            parts[key][m][rows] = v
+                            parts[key][m].append(sparse.csr_matrix(v.cpu().numpy()))
+                        else:  # torch's copy is multi-threaded: it first touches the output
+                            torch.from_numpy(parts[key][m][rows]).copy_(v)
         info = {
             "method": method,
             "sampler": sampler if method == "learned" else "ddpm",

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from scvi.distributions import NegativeBinomial
 from torch import nn
 from torch.distributions import Bernoulli
@@ -60,6 +61,15 @@ class CountLikelihood(nn.Module):
             return x
         return torch.log1p(x / library.clamp(min=1.0) * LOG1P_TARGET_SUM)
 
+    def prepare(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the library and the encoder input of raw values ``x``."""
+        library = self.library(x)
+        return library, self.encode_input(x, library)
+
+    def nll(self, px: NegativeBinomial, target: torch.Tensor) -> torch.Tensor:
+        """Return the negative log-likelihood of ``target`` (from :meth:`observed`) per cell."""
+        return -px.log_prob(target).sum(dim=-1)
+
     def distribution(self, logits: torch.Tensor, library: torch.Tensor) -> NegativeBinomial:
         """Return the negative binomial for decoder ``logits`` and per-cell ``library``."""
         scale = torch.softmax(logits, dim=-1)
@@ -92,6 +102,31 @@ class BernoulliLikelihood(nn.Module):
     def encode_input(self, x: torch.Tensor, library: torch.Tensor) -> torch.Tensor:
         """Return the binarised accessibility, the encoder input of the reference."""
         return self.observed(x)
+
+    def prepare(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the library and the encoder input of raw values ``x``, binarising once.
+
+        A ``torch.sparse_csr`` ``x`` gives a sparse CSR encoder input (the encoder's first layer
+        takes it as it is, see :class:`~scdx_scvi.nn.MLP`).
+        """
+        if x.layout != torch.sparse_csr:
+            binary = self.observed(x)
+            return binary.sum(dim=-1, keepdim=True), binary
+        crow, positive = x.crow_indices(), x.values() > 0
+        counts = torch.cat([positive.new_zeros(1, dtype=torch.long), positive.long().cumsum(0)])
+        library = (counts[crow[1:]] - counts[crow[:-1]]).to(x.dtype).unsqueeze(-1)
+        binary = torch.sparse_csr_tensor(
+            crow, x.col_indices(), positive.to(x.dtype), x.shape, check_invariants=False
+        )  # the structure of x, which is valid
+        return library, binary
+
+    def nll(self, px: Bernoulli, target: torch.Tensor) -> torch.Tensor:
+        """Return the negative log-likelihood of the binarised ``target`` per cell.
+
+        The binary cross-entropy on the logits itself: ``-Bernoulli.log_prob`` negates it twice,
+        two extra passes over a (cells, peaks) tensor forward and two backward.
+        """
+        return F.binary_cross_entropy_with_logits(px.logits, target, reduction="none").sum(-1)
 
     def distribution(self, logits: torch.Tensor, library: torch.Tensor | None = None) -> Bernoulli:
         """Return the Bernoulli for decoder ``logits`` (the library is not used)."""

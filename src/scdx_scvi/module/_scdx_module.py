@@ -26,11 +26,15 @@ def _on_rows(
     """``fn(x, *cov)`` evaluated on the selected ``rows`` only; zeros elsewhere.
 
     With all rows selected (or fewer than two, which batch normalisation cannot take in
-    training) every row is evaluated.
+    training) every row is evaluated. A sparse CSR ``x`` (translation input) is made dense to
+    select a subset of its rows.
     """
-    if rows is None or bool(rows.all()) or int(rows.sum()) < 2:
-        out = fn(x, *cov)
-        return out if rows is None else out * rows.unsqueeze(-1)
+    if rows is None or bool(rows.all()):
+        return fn(x, *cov)
+    if x.layout == torch.sparse_csr:
+        x = x.to_dense()
+    if int(rows.sum()) < 2:
+        return fn(x, *cov) * rows.unsqueeze(-1)
     values = fn(x[rows], *(c[rows] for c in cov))
     out = values.new_zeros((x.shape[0], *values.shape[1:]))
     out[rows] = values
@@ -195,11 +199,6 @@ class SCDXModule(BaseModuleClass):
             },
         }
 
-    def _encode(self, m: str) -> Callable[..., torch.Tensor]:
-        """``(raw values, their library, *covariates) -> latent`` of modality ``m``."""
-        lik = self.likelihoods[m]
-        return lambda x, library, *cov: self.encoders[m](lik.encode_input(x, library), *cov)
-
     @auto_move_data
     def inference(
         self,
@@ -221,13 +220,13 @@ class SCDXModule(BaseModuleClass):
         cov = self._covariates(batch_index)
         z, library, measured = {}, {}, {}
         for m, x_m in x.items():
-            lib = self.likelihoods[m].library(x_m)
+            lib, encoder_input = self.likelihoods[m].prepare(x_m)
             has = lib.reshape(-1) > 0  # the values are non-negative: counts iff a library
             if observed is not None and m in observed:
                 has = has & observed[m].reshape(-1).bool()
             measured[m] = has
             library[m] = lib * has.unsqueeze(-1)
-            z[m] = _on_rows(self._encode(m), has, x_m, lib, *cov)
+            z[m] = _on_rows(self.encoders[m], has, encoder_input, *cov)
         return {MODULE_KEYS.Z: z, MODULE_KEYS.LIBRARY: library, MODULE_KEYS.OBSERVED: measured}
 
     def _get_generative_input(
@@ -285,14 +284,18 @@ class SCDXModule(BaseModuleClass):
         and ``latent_agreement_loss``.
         """
         observed = inference_outputs[MODULE_KEYS.OBSERVED]
+        targets = {
+            m: self.likelihoods[m].observed(tensors[MODALITIES[m].registry_key])
+            for m in generative_outputs[MODULE_KEYS.PX]
+        }  # once per modality: the cross-modal terms score the same targets
         nll, metrics = {}, {}
         for m, px in generative_outputs[MODULE_KEYS.PX].items():
-            nll[m] = self._nll(m, px, tensors, observed[m])
+            nll[m] = self._nll(m, px, targets[m], observed[m])
             n_m = observed[m].sum().clamp(min=1)
             metrics[f"reconstruction_loss_{m}"] = (nll[m].sum() / n_m).detach()
         weighted = sum(self.reconstruction_weights[m] * v for m, v in nll.items())
         if self.cross_reconstruction or self.latent_agreement:
-            cross, agreement = self._cross_modal_terms(tensors, inference_outputs)
+            cross, agreement = self._cross_modal_terms(tensors, inference_outputs, targets)
             weighted = weighted + self.cross_reconstruction * cross
             weighted = weighted + self.latent_agreement * agreement
             metrics["cross_reconstruction_loss"] = cross.mean().detach()
@@ -303,14 +306,13 @@ class SCDXModule(BaseModuleClass):
             extra_metrics=metrics,
         )
 
-    def _nll(self, m: str, px, tensors: dict, observed: torch.Tensor) -> torch.Tensor:
-        """Negative log-likelihood per cell of modality ``m`` under ``px`` (0 where unobserved)."""
-        x = tensors[MODALITIES[m].registry_key]
-        value = -px.log_prob(self.likelihoods[m].observed(x)).sum(dim=-1)
+    def _nll(self, m: str, px, target: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """Negative log-likelihood per cell of ``target`` under ``px`` (0 where unobserved)."""
+        value = self.likelihoods[m].nll(px, target)
         return torch.where(observed, value, torch.zeros_like(value))
 
     def _cross_modal_terms(
-        self, tensors: dict, inference_outputs: dict
+        self, tensors: dict, inference_outputs: dict, targets: Mapping[str, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Cross-reconstruction NLL and latent disagreement per cell, summed over pairs."""
         z = inference_outputs[MODULE_KEYS.Z]
@@ -329,7 +331,7 @@ class SCDXModule(BaseModuleClass):
                 if self.cross_reconstruction:
                     logits = self.decode_logits({b: z[a]}, batch_index, {b: both})[b]
                     px = self.likelihoods[b].distribution(logits, library.get(b))
-                    nll = self._nll(b, px, tensors, both)
+                    nll = self._nll(b, px, targets[b], both)
                     cross = cross + self.reconstruction_weights[b] * nll
                 if self.latent_agreement and a < b:
                     rows = both.unsqueeze(-1)
@@ -480,7 +482,8 @@ class SCDXModule(BaseModuleClass):
         Parameters
         ----------
         x
-            Raw values of the source modalities ``{modality: (n_cells, features)}``.
+            Raw values of the source modalities ``{modality: (n_cells, features)}``, dense or
+            (binary likelihoods, e.g. ATAC) ``torch.sparse_csr``.
         targets
             Modalities to return (every modality not in ``x`` is sampled).
         sampler
@@ -505,7 +508,7 @@ class SCDXModule(BaseModuleClass):
         ``"variance"`` (over the samples) when ``n_samples > 1`` and ``"counts"`` with
         ``count_labels``; each value ``(n_cells, features)``, float32.
         """
-        batch_index = self._decoder_batch(batch, len(next(iter(x.values()))))
+        batch_index = self._decoder_batch(batch, next(iter(x.values())).shape[0])
         source = self.inference(x, batch_index)[MODULE_KEYS.Z]
         total = dict.fromkeys(targets, 0.0)
         total_sq = dict.fromkeys(targets, 0.0)

@@ -1,4 +1,10 @@
-"""Multilayer perceptrons with per-layer widths, built from :class:`scvi.nn.FCLayers`."""
+"""Multilayer perceptrons with per-layer widths, built from :class:`scvi.nn.FCLayers`.
+
+The input may be a sparse CSR tensor (accessibility of 10^4-10^5 peaks, 1-10 % open): the first
+product is then a sum of the weight columns of the non-zero inputs, weighted by their values
+(:func:`torch.nn.functional.embedding_bag`), several times faster on the CPU than the dense
+product and than ``torch.sparse.mm``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from scvi.nn import FCLayers
 from torch import nn
 
@@ -67,7 +74,37 @@ class MLP(nn.Module):
         self.output = nn.Linear(widths[-1], n_output)
 
     def forward(self, x: torch.Tensor, *cat_list: torch.Tensor) -> torch.Tensor:
-        """Map ``x`` (cells x inputs) to cells x outputs; ``cat_list`` holds covariate codes."""
-        for layer in self.hidden:
+        """Map ``x`` (cells x inputs) to cells x outputs; ``cat_list`` holds covariate codes.
+
+        ``x`` may be a ``torch.sparse_csr`` tensor. It is made dense where the first layer
+        injects covariates (their one-hot codes are concatenated to the input).
+        """
+        hidden = iter(self.hidden)
+        if x.layout == torch.sparse_csr:
+            first = self.hidden[0] if len(self.hidden) else None
+            if first is None or first.n_cat_list:
+                x = x.to_dense()
+            else:
+                x = _sparse_block(first, x)
+                next(hidden)
+        for layer in hidden:
             x = layer(x, *cat_list)
         return self.output(x)
+
+
+def _sparse_block(layer: FCLayers, x: torch.Tensor) -> torch.Tensor:
+    """One-block :class:`~scvi.nn.FCLayers` without covariates applied to sparse CSR rows ``x``."""
+    linear, *rest = layer.fc_layers[0]
+    out = F.embedding_bag(  # a transposed weight that is not contiguous is ~10x slower
+        x.col_indices(),
+        linear.weight.t().contiguous(),
+        x.crow_indices(),
+        mode="sum",
+        per_sample_weights=x.values(),
+        include_last_offset=True,
+    )
+    out = out + linear.bias
+    for module in rest:  # normalisation, activation, dropout, as FCLayers applies them
+        if module is not None:
+            out = module(out)
+    return out

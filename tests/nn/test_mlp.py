@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from scdx_scvi.data._sparse import torch_csr
+from scdx_scvi.nn import MLP
+
+
+def _sparse_rows(n_rows: int = 6, n_cols: int = 40) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(n_rows, n_cols, generator=generator)
+    x = x * (torch.rand(n_rows, n_cols, generator=generator) < 0.2)
+    x[2] = 0  # a row with nothing open
+    return x
+
+
+@pytest.mark.parametrize("norm", ["layernorm", "batchnorm", "none"])
+def test_sparse_input_gives_the_dense_values_and_gradients(norm):
+    torch.manual_seed(0)
+    mlp = MLP(40, 3, (8, 5), norm=norm)
+    x = _sparse_rows()
+    for mode in (mlp.eval, mlp.train):
+        mode()
+        dense = mlp(x)
+        dense.square().sum().backward()
+        grads = [p.grad.clone() for p in mlp.parameters()]
+        mlp.zero_grad()
+        sparse = mlp(torch_csr(x.numpy(), "cpu"))
+        sparse.square().sum().backward()
+        torch.testing.assert_close(sparse, dense, rtol=1e-5, atol=1e-6)
+        for g, p in zip(grads, mlp.parameters(), strict=True):
+            torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-5)
+        mlp.zero_grad()
+
+
+def test_sparse_input_with_covariates_or_no_hidden_layer_is_made_dense():
+    torch.manual_seed(0)
+    x = _sparse_rows()
+    batch = torch.tensor([[0], [1], [2], [0], [1], [2]])
+    with_batch = MLP(40, 3, (8,), n_cat_list=[3], norm="layernorm").eval()
+    torch.testing.assert_close(with_batch(torch_csr(x.numpy(), "cpu"), batch), with_batch(x, batch))
+    linear = MLP(40, 3, ()).eval()
+    torch.testing.assert_close(linear(torch_csr(x.numpy(), "cpu")), linear(x))
