@@ -241,6 +241,7 @@ def _dispersion(run: dict) -> str:
 def write_page(payload: dict, figures: list[Path], path: Path) -> Path:
     """Write the Markdown page of one benchmark run."""
     settings, peer = payload["settings"], payload["peer"]
+    sample_steps = payload.get("translation_sample_steps", 25)  # 25 in records before the key
     rel = {f.name: f"{path.stem}/{f.name}" for f in figures}
     trained = {r["model"]: r for r in payload.get("training", [])}
     epochs = trained.get(peer, {}).get("epochs", settings["peer_epochs"])
@@ -306,8 +307,8 @@ def write_page(payload: dict, figures: list[Path], path: Path) -> Path:
         "",
         "Each test cell's source modality alone is translated. `SCDX` is the default "
         '(`sampler="mean"`, the denoiser\'s conditional-mean estimate, one evaluation); '
-        "`SCDX, one sample` draws one cell (DPM-Solver++, 25 steps). FOSCTTM and label "
-        "accuracy are computed in a PCA of the training cells' target modality; the label "
+        f"`SCDX, one sample` draws one cell (DPM-Solver++, {sample_steps} steps). FOSCTTM and "
+        "label accuracy are computed in a PCA of the training cells' target modality; the label "
         "accuracy of the measured target cells is "
         + ", ".join(
             f"{_fmt(r['label_accuracy_measured'])} ({_arrow(r['direction'])})"

@@ -1,12 +1,12 @@
 """Calibration of sampled translations (``n_samples > 1``) of a benchmark-of-record model.
 
 The model saved by ``run.py --save-dir`` translates the held-out cells of the canonical split
-``--n-samples`` times (DPM-Solver++, 25 steps, one seed per draw). What the samples should cover
-is the target the same decoder gives from the cell's own measured target (its autoencoder
-reconstruction, ``get_normalized_modalities``): if the diffusion models what the source leaves
-undetermined, a central interval of the samples holds it at about its nominal level
-(:func:`scdx_scvi.metrics.interval_coverage`), with an interval width that is small next to
-the spread of the target between cells if the source is informative.
+``--n-samples`` times (DPM-Solver++ with its default steps, one seed per draw). What the
+samples should cover is the target the same decoder gives from the cell's own measured target
+(its autoencoder reconstruction, ``get_normalized_modalities``): if the diffusion models what
+the source leaves undetermined, a central interval of the samples holds it at about its nominal
+level (:func:`scdx_scvi.metrics.interval_coverage`), with an interval width that is small next
+to the spread of the target between cells if the source is informative.
 
 Usage::
 
@@ -50,7 +50,7 @@ def main() -> None:
         draws = np.stack([
             model.get_translated_modality(
                 test[model.modality_names[source]].copy(), source, target, sampler="dpm++2m",
-                n_steps=25, seed=seed, return_type="numpy",
+                seed=seed, return_type="numpy",
             )
             for seed in range(args.n_samples)
         ])  # fmt: skip

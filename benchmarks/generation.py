@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--diffusion-steps", type=int, default=30_000)
     parser.add_argument("--peer-epochs", type=int, default=200)
     parser.add_argument("--sampler", default="dpm++2m")
-    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--steps", type=int, default=None, help="default: the package's")
     parser.add_argument("--n-comps", type=int, default=50)
     parser.add_argument(
         "--throughput", default="ddim:50,ddim:100,dpm++2m:10,dpm++2m:25",

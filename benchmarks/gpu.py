@@ -33,7 +33,16 @@ from pathlib import Path
 import numpy as np
 import scvi
 import torch
-from _common import RESULTS, Results, generation_request, measured, provenance, read, split
+from _common import (
+    RESULTS,
+    Results,
+    generation_request,
+    measured,
+    peak_memory_method,
+    provenance,
+    read,
+    split,
+)
 from run import SCDX_NAME, peer_samples, train_peer, train_scdx
 from scaling import cell_types, paired_mudata, peer_epoch, simulate_atac, simulate_rna
 from translation import multivi_translate
@@ -82,7 +91,7 @@ def snareseq_rows(args) -> list[dict]:
                          "peak_mib": peak})  # fmt: skip
     request, _ = generation_request(train, test, "cell_type")
     calls = {
-        SCDX_NAME: lambda: scdx.generate(**request, sampler="dpm++2m", n_steps=25, seed=0),
+        SCDX_NAME: lambda: scdx.generate(**request, sampler="dpm++2m", seed=0),
         "MultiVI posterior samples": lambda: peer_samples(peer, test, ["rna", "atac"]),
     }
     for name, call in calls.items():
@@ -135,8 +144,7 @@ def main() -> None:
     scvi.settings.seed = 0
     results = Results(
         Path(args.out) if args.out else RESULTS / "gpu.json",
-        {"settings": vars(args), "peak_memory": "cuda allocator" if torch.cuda.is_available()
-         else "polled resident set", **provenance("gpu.py")},
+        {"settings": vars(args), "peak_memory": peak_memory_method(), **provenance("gpu.py")},
     )  # fmt: skip
     record = cpu_record(f"benchmark_{args.dataset}.json")
     for row in snareseq_rows(args):

@@ -19,7 +19,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from _common import RESULTS, Results, measured, provenance
+from _common import RESULTS, Results, measured, peak_memory_method, provenance
 from scipy import sparse
 
 from scdx_scvi.metrics import (
@@ -67,7 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.n_cells, args.n_genes, args.n_peaks, args.n_types = 600, 50, 80, 4
-    header = {"settings": vars(args), "peak_memory": "polled resident set"}
+    header = {"settings": vars(args), "peak_memory": peak_memory_method()}
     results = Results(
         Path(args.out) if args.out else RESULTS / "metrics_scaling.json",
         {**header, **provenance("metrics_scaling.py")},

@@ -8,10 +8,11 @@ chunk's CSR rows are appended to the file's ``X``. The file is then read with
 (``setup_mudata`` checks the values block by block), the autoencoder trained for
 ``--autoencoder-steps`` minibatches, the diffusion for ``--diffusion-steps`` steps (which first
 encodes every cell once, reading the whole file), and ``--n-translate`` cells translated from
-ATAC to RNA (the conditional mean). Each phase gives one row with the seconds, the peak memory
-above its start (polled resident set), the resident set after it and the process's high-water
-mark; the header gives the file size and the memory the counts would take if read into memory
-(CSR buffers of both modalities). The model is ``SCDX(mdata)`` with the package defaults.
+ATAC to RNA (the conditional mean). Each phase gives one row with the seconds, the peak memory above
+its start, the resident set after it and the phase's high-water mark of the process's resident set
+(``high_water_mib``, absolute; the largest over the phases is the run's); the header gives the file
+size and the memory the counts would take if read into memory (CSR buffers of both modalities). The
+model is ``SCDX(mdata)`` with the package defaults.
 ``--in-memory`` reads the same file into memory instead: the control for the cost of reading
 minibatches from disk.
 
@@ -36,9 +37,9 @@ import mudata as md
 import numpy as np
 import pandas as pd
 import scvi
-from _common import RESULTS, Results, measured, provenance, rss_mib
+from _common import RESULTS, Results, measured, peak_memory_method, provenance, rss_mib
 from anndata.io import sparse_dataset, write_elem
-from scaling import LABELS_KEY, MIB, cell_types, max_rss_mib, simulate_atac, simulate_rna
+from scaling import LABELS_KEY, MIB, cell_types, simulate_atac, simulate_rna
 
 from scdx_scvi import SCDX
 
@@ -124,7 +125,7 @@ def main() -> None:
                 "n_cells": args.n_cells,
                 **sizes,
                 "write_seconds": seconds,
-                "peak_memory": "polled resident set",
+                "peak_memory": peak_memory_method(),
                 **provenance("out_of_core.py"),
             },
         )
@@ -154,7 +155,8 @@ def main() -> None:
         for phase, fn in phases.items():
             out, seconds, peak = measured(fn)
             row = {"phase": phase, "seconds": seconds, "peak_mib": peak, "rss_mib": rss_mib(),
-                   "max_rss_mib": max_rss_mib(), "rss_before_reading_mib": start_rss}  # fmt: skip
+                   "high_water_mib": rss_mib("VmHWM"),
+                   "rss_before_reading_mib": start_rss}  # fmt: skip
             if phase == "autoencoder":
                 steps = int(state["model"].trainer.global_step)
                 row.update(steps=steps, cells_per_second=steps * args.batch_size / seconds)

@@ -7,12 +7,13 @@ has at least one count in each modality. For each number of peaks, SCDX is set u
 phases are measured: one autoencoder epoch, ``--diffusion-steps`` diffusion steps (which first
 encode every cell once; without early stopping, as a run shorter than an epoch has no validation
 loss) and the generation of ``--n-generate`` cells in chunks of ``--generate-batch-size``. Freed
-memory is handed back to the system before each phase. Each phase gives one row with the
-seconds, the peak memory above the start of the phase (the allocator's on a GPU, the polled
-resident set on the CPU), the throughput (cells of the data set per second for the two training
-phases, generated cells per second for generation), the process's resident set at the end and
-its high-water mark, the size of the sparse ATAC input and the size a dense float32 ATAC matrix
-would take instead. The model is ``SCDX(mdata)`` with the package defaults unless
+memory is handed back to the system before each phase. Each phase gives one row with the seconds,
+the peak memory above the start of the phase (the allocator's on a GPU, the kernel's high-water mark
+of the resident set on the CPU, reset when the phase starts), the throughput (cells of the data set
+per second for the two training phases, generated cells per second for generation), the process's
+resident set at the end and its high-water mark during the phase (``high_water_mib``, absolute: the
+data and the model included), the size of the sparse ATAC input and the size a dense float32 ATAC
+matrix would take instead. The model is ``SCDX(mdata)`` with the package defaults unless
 ``--architecture`` or ``--n-channels`` is given; ``--peer`` adds one MultiVI epoch on the same
 data, minibatch and process, for the ratio.
 
@@ -27,7 +28,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import resource
 import warnings
 from pathlib import Path
 
@@ -36,8 +36,15 @@ import mudata as md
 import numpy as np
 import pandas as pd
 import scvi
-import torch
-from _common import RESULTS, Results, measured, provenance, release_memory, rss_mib
+from _common import (
+    RESULTS,
+    Results,
+    measured,
+    peak_memory_method,
+    provenance,
+    release_memory,
+    rss_mib,
+)
 from scipy import sparse
 
 from scdx_scvi import SCDX
@@ -169,11 +176,6 @@ def sparse_mib(x: sparse.csr_matrix) -> float:
     return (x.data.nbytes + x.indices.nbytes + x.indptr.nbytes) / MIB
 
 
-def max_rss_mib() -> float:
-    """High-water mark of the process's resident set (MiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def peer_epoch(mdata: md.MuData, batch_size: int) -> None:
     """One MultiVI epoch on a copy of ``mdata`` (its parameter count in the result row)."""
     data = mdata.copy()
@@ -213,7 +215,7 @@ def main() -> None:
         Path(args.out) if args.out else RESULTS / "scaling.json",
         {
             "settings": vars(args),
-            "peak_memory": "cuda allocator" if torch.cuda.is_available() else "polled resident set",
+            "peak_memory": peak_memory_method(),
             **provenance("scaling.py"),
         },
     )
@@ -263,7 +265,7 @@ def main() -> None:
             n = args.n_generate if phase == "generate" else args.n_cells
             row = {"phase": phase, "model": "SCDX", **common, "seconds": seconds, "peak_mib": peak,
                    "cells_per_second": n / seconds, "rss_mib": rss_mib(),
-                   "max_rss_mib": max_rss_mib()}  # fmt: skip
+                   "high_water_mib": rss_mib("VmHWM")}  # fmt: skip
             if phase == "autoencoder":
                 row.update(epochs=1, batch_size=args.batch_size)
             elif phase == "diffusion":
@@ -287,7 +289,7 @@ def main() -> None:
             results.record({
                 "phase": "autoencoder", "model": "MultiVI", **common, "seconds": seconds,
                 "peak_mib": peak, "cells_per_second": args.n_cells / seconds, "rss_mib": rss_mib(),
-                "max_rss_mib": max_rss_mib(), "epochs": 1, "batch_size": args.batch_size,
+                "high_water_mib": rss_mib("VmHWM"), "epochs": 1, "batch_size": args.batch_size,
             })  # fmt: skip
             release_memory()
         del mdata, atac

@@ -10,7 +10,7 @@ Models:
 
 * ``SCDX-learned``: the default (conditional diffusion, ``condition_prob=0.5``, the denoiser's
   conditional-mean estimate ``sampler="mean"``, one evaluation), on the autoencoder of the
-  base model; ``SCDX-learned-sample``: one sample per cell (DPM-Solver++ 25 steps);
+  base model; ``SCDX-learned-sample``: one sample per cell (DPM-Solver++, default steps);
   ``SCDX-learned-mean5``: the mean of 5 samples per cell (``n_samples=5``; the reference
   averages 5 runs too);
 * ``SCDX-replacement`` / ``SCDX-guidance``: the reference's zero-shot methods (ancestral DDPM,
@@ -56,7 +56,7 @@ from scdx_scvi.metrics import (
 LABELS_KEY = "cell_type"
 #: The default of ``get_translated_modality``, and the sampling alternative.
 DEFAULT_METHOD = "learned, conditional mean (sampler='mean', 1 evaluation)"
-SAMPLE = {"sampler": "dpm++2m", "n_steps": 25}
+SAMPLE = {"sampler": "dpm++2m"}  # the package default of steps
 
 
 # ----------------------------------------------------------------------------- scoring

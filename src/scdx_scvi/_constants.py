@@ -57,3 +57,4 @@ class MODULE_KEYS:
     BATCH_INDEX = "batch_index"
     PX = "px"
     OBSERVED = "observed"
+    TARGET = "target"

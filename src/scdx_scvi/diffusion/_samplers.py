@@ -374,7 +374,9 @@ class DPMSolverPP2MSampler(Sampler):
     """
 
     name = "dpm++2m"
-    default_steps = 25
+    #: Ten steps: as realistic as 25 across six data sets at 2-3 times the throughput (user
+    #: guide, "Sampler, step count and guidance").
+    default_steps = 10
 
     def __init__(
         self,

@@ -61,10 +61,10 @@ class CountLikelihood(nn.Module):
             return x
         return torch.log1p(x / library.clamp(min=1.0) * LOG1P_TARGET_SUM)
 
-    def prepare(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the library and the encoder input of raw values ``x``."""
+    def prepare(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return the scored target, the library and the encoder input of raw values ``x``."""
         library = self.library(x)
-        return library, self.encode_input(x, library)
+        return x, library, self.encode_input(x, library)
 
     def nll(self, px: NegativeBinomial, target: torch.Tensor) -> torch.Tensor:
         """Return the negative log-likelihood of ``target`` (from :meth:`observed`) per cell."""
@@ -103,22 +103,23 @@ class BernoulliLikelihood(nn.Module):
         """Return the binarised accessibility, the encoder input of the reference."""
         return self.observed(x)
 
-    def prepare(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the library and the encoder input of raw values ``x``, binarising once.
+    def prepare(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return the scored target, the library and the encoder input of raw values ``x``.
 
-        A ``torch.sparse_csr`` ``x`` gives a sparse CSR encoder input (the encoder's first layer
-        takes it as it is, see :class:`~scdx_scvi.nn.MLP`).
+        The target and the encoder input are one binarised tensor (one pass over a (cells,
+        peaks) minibatch). A ``torch.sparse_csr`` ``x`` gives sparse CSR ones (the encoder's
+        first layer takes it as it is, see :class:`~scdx_scvi.nn.MLP`).
         """
         if x.layout != torch.sparse_csr:
             binary = self.observed(x)
-            return binary.sum(dim=-1, keepdim=True), binary
+            return binary, binary.sum(dim=-1, keepdim=True), binary
         crow, positive = x.crow_indices(), x.values() > 0
         counts = torch.cat([positive.new_zeros(1, dtype=torch.long), positive.long().cumsum(0)])
         library = (counts[crow[1:]] - counts[crow[:-1]]).to(x.dtype).unsqueeze(-1)
         binary = torch.sparse_csr_tensor(
             crow, x.col_indices(), positive.to(x.dtype), x.shape, check_invariants=False
         )  # the structure of x, which is valid
-        return library, binary
+        return binary, library, binary
 
     def nll(self, px: Bernoulli, target: torch.Tensor) -> torch.Tensor:
         """Return the negative log-likelihood of the binarised ``target`` per cell.

@@ -215,19 +215,25 @@ class SCDXModule(BaseModuleClass):
         Returns
         -------
         ``{"z": {modality: latent}, "library": {modality: library size},
-        "observed": {modality: (B,) bool}}``.
+        "observed": {modality: (B,) bool}, "target": {modality: values the loss scores}}``
+        (ATAC: binarised).
         """
         cov = self._covariates(batch_index)
-        z, library, measured = {}, {}, {}
+        z, library, measured, target = {}, {}, {}, {}
         for m, x_m in x.items():
-            lib, encoder_input = self.likelihoods[m].prepare(x_m)
+            target[m], lib, encoder_input = self.likelihoods[m].prepare(x_m)
             has = lib.reshape(-1) > 0  # the values are non-negative: counts iff a library
             if observed is not None and m in observed:
                 has = has & observed[m].reshape(-1).bool()
             measured[m] = has
             library[m] = lib * has.unsqueeze(-1)
             z[m] = _on_rows(self.encoders[m], has, encoder_input, *cov)
-        return {MODULE_KEYS.Z: z, MODULE_KEYS.LIBRARY: library, MODULE_KEYS.OBSERVED: measured}
+        return {
+            MODULE_KEYS.Z: z,
+            MODULE_KEYS.LIBRARY: library,
+            MODULE_KEYS.OBSERVED: measured,
+            MODULE_KEYS.TARGET: target,
+        }
 
     def _get_generative_input(
         self, tensors: dict[str, torch.Tensor], inference_outputs: dict, **kwargs
@@ -284,10 +290,7 @@ class SCDXModule(BaseModuleClass):
         and ``latent_agreement_loss``.
         """
         observed = inference_outputs[MODULE_KEYS.OBSERVED]
-        targets = {
-            m: self.likelihoods[m].observed(tensors[MODALITIES[m].registry_key])
-            for m in generative_outputs[MODULE_KEYS.PX]
-        }  # once per modality: the cross-modal terms score the same targets
+        targets = inference_outputs[MODULE_KEYS.TARGET]  # binarised once, in inference
         nll, metrics = {}, {}
         for m, px in generative_outputs[MODULE_KEYS.PX].items():
             nll[m] = self._nll(m, px, targets[m], observed[m])
