@@ -64,7 +64,7 @@ class CountLikelihood(nn.Module):
     def prepare(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return the scored target, the library and the encoder input of raw values ``x``."""
         library = self.library(x)
-        return x, library, self.encode_input(x, library)
+        return self.observed(x), library, self.encode_input(x, library)
 
     def nll(self, px: NegativeBinomial, target: torch.Tensor) -> torch.Tensor:
         """Return the negative log-likelihood of ``target`` (from :meth:`observed`) per cell."""
@@ -95,10 +95,6 @@ class BernoulliLikelihood(nn.Module):
         """Return the binarised accessibility."""
         return (x > 0).to(x.dtype)
 
-    def library(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the number of accessible features per cell, shape (cells, 1)."""
-        return (x > 0).sum(dim=-1, keepdim=True).to(x.dtype)
-
     def encode_input(self, x: torch.Tensor, library: torch.Tensor) -> torch.Tensor:
         """Return the binarised accessibility, the encoder input of the reference."""
         return self.observed(x)
@@ -106,9 +102,10 @@ class BernoulliLikelihood(nn.Module):
     def prepare(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return the scored target, the library and the encoder input of raw values ``x``.
 
-        The target and the encoder input are one binarised tensor (one pass over a (cells,
-        peaks) minibatch). A ``torch.sparse_csr`` ``x`` gives sparse CSR ones (the encoder's
-        first layer takes it as it is, see :class:`~scdx_scvi.nn.MLP`).
+        The target and the encoder input are one binarised tensor (one pass over a (cells, peaks)
+        minibatch); the library is its number of open peaks per cell, shape (cells, 1). A
+        ``torch.sparse_csr`` ``x`` gives sparse CSR ones (the encoder's first layer takes it as it
+        is, see :class:`~scdx_scvi.nn.MLP`).
         """
         if x.layout != torch.sparse_csr:
             binary = self.observed(x)
