@@ -195,10 +195,16 @@ def test_sparse_atac_input_encodes_as_the_dense_one():
     torch.testing.assert_close(everyone, module.inference({"atac": atac})["z"]["atac"])
 
 
-def test_bernoulli_nll_is_minus_the_log_probability():
+def test_bernoulli_nll_is_minus_the_log_probability_with_its_gradient():
     module = _module()
-    logits = torch.randn(6, 4)
-    target = (torch.rand(6, 4) > 0.5).float()
+    logits = (torch.randn(6, 4, dtype=torch.float64) * 30).requires_grad_()  # beyond softplus' 20
+    target = (torch.rand(6, 4) > 0.5).double()
     likelihood = module.likelihoods["atac"]
+    weights = torch.rand(6, dtype=torch.float64)
+    nll = likelihood.nll(likelihood.distribution(logits), target)
+    (grad,) = torch.autograd.grad((nll * weights).sum(), logits)
     px = likelihood.distribution(logits)
-    torch.testing.assert_close(likelihood.nll(px, target), -px.log_prob(target).sum(-1))
+    expected = -px.log_prob(target).sum(-1)
+    (expected_grad,) = torch.autograd.grad((expected * weights).sum(), logits)
+    torch.testing.assert_close(nll, expected)
+    torch.testing.assert_close(grad, expected_grad)

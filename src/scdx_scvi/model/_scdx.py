@@ -32,7 +32,11 @@ from scdx_scvi.module import (
     SCDXModule,
     default_max_epochs,
 )
-from scdx_scvi.train import autoencoder_optimizer, release_training_state
+from scdx_scvi.train import (
+    autoencoder_optimizer,
+    release_training_state,
+    retained_freed_memory,
+)
 
 from ._checks import check_bool, check_fraction, check_int, check_is_mudata
 from ._diffusion_mixin import LatentDiffusionMixin
@@ -576,6 +580,7 @@ class SCDX(
         gradient_clip_val: float | None = 1.0,
         accelerator: str = "auto",
         devices: int | list[int] | str = "auto",
+        retain_freed_memory: bool = True,
         plan_kwargs: dict | None = None,
         datasplitter_kwargs: dict | None = None,
         **trainer_kwargs,
@@ -620,6 +625,12 @@ class SCDX(
             Clip the gradient norm at this value (``None`` disables clipping).
         %(param_accelerator)s
         %(param_devices)s
+        retain_freed_memory
+            Under Linux (glibc), keep the host memory freed between minibatches in the process
+            while this stage trains, instead of mapping it anew for every minibatch (see
+            :func:`~scdx_scvi.train.retained_freed_memory`): at 200,000 peaks a minibatch step
+            takes about half the time, for a higher peak memory. ``False`` leaves the allocator
+            as it is.
         plan_kwargs
             Keyword arguments for :class:`scvi.train.TrainingPlan`; they override the above.
         datasplitter_kwargs
@@ -662,20 +673,21 @@ class SCDX(
         trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
         if gradient_clip_val is not None:
             trainer_kwargs.setdefault("gradient_clip_val", gradient_clip_val)
-        UnsupervisedTrainingMixin.train(
-            self,
-            max_epochs=max_epochs,
-            accelerator=accelerator,
-            devices=devices,
-            train_size=train_size,
-            validation_size=validation_size,
-            batch_size=batch_size,
-            early_stopping=early_stopping,
-            datasplitter_kwargs=datasplitter_kwargs,
-            plan_kwargs=plan,
-            **trainer_kwargs,
-        )
-        release_training_state(self.trainer)
+        with retained_freed_memory(retain_freed_memory):
+            UnsupervisedTrainingMixin.train(
+                self,
+                max_epochs=max_epochs,
+                accelerator=accelerator,
+                devices=devices,
+                train_size=train_size,
+                validation_size=validation_size,
+                batch_size=batch_size,
+                early_stopping=early_stopping,
+                datasplitter_kwargs=datasplitter_kwargs,
+                plan_kwargs=plan,
+                **trainer_kwargs,
+            )
+            release_training_state(self.trainer)
         if not self.trainer.global_step:
             self.is_trained_ = was_trained
             raise RuntimeError(

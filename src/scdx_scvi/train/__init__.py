@@ -2,6 +2,7 @@
 
 from ._diffusion_plan import LatentDiffusionTrainingPlan
 from ._latent_data import LatentDataModule
+from ._memory import retained_freed_memory
 from ._optimizer import adamw, autoencoder_optimizer, release_training_state
 
 __all__ = [
@@ -10,4 +11,5 @@ __all__ = [
     "adamw",
     "autoencoder_optimizer",
     "release_training_state",
+    "retained_freed_memory",
 ]
