@@ -180,12 +180,13 @@ def sparse_mib(x: sparse.csr_matrix) -> float:
     return (x.data.nbytes + x.indices.nbytes + x.indptr.nbytes) / MIB
 
 
-def peer_epoch(mdata: md.MuData, batch_size: int) -> None:
-    """One MultiVI epoch on a copy of ``mdata`` (its parameter count in the result row)."""
+def peer_epoch(mdata: md.MuData, batch_size: int) -> int:
+    """One MultiVI epoch on a copy of ``mdata``; return MultiVI's number of parameters."""
     data = mdata.copy()
     scvi.model.MULTIVI.setup_mudata(data, modalities={"rna_layer": "rna", "atac_layer": "atac"})
     peer = scvi.model.MULTIVI(data)
     peer.train(max_epochs=1, batch_size=batch_size, enable_progress_bar=False)
+    return sum(p.numel() for p in peer.module.parameters())
 
 
 def main() -> None:
@@ -294,9 +295,10 @@ def main() -> None:
         release_memory()
         for retain in (False, True) if args.peer else ():
             with retained_freed_memory(retain) as applied:
-                _, seconds, peak = measured(lambda m=mdata: peer_epoch(m, args.batch_size))
+                n_peer, seconds, peak = measured(lambda m=mdata: peer_epoch(m, args.batch_size))
             results.record({
-                "phase": "autoencoder", "model": "MultiVI", **common, "seconds": seconds,
+                "phase": "autoencoder", "model": "MultiVI", **common, "n_parameters": n_peer,
+                "parameters_mib": n_peer * 4 / MIB, "seconds": seconds,
                 "peak_mib": peak, "cells_per_second": args.n_cells / seconds, "rss_mib": rss_mib(),
                 "high_water_mib": rss_mib("VmHWM"), "epochs": 1, "batch_size": args.batch_size,
                 "retained_freed_memory": applied,

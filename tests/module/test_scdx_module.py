@@ -208,3 +208,15 @@ def test_bernoulli_nll_is_minus_the_log_probability_with_its_gradient():
     (expected_grad,) = torch.autograd.grad((expected * weights).sum(), logits)
     torch.testing.assert_close(nll, expected)
     torch.testing.assert_close(grad, expected_grad)
+
+
+def test_bernoulli_nll_scores_half_precision_logits_in_float32():
+    likelihood = _module().likelihoods["atac"]
+    half = torch.randn(5, 300).bfloat16().requires_grad_()
+    target = (torch.rand(5, 300) > 0.7).float()
+    nll = likelihood.nll(likelihood.distribution(half), target)
+    assert nll.dtype == torch.float32
+    expected = likelihood.nll(likelihood.distribution(half.detach().float()), target)
+    torch.testing.assert_close(nll, expected)
+    nll.sum().backward()
+    assert half.grad.dtype == torch.bfloat16

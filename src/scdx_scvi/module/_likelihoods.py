@@ -141,21 +141,25 @@ class _BinaryCrossEntropy(torch.autograd.Function):
 
     ``softplus(logits) - logits * target``, the value of
     :func:`~torch.nn.functional.binary_cross_entropy_with_logits` summed over the last axis,
-    with a gradient of ``sigmoid(logits) - target``. One (cells, peaks) temporary forward and
-    one backward, where the built-in function makes four: at 10^5 peaks each is hundreds of
-    megabytes per minibatch.
+    with a gradient of ``sigmoid(logits) - target``: one (cells, peaks) temporary forward and
+    one backward, where the built-in function makes several (at 10^5 peaks each is hundreds of
+    megabytes per minibatch). Half-precision logits (mixed-precision training) are scored in
+    float32, as autocast does for the built-in function.
     """
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        ctx.logits_dtype = logits.dtype
+        logits = logits.float()  # no copy when the logits are float32
         ctx.save_for_backward(logits, target)
         out = F.softplus(logits).sum(-1)
-        return out.sub_(torch.einsum("...j,...j->...", logits, target))
+        return out.sub_(torch.einsum("...j,...j->...", logits, target.to(logits.dtype)))
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         logits, target = ctx.saved_tensors
-        return torch.sigmoid(logits).sub_(target).mul_(grad.unsqueeze(-1)), None
+        out = torch.sigmoid(logits).sub_(target).mul_(grad.unsqueeze(-1))
+        return out.to(ctx.logits_dtype), None
 
 
 def make_likelihood(modality: str, n_features: int, encoder_input: EncoderInput) -> nn.Module:
