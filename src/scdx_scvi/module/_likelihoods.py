@@ -150,7 +150,7 @@ class _BinaryCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         ctx.logits_dtype = logits.dtype
-        logits = logits.float()  # no copy when the logits are float32
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # 16-bit: upcast
         ctx.save_for_backward(logits, target)
         out = F.softplus(logits).sum(-1)
         return out.sub_(torch.einsum("...j,...j->...", logits, target.to(logits.dtype)))
