@@ -47,3 +47,14 @@ def test_the_setting_can_be_declined_and_respects_a_tuned_allocator(monkeypatch)
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000000")
     with retained_freed_memory() as applied:
         assert not applied
+
+
+@pytest.mark.skipif(not GLIBC, reason="the setting applies under Linux with glibc")
+def test_a_nested_block_leaves_the_outer_one_in_effect(monkeypatch):
+    for name in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "LD_PRELOAD", "GLIBC_TUNABLES"):
+        monkeypatch.delenv(name, raising=False)
+    with retained_freed_memory():
+        with retained_freed_memory() as applied:
+            assert applied
+        assert _allocate_and_free() > 200  # still kept after the inner block
+    assert _allocate_and_free() < 64

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 _DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
 _LARGEST = 2**31 - 1  # mallopt takes a C int
+_depth = 0  # nested blocks (a user's around a training call): the outermost one restores
 
 #: Environment variables through which a user tunes the allocator; any of them: left alone.
 _USER_SETTINGS = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_",
@@ -49,17 +50,22 @@ def retained_freed_memory(enabled: bool = True) -> Iterator[bool]:
     the environment (``MALLOC_*``, ``GLIBC_TUNABLES``) or replaced (``LD_PRELOAD``). The
     setting is process-wide while it lasts; on exit, glibc's default thresholds are set (its
     dynamic adjustment of the memory-map threshold stays off for the process) and the free
-    memory is handed back to the system.
+    memory is handed back to the system. Within a block, a nested one changes nothing.
     """
+    global _depth
     libc = _glibc() if enabled else None
     if libc is None:
         yield False
         return
-    libc.mallopt(_M_MMAP_MAX, 0)
-    libc.mallopt(_M_TRIM_THRESHOLD, _LARGEST)
+    if _depth == 0:
+        libc.mallopt(_M_MMAP_MAX, 0)
+        libc.mallopt(_M_TRIM_THRESHOLD, _LARGEST)
+    _depth += 1
     try:
         yield True
     finally:
-        libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
-        libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
-        libc.malloc_trim(0)
+        _depth -= 1
+        if _depth == 0:  # the outermost block restores
+            libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+            libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+            libc.malloc_trim(0)
