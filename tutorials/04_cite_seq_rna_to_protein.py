@@ -22,12 +22,20 @@ import scvi
 
 from scdx_scvi import SCDX
 from scdx_scvi.datasets import simulate_multiome
-from scdx_scvi.metrics import log_cp10k, pearson_per_feature
+from scdx_scvi.metrics import (
+    held_out_mask,
+    latent_floor,
+    log_cp10k,
+    pearson_per_feature,
+    translation_controls,
+    translation_directions,
+    translation_score_set,
+)
 
 QUICK = os.environ.get("SCDX_TUTORIAL_QUICK") == "1"
 N_CELLS, N_GENES, N_PROTEINS = (300, 100, 10) if QUICK else (2000, 500, 30)
-AE_EPOCHS = 2 if QUICK else 60
-DIFFUSION_STEPS = 10 if QUICK else 1500
+# the package defaults (SCDX(mdata) and model.train()); a tiny budget for the smoke test
+BUDGET = {"max_epochs": 2, "max_steps_diffusion": 10} if QUICK else {}
 
 # quieter output: mudata's upcoming default, no Lightning messages or warnings
 md.set_options(pull_on_update=False)
@@ -57,14 +65,15 @@ print(mdata["protein"].var.head())
 # ## Training
 #
 # Hold out a fifth of the cells, register RNA and protein (recognised by their names) with the
-# cell type, and train both stages.
+# cell type, and train both stages with the package defaults.
 
 # %%
-held_out = np.random.default_rng(0).random(mdata.n_obs) < 0.2
+held_out = held_out_mask(mdata.n_obs)  # the package's canonical split: a random fifth
 train, test = mdata[~held_out].copy(), mdata[held_out].copy()
 SCDX.setup_mudata(train, labels_key="cell_type")
-model = SCDX(train, architecture="small", n_channels=32)
-model.train(max_epochs=AE_EPOCHS, max_steps_diffusion=DIFFUSION_STEPS, enable_progress_bar=False)
+model = SCDX(train)  # the package defaults, the model of record
+model.train(**BUDGET, enable_progress_bar=False)
+print(model.epochs_trained)  # what ran: early stopping ends both stages
 print(model)
 
 # %% [markdown]
@@ -118,3 +127,42 @@ for ax, name in zip(axes, [best, worst], strict=True):
     )
 fig.tight_layout()
 plt.show()
+
+# %% [markdown]
+# ## Against the controls, both ways
+#
+# The same score for both directions (`translation_score_set`: per-feature and per-cell
+# Pearson on log1p CP10k), next to the controls fitted on the same training cells
+# (`translation_controls`: kNN and ridge regression on the source's PCA, the mean training
+# profile) and the floor of the model's own source latent (`latent_floor`: kNN and ridge on
+# it). Protein → RNA is the harder direction: a panel of tens of proteins says less about
+# thousands of genes than the transcriptome says about the panel.
+
+# %%
+table = {}
+for source, target in translation_directions(["rna", "protein"]):
+    predictions = {
+        "SCDX": model.get_translated_modality(test[source].copy(), source, target, seed=0).X
+    }
+    predictions |= translation_controls(
+        train[source].X, train[target].X, test[source].X, source, target
+    )
+    predictions |= latent_floor(
+        model.get_latent_representation(train, modality=source), train[target].X,
+        model.get_latent_representation(test, modality=source), target,
+    )  # fmt: skip
+    scores = translation_score_set(test[target].X, predictions, target)["scores"]
+    for metric in ("pearson_per_feature", "pearson_per_cell"):
+        column = f"{source} -> {target}: {metric.replace('_', ' ')}"
+        table[column] = {name: row[metric] for name, row in scores.items()}
+pd.DataFrame(table).round(3)
+
+# %% [markdown]
+# On this simulated experiment SCDX is ahead of every control protein → RNA per gene (0.237
+# against 0.225 for ridge regression on its own protein latent and 0.218 on the raw proteins),
+# but behind ridge regression per cell there (0.646 against 0.664). RNA → protein it **loses to
+# the controls**: 0.661 per protein against 0.693 for ridge regression and 0.672 for kNN on the
+# raw RNA. Where a panel is predicted from RNA alone and nothing else is needed, check a ridge
+# regression on the same training cells first (`translation_controls` fits it in one call);
+# SCDX's own latent carries as much as the raw RNA here (kNN on it: 0.674), so what is lost is
+# lost in the denoiser, not in the encoder.
