@@ -185,6 +185,31 @@ def test_library_prior_is_fitted_per_label_on_training_cells():
         )
 
 
+def test_depth_model_is_fitted_on_training_latents_and_used_by_generate():
+    model, mdata = _shared_model()
+    module = model.module
+    assert module.generation_depth == "latent"
+    train = model.train_indices
+    for m in model.modalities:
+        assert module.depth.fitted(m)
+        x = mdata[SYNTHETIC_NAMES[m]].X[train]
+        depth = np.asarray((x > 0).sum(axis=1) if m == "atac" else x.sum(axis=1)).ravel()
+        z = model.get_latent_representation(modality=m)[train].astype(np.float64)
+        design = np.c_[z, np.ones(len(z))]
+        expected = np.linalg.lstsq(design, np.log(np.maximum(depth, 1)), rcond=None)[0]
+        fitted = getattr(module.depth, f"coef_{m}").double().numpy()
+        np.testing.assert_allclose(design @ fitted, design @ expected, atol=1e-3)
+    # the reference's depths: per-label library sizes, ATAC probabilities as decoded
+    latent = model.generate(labels={"label_0": 6}, seed=5)
+    module.generation_depth = "label"
+    try:
+        label = model.generate(labels={"label_0": 6}, seed=5)
+    finally:
+        module.generation_depth = "latent"
+    for mod in latent.mod:
+        assert (latent[mod].X != label[mod].X).nnz > 0
+
+
 def test_unconditional_model_and_improved_denoiser():
     scvi.settings.seed = 0
     mods = ("rna", "protein")
@@ -225,7 +250,10 @@ def test_epochs_trained_records_what_ran_with_early_stopping():
     # patience 1 with a tiny minimum improvement: early stopping ends both stages early
     stop = {"early_stopping_min_delta": 1e9}
     model.train_autoencoder(max_epochs=50, early_stopping_patience=1, **stop, **QUIET)
-    model.train_diffusion(max_steps=400, batch_size=64, early_stopping_patience=1, **stop, **QUIET)
+    model.train_diffusion(
+        max_steps=400, batch_size=64, early_stopping=True, early_stopping_patience=1, **stop,
+        **QUIET,
+    )  # fmt: skip
     epochs = model.epochs_trained
     assert epochs["autoencoder"] == len(model.history["reconstruction_loss_train"]) == 2
     # one validation check per whole epoch after >= VALIDATION_EVERY_STEPS steps: the patience

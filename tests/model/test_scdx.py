@@ -172,6 +172,8 @@ def test_presets_follow_the_reference(make_mudata, setup_kwargs):
         SCDX(mdata, architecture="huge")
     with pytest.raises(ValueError, match="configuration must be one of"):
         SCDX(mdata, configuration="paper")
+    with pytest.raises(ValueError, match="generation_depth must be 'latent' or 'label'"):
+        SCDX(mdata, generation_depth="type")
 
 
 def test_reference_configuration_sets_every_reference_value(make_mudata, setup_kwargs):
@@ -195,12 +197,14 @@ def test_reference_configuration_sets_every_reference_value(make_mudata, setup_k
     assert not diffusion.gaussian_residual
     assert diffusion.denoiser.n_channels == 128 and diffusion.denoiser.cross_attention_type == "dca"
     assert len(diffusion.denoiser.source_input) == 0
+    assert module.generation_depth == "label" and SCDX(mdata).module.generation_depth == "latent"
     # an explicit option still overrides the configuration
     model = SCDX(mdata, configuration="reference", n_channels=32)
     assert model.module.diffusion.denoiser.n_channels == model.options["n_channels"] == 32
     # the default configuration's epochs follow the number of cells
     budget = SCDX(mdata).training_budget
     assert budget["max_epochs"] == default_max_epochs(mdata.n_obs) and budget["early_stopping"]
+    assert not budget["diffusion_early_stopping"] and budget["max_steps_diffusion"] == 4000
 
 
 def test_train_defaults_follow_the_configuration(make_mudata, setup_kwargs, accelerator):

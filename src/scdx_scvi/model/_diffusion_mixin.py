@@ -71,7 +71,7 @@ class LatentDiffusionMixin:
             })  # fmt: skip
         arrays = rows.result()
         z, library, observed = ({m: arrays[key, m] for m in self.modalities} for key in keys)
-        library = {m: v.reshape(-1) for m, v in library.items() if not module.likelihoods[m].binary}
+        library = {m: v.reshape(-1) for m, v in library.items()}
         return z, library, observed, arrays["labels"], arrays["batches"]
 
     @devices_dsp.dedent
@@ -97,12 +97,13 @@ class LatentDiffusionMixin:
         train/validation split with the DDPM objective. As the reference: AdamW, learning rate
         decayed linearly to 0, weight decay 1e-4, batch 128, EMA 0.9999. The number of steps,
         the learning rate and early stopping follow the model's ``configuration``: the
-        reference runs 800k steps at 1e-4 without validation; ``"scdx"`` runs at most 4,000
-        steps at 1e-3 (runs of thousands rather than hundreds of thousands of steps, in which
-        the denoiser must learn to use the source for the learned translation) with early
-        stopping on the EMA denoiser's validation loss. The per-label library-size priors used
-        by :meth:`generate` are fitted on the training cells as well. History:
-        ``model.diffusion_history``.
+        reference runs 800k steps at 1e-4 without validation; ``"scdx"`` runs 4,000 steps
+        at 1e-3 (runs of thousands rather than hundreds of thousands of steps, in which the
+        denoiser must learn to use the source for the learned translation), without early
+        stopping: the validation loss of the denoiser rises after a few hundred steps while
+        the generated cells still become more realistic (user guide). The depth models used
+        by :meth:`generate` (see ``generation_depth``) are fitted on the training cells as
+        well. History: ``model.diffusion_history``.
 
         Parameters
         ----------
@@ -121,8 +122,8 @@ class LatentDiffusionMixin:
             Decay the learning rate linearly to 0 over ``max_steps`` (the reference).
         early_stopping
             Stop when ``diffusion_loss_validation`` has not improved for
-            ``early_stopping_patience`` validation checks; default: the configuration's (on for
-            ``"scdx"``, off for the reference). The validation loss is computed after every
+            ``early_stopping_patience`` validation checks; default: the configuration's (off for
+            both). The validation loss is computed after every
             whole epoch that ends at least 25 optimiser steps after
             the previous check, so that on a few hundred cells (a few steps per epoch) the
             patience still spans hundreds of steps and noise in a small validation set does not
@@ -158,6 +159,7 @@ class LatentDiffusionMixin:
             {m: v[training[m]] for m, v in library.items()},
             {m: labels[training[m]] for m in library},
             labels[train_idx],
+            {m: v[training[m]] for m, v in z.items()},
         )
         scaled = diffusion.scale(z)
         datamodule = LatentDataModule(

@@ -178,6 +178,13 @@ class SCDX(
         follows the source (a noise-predicting denoiser learns to ignore it; see
         :class:`~scdx_scvi.module.LatentDiffusion`), or ``"epsilon"``, the noise (the
         reference).
+    generation_depth
+        Depth of generated cells (and of counts drawn by ``sample_counts=True`` translations):
+        ``"latent"`` draws each cell's library size, or number of open peaks, from a log-normal
+        whose mean is linear in its latent, fitted on the training cells, and shifts the ATAC
+        probabilities to it (:class:`~scdx_scvi.module.SCDXModule`); ``"label"`` (the
+        reference) draws library sizes from a per-label log-normal, independently of the cell's
+        state, and ATAC from the decoder's probabilities as they are.
     diffusion_batch
         Condition the diffusion on the batch too (needs a registered ``batch_key``).
     denoiser_kwargs
@@ -226,6 +233,7 @@ class SCDX(
         condition_label_dropout: float | None = None,
         gaussian_residual: bool | None = None,
         prediction: Prediction | None = None,
+        generation_depth: Literal["latent", "label"] | None = None,
         diffusion_batch: bool = False,
         denoiser_kwargs: dict | None = None,
     ):
@@ -291,6 +299,7 @@ class SCDX(
             diffusion_batch=diffusion_batch,
             cross_reconstruction=options["cross_reconstruction"],
             latent_agreement=options["latent_agreement"],
+            generation_depth=options["generation_depth"],
             diffusion_kwargs={
                 "denoiser": denoiser,
                 "n_channels": n_channels,

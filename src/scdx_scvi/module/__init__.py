@@ -1,5 +1,6 @@
 """PyTorch modules (the scvi-tools ``BaseModuleClass`` side of SCDX)."""
 
+from ._depth import LatentDepth
 from ._latent_diffusion import LatentDiffusion
 from ._likelihoods import BernoulliLikelihood, CountLikelihood
 from ._presets import (
@@ -18,6 +19,7 @@ __all__ = [
     "AutoencoderPreset",
     "BernoulliLikelihood",
     "CountLikelihood",
+    "LatentDepth",
     "LatentDiffusion",
     "SCDXModule",
     "default_max_epochs",

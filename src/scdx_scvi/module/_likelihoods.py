@@ -129,6 +129,40 @@ class BernoulliLikelihood(nn.Module):
         """Return the Bernoulli for decoder ``logits`` (the library is not used)."""
         return Bernoulli(logits=logits, validate_args=False)
 
+    @staticmethod
+    @torch.no_grad()
+    def at_depth(
+        logits: torch.Tensor, depth: torch.Tensor, block: int = 256, tolerance: float = 0.1
+    ) -> torch.Tensor:
+        """Shift each cell's ``logits`` by one offset so that ``depth`` peaks are open on average.
+
+        The offset ``b`` of a cell solves ``sum_j sigmoid(logits_j + b) = depth`` (Newton's
+        method; the sum grows with ``b``), so the decoder's relative accessibility of the peaks
+        is kept and only the cell's number of open peaks changes. ``depth`` ``(cells, 1)`` is
+        clamped to ``[1, peaks - 1]`` and met within ``tolerance`` peaks (a Bernoulli draw
+        of ``d`` expected open peaks varies by about ``sqrt(d)``). Rows are processed ``block``
+        at a time, so the temporaries stay small at hundreds of thousands of peaks.
+        """
+        out = torch.empty_like(logits)
+        target = depth.reshape(-1, 1).to(logits.dtype).clamp(1.0, logits.shape[-1] - 1.0)
+        buffer = torch.empty_like(logits[:block])  # reused: no allocation per iteration
+        for start in range(0, logits.shape[0], block):
+            rows, goal = logits[start : start + block], target[start : start + block]
+            p = buffer[: len(rows)]
+            offset = torch.zeros_like(goal)
+            for _ in range(50):
+                torch.add(rows, offset, out=p).sigmoid_()
+                total = p.sum(dim=-1, keepdim=True)
+                if bool(((total - goal).abs() < tolerance).all()):
+                    break
+                # Newton's method on log(total), close to linear in the offset when most
+                # probabilities are small: d log(total) / d offset = sum p (1 - p) / total
+                slope = 1.0 - torch.linalg.vecdot(p, p).unsqueeze(-1) / total
+                step = (total.log() - goal.log()) / slope.clamp(min=1e-6)
+                offset = offset - step.clamp(-4.0, 4.0)
+            torch.add(rows, offset, out=out[start : start + block])
+        return out
+
     def normalized(
         self, logits: torch.Tensor, library_size: float | torch.Tensor | None = None
     ) -> torch.Tensor:

@@ -54,7 +54,8 @@ Configuration = Literal["scdx", "reference"]
 #: scDiffusion-X as its authors implemented it (``method.md``: ``encoder_multimodal`` preset,
 #: raw-count encoder input, summed NLLs, no batch covariate, two unrelated per-modality latents,
 #: the scalar-token DCA U-Net with C = 128, latents scaled to an average SD of 0.1,
-#: epsilon-prediction, no label dropout, joint-only training).
+#: epsilon-prediction, no label dropout, joint-only training, library sizes of generated cells
+#: from the per-label log-normal).
 MODEL_CONFIGURATIONS: dict[str, dict] = {
     "scdx": {
         "architecture": "small",
@@ -73,6 +74,7 @@ MODEL_CONFIGURATIONS: dict[str, dict] = {
         "condition_label_dropout": 0.5,
         "gaussian_residual": True,
         "prediction": "v",
+        "generation_depth": "latent",
     },
     "reference": {
         "architecture": "default",
@@ -91,6 +93,7 @@ MODEL_CONFIGURATIONS: dict[str, dict] = {
         "condition_label_dropout": 0.0,
         "gaussian_residual": False,
         "prediction": "epsilon",
+        "generation_depth": "label",
     },
 }
 
@@ -106,7 +109,7 @@ TRAIN_CONFIGURATIONS: dict[str, dict] = {
         "dispersion_lr": 0.1,
         "max_steps_diffusion": 4000,
         "diffusion_lr": 1e-3,
-        "diffusion_early_stopping": True,
+        "diffusion_early_stopping": False,
     },
     "reference": {
         "max_epochs": 300,

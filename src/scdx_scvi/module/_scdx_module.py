@@ -14,6 +14,7 @@ from scdx_scvi._constants import MODALITIES, MODULE_KEYS
 from scdx_scvi.diffusion import Sampler
 from scdx_scvi.nn import MLP
 
+from ._depth import LatentDepth
 from ._latent_diffusion import LatentDiffusion
 from ._likelihoods import EncoderInput, make_likelihood
 
@@ -94,6 +95,12 @@ class SCDXModule(BaseModuleClass):
         minibatch so that it does not reward shrinking the latents, averaged over dimensions.
         The counterpart of MultiVI's penalty between its modality posteriors
         :cite:p:`Ashuach2023`. 0 reproduces the reference. Needs equal latent sizes.
+    generation_depth
+        Depth (library size, open peaks) of generated cells: ``"latent"`` draws it from a
+        log-normal whose mean is linear in the cell's latent (:class:`LatentDepth`), and ATAC
+        logits are shifted to that number of open peaks; ``"label"`` draws count libraries from
+        the per-label log-normal and ATAC from the decoder's probabilities as they are (the
+        reference).
     diffusion_kwargs
         Options of :class:`~scdx_scvi.module.LatentDiffusion` (denoiser, latent scaling, ...).
     """
@@ -113,6 +120,7 @@ class SCDXModule(BaseModuleClass):
         diffusion_batch: bool = False,
         cross_reconstruction: float = 0.0,
         latent_agreement: float = 0.0,
+        generation_depth: Literal["latent", "label"] = "label",
         diffusion_kwargs: Mapping | None = None,
     ):
         super().__init__()
@@ -141,6 +149,11 @@ class SCDXModule(BaseModuleClass):
             )
         self.cross_reconstruction = float(cross_reconstruction)
         self.latent_agreement = float(latent_agreement)
+        if generation_depth not in ("latent", "label"):
+            raise ValueError(
+                f"generation_depth must be 'latent' or 'label', got {generation_depth!r}."
+            )
+        self.generation_depth = generation_depth
         cat_list = [n_batch] if self.use_batch else None
 
         self.encoders = nn.ModuleDict()
@@ -161,6 +174,7 @@ class SCDXModule(BaseModuleClass):
                 self.register_buffer(f"library_log_std_{m}", torch.ones(max(n_labels, 1)))
         self.n_labels = n_labels
         self.register_buffer("label_counts", torch.zeros(max(n_labels, 1)))
+        self.depth = LatentDepth(self.n_latent)
         self.diffusion = LatentDiffusion(
             self.n_latent,
             n_labels=n_labels,
@@ -352,30 +366,39 @@ class SCDXModule(BaseModuleClass):
         library: Mapping[str, torch.Tensor],
         library_labels: Mapping[str, torch.Tensor],
         labels: torch.Tensor,
+        latents: Mapping[str, torch.Tensor] | None = None,
     ) -> None:
-        """Fit the per-label log-normal of each count modality's library size.
+        """Fit the depth models of generated cells.
 
-        Also records the number of training cells per label (``label_counts``), the default
-        label proportions of generated cells.
+        The per-label log-normal of each count modality's library size and, given
+        ``latents``, the latent depth model (:class:`LatentDepth`) of every modality. Also
+        records the number of training cells per label (``label_counts``), the default label
+        proportions of generated cells.
 
         Parameters
         ----------
         library
-            Observed library sizes ``{modality: (cells_m,)}`` of the training cells that have
-            the modality.
+            Observed library sizes ``{modality: (cells_m,)}`` (open peaks for ATAC) of the
+            training cells that have the modality.
         library_labels
             Their label codes ``{modality: (cells_m,)}`` (all zero for an unlabelled model).
             Labels without cells get the prior of all cells; labels with one cell get the
             standard deviation of all cells.
         labels
             Label codes of all training cells ``(cells,)``.
+        latents
+            Latents ``{modality: (cells_m, d_m)}`` of the same cells as ``library``.
         """
         labels = labels.reshape(-1).long()
         if self.n_labels:
             self.label_counts.copy_(torch.bincount(labels, minlength=self.n_labels).float())
         else:
             self.label_counts.fill_(labels.numel())
+        for m, z in (latents or {}).items():
+            self.depth.fit(m, z, library[m])
         for m, lib in library.items():
+            if self.likelihoods[m].binary:
+                continue
             codes = library_labels[m].reshape(-1).long()
             log_lib = torch.log(lib.reshape(-1).double().clamp(min=1.0))
             mean = getattr(self, f"library_log_mean_{m}")
@@ -404,15 +427,24 @@ class SCDXModule(BaseModuleClass):
     ) -> dict[str, torch.Tensor]:
         """Decode latents and draw counts (NB) and accessibility (Bernoulli).
 
-        Count libraries come from the per-label prior. Draws use the global RNG: wrap the call
-        in :func:`torch.random.fork_rng` for reproducible, side-effect-free sampling.
+        Depths follow ``generation_depth``: with ``"latent"`` (once fitted), each cell's
+        library size or number of open peaks is drawn given its latent; otherwise count
+        libraries come from the per-label prior and accessibility from the decoder's
+        probabilities. Draws use the global RNG: wrap the call in
+        :func:`torch.random.fork_rng` for reproducible, side-effect-free sampling.
         """
         logits = self.decode_logits(z, batch_index)
         out = {}
         for m, lg in logits.items():
             lik = self.likelihoods[m]
-            library = None if lik.binary else self.sample_library(m, labels)
-            out[m] = lik.distribution(lg, library).sample()
+            depth = None
+            if self.generation_depth == "latent" and self.depth.fitted(m):
+                depth = self.depth.sample(m, z[m])
+            if lik.binary:
+                out[m] = lik.distribution(lg if depth is None else lik.at_depth(lg, depth)).sample()
+            else:
+                library = self.sample_library(m, labels) if depth is None else depth.to(lg)
+                out[m] = lik.distribution(lg, library).sample()
         return out
 
     # ------------------------------------------------------------------ sampling pipeline

@@ -1,0 +1,81 @@
+"""Sequencing depth of generated cells, drawn given their latents."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+#: Least-squares fits need this many training cells per coefficient; with fewer, the depth
+#: model keeps only its intercept (the log-normal of all training cells).
+_CELLS_PER_COEFFICIENT = 2
+
+
+class LatentDepth(nn.Module):
+    r"""Log-normal depth of a cell whose mean is linear in the cell's latent.
+
+    For each modality, :math:`\log d = [z, 1]\,\beta + \sigma\,\varepsilon`, with
+    :math:`\varepsilon \sim N(0, 1)`, fitted by least squares on the training cells' latents and
+    depths (library size for counts, number of open peaks for ATAC), :math:`\sigma` the SD of
+    the residuals. Generated cells thus get a depth that goes with the state the latent
+    encodes (deep cells of a type stay deep), with the spread the latent does not explain,
+    where a per-label log-normal draws it independently of the state.
+
+    Coefficients are NaN until :meth:`fit` is called (and in models saved before they
+    existed): :meth:`fitted` says so.
+
+    Parameters
+    ----------
+    n_latent
+        Latent size of each modality.
+    """
+
+    def __init__(self, n_latent: Mapping[str, int]):
+        super().__init__()
+        self.modalities = tuple(n_latent)
+        for m, size in n_latent.items():
+            self.register_buffer(f"coef_{m}", torch.full((int(size) + 1,), float("nan")))
+            self.register_buffer(f"sd_{m}", torch.tensor(float("nan")))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # models saved before the depth model existed load with it unfitted
+        for name, buffer in self.named_buffers(recurse=False):
+            state_dict.setdefault(prefix + name, torch.full_like(buffer, float("nan")))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def fitted(self, modality: str) -> bool:
+        """Whether the depth model of ``modality`` was fitted."""
+        return bool(torch.isfinite(getattr(self, f"sd_{modality}")))
+
+    @torch.no_grad()
+    def fit(self, modality: str, z: torch.Tensor, depth: torch.Tensor) -> None:
+        """Fit the model of ``modality`` on latents ``(cells, d)`` and depths ``(cells,)``.
+
+        Depths below 1 count as 1. With fewer than two cells per coefficient only the
+        intercept is fitted.
+        """
+        y = torch.log(depth.reshape(-1).double().clamp(min=1.0))
+        n, d = z.shape
+        if n == 0:
+            raise ValueError(f"No training cell has {modality!r}: its depth cannot be fitted.")
+        coef = getattr(self, f"coef_{modality}")
+        if n >= _CELLS_PER_COEFFICIENT * (d + 1):
+            x = torch.cat([z.double(), z.new_ones(n, 1, dtype=torch.float64)], dim=-1)
+            gram = x.T @ x
+            ridge = 1e-8 * gram.diagonal().mean() * torch.eye(d + 1, dtype=gram.dtype)
+            beta = torch.linalg.solve(gram + ridge.to(gram.device), x.T @ y)
+            residual = y - x @ beta
+        else:
+            beta = torch.cat([y.new_zeros(d), y.mean().reshape(1)])
+            residual = y - y.mean()
+        coef.copy_(beta.to(coef))
+        sd = float(residual.std()) if n > 1 else 0.0
+        getattr(self, f"sd_{modality}").fill_(sd)
+
+    def sample(self, modality: str, z: torch.Tensor) -> torch.Tensor:
+        """Draw depths ``(cells, 1)`` for latents ``z`` (global RNG)."""
+        coef = getattr(self, f"coef_{modality}")
+        mean = z.to(coef) @ coef[:-1] + coef[-1]
+        sd = getattr(self, f"sd_{modality}")
+        return torch.exp(mean + sd * torch.randn_like(mean)).unsqueeze(-1)

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from scdx_scvi.module import BernoulliLikelihood, LatentDepth
+
+
+def _depths(n: int = 4000, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, 3, generator=g)
+    beta = torch.tensor([0.5, -0.3, 0.0])
+    log_depth = 6.0 + z @ beta + 0.2 * torch.randn(n, generator=g)
+    return z, log_depth.exp(), beta
+
+
+def test_latent_depth_recovers_the_linear_log_normal():
+    z, depth, beta = _depths()
+    model = LatentDepth({"rna": 3, "atac": 3})
+    assert not model.fitted("rna")
+    model.fit("rna", z, depth)
+    assert model.fitted("rna") and not model.fitted("atac")
+    torch.testing.assert_close(model.coef_rna[:3].float(), beta, atol=0.02, rtol=0)
+    assert float(model.coef_rna[3]) == pytest.approx(6.0, abs=0.02)
+    assert float(model.sd_rna) == pytest.approx(0.2, abs=0.01)
+    torch.manual_seed(0)
+    drawn = model.sample("rna", z)
+    assert drawn.shape == (len(z), 1)
+    residual = drawn.log().squeeze(-1) - (6.0 + z @ beta)
+    assert float(residual.std()) == pytest.approx(0.2, abs=0.01)
+
+
+def test_latent_depth_with_few_cells_keeps_the_intercept_only():
+    z, depth, _ = _depths(n=6)
+    model = LatentDepth({"rna": 3})
+    model.fit("rna", z, depth)
+    assert torch.all(model.coef_rna[:3] == 0)
+    assert float(model.coef_rna[3]) == pytest.approx(float(depth.log().mean()), rel=1e-6)
+    with pytest.raises(ValueError, match="No training cell has 'rna'"):
+        model.fit("rna", z[:0], depth[:0])
+
+
+def test_latent_depth_loads_a_state_saved_before_it_existed():
+    model = LatentDepth({"rna": 3})
+    model.fit("rna", *_depths()[:2])
+    outer = torch.nn.Module()
+    outer.depth = model
+    state = {k: v for k, v in outer.state_dict().items() if not k.startswith("depth.")}
+    fresh = torch.nn.Module()
+    fresh.depth = LatentDepth({"rna": 3})
+    fresh.load_state_dict(state)  # strict: the missing buffers are filled, unfitted
+    assert not fresh.depth.fitted("rna")
+    fresh.load_state_dict(outer.state_dict())
+    assert fresh.depth.fitted("rna")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bernoulli_at_depth_opens_the_requested_number_of_peaks(dtype):
+    g = torch.Generator().manual_seed(0)
+    logits = (torch.randn(300, 5000, generator=g) * 2 - 6).to(dtype)
+    depth = torch.linspace(5, 2000, 300).unsqueeze(-1)
+    shifted = BernoulliLikelihood.at_depth(logits, depth, block=64)
+    assert shifted.dtype == dtype
+    torch.testing.assert_close(
+        torch.sigmoid(shifted).sum(-1, dtype=torch.float64), depth.squeeze(-1).double(),
+        atol=0.05, rtol=0,
+    )  # fmt: skip
+    # one offset per cell: the ranking of the peaks within a cell is kept
+    torch.testing.assert_close(
+        shifted - logits, (shifted - logits)[:, :1].expand_as(logits), atol=1e-4, rtol=0
+    )
