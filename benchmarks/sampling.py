@@ -8,7 +8,8 @@ label recovery, count-profile diagnostics), beside the real-vs-real floor, and t
 second, denoiser evaluations per cell). Without labels the guidance scale has no effect and is
 recorded as given. ``--retrain-diffusion`` first trains a new diffusion, with the package's
 current defaults, on the saved model's autoencoder (the denoiser and the depth models change;
-the autoencoder and the split do not).
+the autoencoder and the split do not); ``--generation-depths`` scores every setting with each
+given ``generation_depth``, on the same denoiser.
 
 Usage::
 
@@ -20,6 +21,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 import torch
@@ -66,6 +68,10 @@ def main() -> None:
     parser.add_argument("--n-comps", type=int, default=50)
     parser.add_argument("--generation-seeds", type=int, default=len(GENERATION_SEEDS))
     parser.add_argument("--retrain-diffusion", action="store_true")
+    parser.add_argument(
+        "--generation-depths", nargs="+", default=None,
+        help="generation_depth values to score each setting with (default: the model's)",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -87,7 +93,9 @@ def main() -> None:
     train_labels, test_labels = labels_of(train, labels_key), labels_of(test, labels_key)
     request, reference = generation_request(train, test, labels_key)  # as run.py
     rows = reference_sample(train.n_obs, reference, train_labels, seed=0)
-    for sampler, n_steps, guidance in settings:
+    depths = args.generation_depths or [model.module.generation_depth]
+    for (sampler, n_steps, guidance), depth in itertools.product(settings, depths):
+        model.module.generation_depth = depth
         generated, seconds, peak = measured(
             lambda s=sampler, n=n_steps, w=guidance: model.generate(
                 **request, sampler=s, n_steps=n, guidance_scale=w, seed=0
@@ -100,6 +108,7 @@ def main() -> None:
             "sampler": sampler,
             "n_steps": n_steps,
             "guidance_scale": guidance,
+            "generation_depth": depth,
             # guidance evaluates the conditional and the unconditional model at every step
             "denoiser_evaluations": n_steps * (1 if guidance == 1 else 2),
             "seconds": seconds,

@@ -83,10 +83,14 @@ def check_sampling(folder: Path, dataset: str, other: str, models: Path) -> None
     run_script(
         "sampling.py", "--dataset", dataset, "--load-dir", str(models), "--settings",
         "dpm++2m:4:1", "ddim:4:2", "--n-comps", "10", "--generation-seeds", "2", "--out", str(out),
+        "--generation-depths", "latent_atac", "label",
     )  # fmt: skip
     rows = json.loads(out.read_text())["results"]
-    evaluations = [(r["sampler"], r["denoiser_evaluations"]) for r in rows]
-    assert evaluations == [("dpm++2m", 4), ("ddim", 8)]  # guidance doubles the evaluations
+    evaluations = [(r["sampler"], r["denoiser_evaluations"], r["generation_depth"]) for r in rows]
+    assert evaluations == [  # guidance doubles the evaluations
+        ("dpm++2m", 4, "latent_atac"), ("dpm++2m", 4, "label"),
+        ("ddim", 8, "latent_atac"), ("ddim", 8, "label"),
+    ]  # fmt: skip
     for row in rows:
         assert row["cells_per_second"] > 0
         for m in ("rna", other):

@@ -172,7 +172,7 @@ def test_presets_follow_the_reference(make_mudata, setup_kwargs):
         SCDX(mdata, architecture="huge")
     with pytest.raises(ValueError, match="configuration must be one of"):
         SCDX(mdata, configuration="paper")
-    with pytest.raises(ValueError, match="generation_depth must be 'latent' or 'label'"):
+    with pytest.raises(ValueError, match="generation_depth must be one of"):
         SCDX(mdata, generation_depth="type")
 
 
@@ -197,7 +197,8 @@ def test_reference_configuration_sets_every_reference_value(make_mudata, setup_k
     assert not diffusion.gaussian_residual
     assert diffusion.denoiser.n_channels == 128 and diffusion.denoiser.cross_attention_type == "dca"
     assert len(diffusion.denoiser.source_input) == 0
-    assert module.generation_depth == "label" and SCDX(mdata).module.generation_depth == "latent"
+    assert module.generation_depth == "label"
+    assert SCDX(mdata).module.generation_depth == "latent_atac"
     # an explicit option still overrides the configuration
     model = SCDX(mdata, configuration="reference", n_channels=32)
     assert model.module.diffusion.denoiser.n_channels == model.options["n_channels"] == 32

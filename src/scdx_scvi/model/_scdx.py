@@ -179,12 +179,14 @@ class SCDX(
         :class:`~scdx_scvi.module.LatentDiffusion`), or ``"epsilon"``, the noise (the
         reference).
     generation_depth
-        Depth of generated cells (and of counts drawn by ``sample_counts=True`` translations):
-        ``"latent"`` draws each cell's library size, or number of open peaks, from a log-normal
-        whose mean is linear in its latent, fitted on the training cells, and shifts the ATAC
-        probabilities to it (:class:`~scdx_scvi.module.SCDXModule`); ``"label"`` (the
-        reference) draws library sizes from a per-label log-normal, independently of the cell's
-        state, and ATAC from the decoder's probabilities as they are.
+        Depth of generated cells (and of counts drawn by ``sample_counts=True`` translations).
+        ``"latent_atac"`` draws each cell's number of open peaks from a log-normal whose mean
+        is linear in its ATAC latent, fitted on the training cells, and shifts the ATAC
+        probabilities to it; RNA and protein library sizes come from a per-label log-normal.
+        ``"latent"`` draws the library sizes given the latent too (worse on small CITE-seq
+        sets: see the user guide). ``"label"`` (the reference) uses the per-label log-normal
+        and draws ATAC from the decoder's probabilities as they are
+        (:class:`~scdx_scvi.module.SCDXModule`).
     diffusion_batch
         Condition the diffusion on the batch too (needs a registered ``batch_key``).
     denoiser_kwargs
@@ -233,7 +235,7 @@ class SCDX(
         condition_label_dropout: float | None = None,
         gaussian_residual: bool | None = None,
         prediction: Prediction | None = None,
-        generation_depth: Literal["latent", "label"] | None = None,
+        generation_depth: Literal["label", "latent", "latent_atac"] | None = None,
         diffusion_batch: bool = False,
         denoiser_kwargs: dict | None = None,
     ):

@@ -74,7 +74,7 @@ MODEL_CONFIGURATIONS: dict[str, dict] = {
         "condition_label_dropout": 0.5,
         "gaussian_residual": True,
         "prediction": "v",
-        "generation_depth": "latent",
+        "generation_depth": "latent_atac",
     },
     "reference": {
         "architecture": "default",

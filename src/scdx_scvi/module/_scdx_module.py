@@ -18,6 +18,9 @@ from ._depth import LatentDepth
 from ._latent_diffusion import LatentDiffusion
 from ._likelihoods import EncoderInput, make_likelihood
 
+#: Values of ``generation_depth`` (see :class:`SCDXModule`).
+GENERATION_DEPTHS = ("label", "latent", "latent_atac")
+
 ReconstructionWeights = Literal["sum", "per_feature"] | Mapping[str, float]
 
 
@@ -96,11 +99,12 @@ class SCDXModule(BaseModuleClass):
         The counterpart of MultiVI's penalty between its modality posteriors
         :cite:p:`Ashuach2023`. 0 reproduces the reference. Needs equal latent sizes.
     generation_depth
-        Depth (library size, open peaks) of generated cells: ``"latent"`` draws it from a
-        log-normal whose mean is linear in the cell's latent (:class:`LatentDepth`), and ATAC
-        logits are shifted to that number of open peaks; ``"label"`` draws count libraries from
-        the per-label log-normal and ATAC from the decoder's probabilities as they are (the
-        reference).
+        Depth (library size, open peaks) of generated cells. ``"label"`` (the reference) draws
+        count libraries from the per-label log-normal and ATAC from the decoder's probabilities
+        as they are; ``"latent"`` draws every modality's depth from a log-normal whose mean is
+        linear in the cell's latent (:class:`LatentDepth`), ATAC logits being shifted to that
+        number of open peaks; ``"latent_atac"`` does so for ATAC only and keeps the per-label
+        libraries of count modalities.
     diffusion_kwargs
         Options of :class:`~scdx_scvi.module.LatentDiffusion` (denoiser, latent scaling, ...).
     """
@@ -120,7 +124,7 @@ class SCDXModule(BaseModuleClass):
         diffusion_batch: bool = False,
         cross_reconstruction: float = 0.0,
         latent_agreement: float = 0.0,
-        generation_depth: Literal["latent", "label"] = "label",
+        generation_depth: Literal["label", "latent", "latent_atac"] = "label",
         diffusion_kwargs: Mapping | None = None,
     ):
         super().__init__()
@@ -149,9 +153,9 @@ class SCDXModule(BaseModuleClass):
             )
         self.cross_reconstruction = float(cross_reconstruction)
         self.latent_agreement = float(latent_agreement)
-        if generation_depth not in ("latent", "label"):
+        if generation_depth not in GENERATION_DEPTHS:
             raise ValueError(
-                f"generation_depth must be 'latent' or 'label', got {generation_depth!r}."
+                f"generation_depth must be one of {GENERATION_DEPTHS}, got {generation_depth!r}."
             )
         self.generation_depth = generation_depth
         cat_list = [n_batch] if self.use_batch else None
@@ -427,10 +431,10 @@ class SCDXModule(BaseModuleClass):
     ) -> dict[str, torch.Tensor]:
         """Decode latents and draw counts (NB) and accessibility (Bernoulli).
 
-        Depths follow ``generation_depth``: with ``"latent"`` (once fitted), each cell's
-        library size or number of open peaks is drawn given its latent; otherwise count
-        libraries come from the per-label prior and accessibility from the decoder's
-        probabilities. Draws use the global RNG: wrap the call in
+        Depths follow ``generation_depth``: where it is drawn given the latent (and the depth
+        model is fitted), each cell's library size or number of open peaks is drawn given its
+        latent; otherwise count libraries come from the per-label prior and accessibility from
+        the decoder's probabilities. Draws use the global RNG: wrap the call in
         :func:`torch.random.fork_rng` for reproducible, side-effect-free sampling.
         """
         logits = self.decode_logits(z, batch_index)
@@ -438,7 +442,10 @@ class SCDXModule(BaseModuleClass):
         for m, lg in logits.items():
             lik = self.likelihoods[m]
             depth = None
-            if self.generation_depth == "latent" and self.depth.fitted(m):
+            given_latent = self.generation_depth == "latent" or (
+                self.generation_depth == "latent_atac" and lik.binary
+            )
+            if given_latent and self.depth.fitted(m):
                 depth = self.depth.sample(m, z[m])
             if lik.binary:
                 out[m] = lik.distribution(lg if depth is None else lik.at_depth(lg, depth)).sample()
