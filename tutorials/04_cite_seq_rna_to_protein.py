@@ -73,7 +73,7 @@ train, test = mdata[~held_out].copy(), mdata[held_out].copy()
 SCDX.setup_mudata(train, labels_key="cell_type")
 model = SCDX(train)  # the package defaults, the model of record
 model.train(**BUDGET, enable_progress_bar=False)
-print(model.epochs_trained)  # what ran: early stopping ends both stages
+print(model.epochs_trained)  # what ran: early stopping can end the autoencoder stage
 print(model)
 
 # %% [markdown]
