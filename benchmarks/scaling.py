@@ -14,9 +14,9 @@ per second for the two training phases, generated cells per second for generatio
 resident set at the end and its high-water mark during the phase (``high_water_mib``, absolute: the
 data and the model included), the size of the sparse ATAC input and the size a dense float32 ATAC
 matrix would take instead. The model is ``SCDX(mdata)`` with the package defaults unless
-``--architecture`` or ``--n-channels`` is given; ``--peer`` adds one MultiVI epoch on the same
-data, minibatch and process, for the ratio, twice: as MultiVI runs by default, and with freed
-memory retained as SCDX's autoencoder stage does by default
+``--architecture``, ``--atac-hidden`` or ``--n-channels`` is given; ``--peer`` adds one MultiVI
+epoch on the same data, minibatch and process, for the ratio, twice: as MultiVI runs by
+default, and with freed memory retained as SCDX's autoencoder stage does by default
 (:func:`scdx_scvi.train.retained_freed_memory`; ``retained_freed_memory`` in the rows says
 whether the setting applied).
 
@@ -203,7 +203,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256, help="autoencoder minibatch")
     parser.add_argument("--diffusion-steps", type=int, default=50)
     parser.add_argument("--n-generate", type=int, default=20_000)
-    parser.add_argument("--generate-batch-size", type=int, default=1024)
+    parser.add_argument(
+        "--generate-batch-size", type=int, default=None, help="cells per chunk (default: package's)"
+    )
+    parser.add_argument("--atac-hidden", default=None, help="ATAC widths, e.g. 256,256 (preset's)")
     parser.add_argument("--steps", type=int, default=10, help="dpm++2m steps of generation")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
@@ -241,6 +244,8 @@ def main() -> None:
             mdata, labels_key=LABELS_KEY, modalities={"rna_layer": "rna", "atac_layer": "atac"}
         )
         options = {"architecture": args.architecture, "n_channels": args.n_channels}
+        if args.atac_hidden:
+            options["n_hidden"] = {"atac": [int(w) for w in args.atac_hidden.split(",")]}
         model = SCDX(mdata, **{k: v for k, v in options.items() if v is not None})
         n_parameters = sum(p.numel() for p in model.module.parameters())
         common = {
@@ -254,6 +259,7 @@ def main() -> None:
             ) / MIB,
             "architecture": model.options["architecture"],
             "n_channels": model.options["n_channels"],
+            "atac_hidden": args.atac_hidden or "preset",
         }  # fmt: skip
         phases = {
             "autoencoder": lambda model=model: model.train_autoencoder(

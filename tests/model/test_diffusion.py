@@ -15,6 +15,7 @@ from helpers import (
 from scipy import sparse
 
 from scdx_scvi import SCDX
+from scdx_scvi.model import _diffusion_mixin as diffusion_mixin
 from scdx_scvi.model._diffusion_mixin import VALIDATION_EVERY_STEPS
 
 COMBINATIONS = [("rna", "atac"), ("rna", "protein"), ("rna", "atac", "protein")]
@@ -66,6 +67,25 @@ def test_generate_is_reproducible_with_a_seed(trained):
     for mod in first.mod:
         assert (first[mod].X != again[mod].X).nnz == 0
     assert any((first[mod].X != other[mod].X).nnz > 0 for mod in first.mod)
+
+
+def test_generate_default_chunk_bounds_the_decoded_values(trained, monkeypatch):
+    model, _, _ = trained
+    widest = max(model.module.n_features.values())
+    monkeypatch.setattr(diffusion_mixin, "_GENERATE_BLOCK_VALUES", 3 * widest + 1)
+    chunks = []
+    generate = model.module.generate
+    monkeypatch.setattr(
+        model.module, "generate", lambda y, *a, **k: chunks.append(len(y)) or generate(y, *a, **k)
+    )
+    default = model.generate(labels=["label_1"] * 7, seed=3)
+    assert chunks == [3, 3, 1]  # at most 3 * widest values per decoded chunk
+    explicit = model.generate(labels=["label_1"] * 7, seed=3, batch_size=3)
+    for mod in default.mod:
+        assert (default[mod].X != explicit[mod].X).nnz == 0
+    chunks.clear()
+    model.generate(labels=["label_1"] * 7, seed=3, batch_size=7)  # an explicit size is kept
+    assert chunks == [7]
 
 
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm++2m"])

@@ -42,6 +42,10 @@ logger = logging.getLogger(__name__)
 #: Fewest optimiser steps between two validation checks of :meth:`train_diffusion`.
 VALIDATION_EVERY_STEPS = 25
 
+#: Most values of one decoded chunk of :meth:`generate` by default (float32: 256 MiB): the
+#: logits, probabilities and draws of a chunk are dense, three to four such blocks at a time.
+_GENERATE_BLOCK_VALUES = 2**26
+
 #: Samplers that draw new cells (not a point estimate, not a translator).
 GENERATION_SAMPLERS = [
     name for name, cls in SAMPLERS.items() if not (cls.point_estimate or cls.zero_shot)
@@ -260,17 +264,19 @@ class LatentDiffusionMixin:
         n_steps: int | None = None,
         guidance_scale: float = 1.0,
         seed: int | None = None,
-        batch_size: int = 1024,
+        batch_size: int | None = None,
         clip_x0: float | Literal["auto"] | None = "auto",
         progress: bool = False,
     ) -> MuData:
         """Generate paired multi-omics cells, optionally of chosen cell types.
 
         Latents are sampled with the EMA denoiser, unscaled, decoded by the autoencoder and
-        turned into observations: RNA and protein counts from the negative binomial with a
-        library size drawn from the log-normal fitted per label on training cells (as the
-        reference does), ATAC from the Bernoulli. Work is done in chunks of ``batch_size``
-        cells and each chunk is stored sparse, so memory is bounded whatever ``n_cells`` is.
+        turned into observations: RNA and protein counts from the negative binomial, ATAC from
+        the Bernoulli, at depths chosen by the model's ``generation_depth`` (library sizes from
+        the log-normal fitted per label on training cells, as the reference does; with
+        ``"latent_atac"`` the number of open peaks drawn given each cell's ATAC latent). Work
+        is done in chunks of ``batch_size`` cells and each chunk is stored sparse, so memory is
+        bounded whatever ``n_cells`` is.
 
         Parameters
         ----------
@@ -295,7 +301,9 @@ class LatentDiffusionMixin:
         seed
             Seed of all random draws (same seed, same cells); ``None`` draws a fresh seed.
         batch_size
-            Cells per chunk.
+            Cells per chunk. Default: 1,024, or fewer where a modality has more than 65,536
+            features, so that one decoded chunk holds at most 2^26 values (256 MiB of float32;
+            at 200,000 peaks, 335 cells).
         clip_x0
             Clamp the predicted clean latent to ``[-clip_x0, clip_x0]`` at every step. ``"auto"``
             clamps at 1 with ``latent_scaling="scalar"`` (the reference's ``clip_denoised``; its
@@ -317,6 +325,9 @@ class LatentDiffusionMixin:
                 f"{sampler!r}{why}."
             )
         n_steps = check_int(n_steps, "n_steps", optional=True)
+        if batch_size is None:
+            widest = max(self.module.n_features.values())
+            batch_size = min(1024, max(1, _GENERATE_BLOCK_VALUES // widest))
         batch_size = check_int(batch_size, "batch_size")
         seed = resolve_seed(seed)
         categories = label_categories(self.registry_, self.module.n_labels)
