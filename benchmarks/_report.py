@@ -268,7 +268,7 @@ def write_page(payload: dict, figures: list[Path], path: Path) -> Path:
             f"{scdx_run['autoencoder_epochs']} autoencoder epochs (at most "
             f"{scdx_run['max_epochs']}) and {scdx_run['diffusion_steps']:,} diffusion steps "
             f"in {scdx_run['diffusion_epochs']} epochs (at most "
-            f"{scdx_run['max_steps_diffusion']:,}), early stopping included"
+            f"{scdx_run['max_steps_diffusion']:,}), as they ran"
         )
     else:  # runs before the epoch count was recorded
         model = (

@@ -9,13 +9,18 @@ second, denoiser evaluations per cell). Without labels the guidance scale has no
 recorded as given. ``--retrain-diffusion`` first trains a new diffusion, with the package's
 current defaults, on the saved model's autoencoder (the denoiser and the depth models change;
 the autoencoder and the split do not); ``--generation-depths`` scores every setting with each
-given ``generation_depth``, on the same denoiser.
+given ``generation_depth``, on the same denoiser. ``--n-channels`` and ``--diffusion-steps``
+change the retrained denoiser's width and training steps; ``--translate`` also scores the
+translation of the held-out cells (the default conditional mean, both directions) by the
+scored model, so that a denoiser that generates better is seen not to translate worse.
 
 Usage::
 
     python benchmarks/sampling.py --dataset eccite_citefuse
     python benchmarks/sampling.py --dataset eccite_citefuse --settings dpm++2m:10:1 ddim:50:1
     python benchmarks/sampling.py --dataset snareseq_mop --settings dpm++2m:10:1 --retrain-diffusion
+    python benchmarks/sampling.py --dataset snareseq_mop --settings dpm++2m:10:1 \
+        --retrain-diffusion --n-channels 128 --translate
 """
 
 from __future__ import annotations
@@ -37,7 +42,13 @@ from _common import (
 )
 
 from scdx_scvi import SCDX
-from scdx_scvi.metrics import REFERENCE_NAME, generation_score_set, reference_sample
+from scdx_scvi.metrics import (
+    REFERENCE_NAME,
+    generation_score_set,
+    reference_sample,
+    translation_directions,
+    translation_scores,
+)
 from scdx_scvi.metrics._tasks import GENERATION_SEEDS
 
 MODELS = Path(__file__).resolve().parent / "models" / "bench"
@@ -72,6 +83,11 @@ def main() -> None:
         "--generation-depths", nargs="+", default=None,
         help="generation_depth values to score each setting with (default: the model's)",
     )  # fmt: skip
+    parser.add_argument("--n-channels", type=int, default=None, help="retrained denoiser's width")
+    parser.add_argument(
+        "--diffusion-steps", type=int, default=None, help="retrained denoiser's steps"
+    )
+    parser.add_argument("--translate", action="store_true", help="also score translation")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -84,11 +100,25 @@ def main() -> None:
     steps = model.epochs_trained["diffusion_steps"]
     diffusion = {"retrained": args.retrain_diffusion, "steps": steps}
     if args.retrain_diffusion:
-        fresh = SCDX(model.adata, **model.init_params_["non_kwargs"])
+        options = dict(model.init_params_["non_kwargs"])
+        if args.n_channels is not None:
+            options["n_channels"] = args.n_channels
+        fresh = SCDX(model.adata, **options)
         share_autoencoder(model, fresh)
-        _, diffusion["seconds"], _ = measured(fresh.train_diffusion)
+        _, diffusion["seconds"], _ = measured(
+            lambda: fresh.train_diffusion(max_steps=args.diffusion_steps)
+        )
         model = fresh
         diffusion["steps"] = model.epochs_trained["diffusion_steps"]
+    elif args.n_channels is not None or args.diffusion_steps is not None:
+        raise SystemExit("--n-channels and --diffusion-steps need --retrain-diffusion")
+    diffusion["n_channels"] = model.options["n_channels"]
+    if args.translate:
+        names = model.modality_names
+        for source, target in translation_directions(names):
+            translated = model.get_translated_modality(test[names[source]], source, target, seed=0)
+            scores, _ = translation_scores(test[names[target]].X, translated.X, target)
+            results.record({"translation": f"{source}->{target}", "diffusion": diffusion, **scores})
     labels_key = args.labels_key if args.labels_key in train.obs else None
     train_labels, test_labels = labels_of(train, labels_key), labels_of(test, labels_key)
     request, reference = generation_request(train, test, labels_key)  # as run.py

@@ -95,6 +95,22 @@ def check_sampling(folder: Path, dataset: str, other: str, models: Path) -> None
         assert row["cells_per_second"] > 0
         for m in ("rna", other):
             assert 0 <= row[m]["classifier_auc"] <= 1 and 0 <= row[m]["real_vs_real_auc"] <= 1
+    run_script(
+        "sampling.py", "--dataset", dataset, "--load-dir", str(models), "--settings",
+        "dpm++2m:2:1", "--n-comps", "10", "--generation-seeds", "1", "--out", str(out),
+        "--retrain-diffusion", "--n-channels", "8", "--diffusion-steps", "3", "--translate",
+    )  # fmt: skip
+    rows = json.loads(out.read_text())["results"]
+    assert [r.get("translation") for r in rows] == [f"{other}->rna", f"rna->{other}", None]
+    for row in rows:
+        assert row["diffusion"] | {"seconds": 0} == {
+            "retrained": True,
+            "steps": 3,
+            "n_channels": 8,
+            "seconds": 0,
+        }
+    headline = "auroc_per_peak" if other == "atac" else "pearson_per_feature"
+    assert -1 <= rows[1][headline] <= 1 and 0 <= rows[2]["rna"]["classifier_auc"] <= 1
 
 
 def check_summary(folder: Path, dataset: str, other: str) -> None:
