@@ -30,6 +30,17 @@ def test_latent_depth_recovers_the_linear_log_normal():
     assert float(residual.std()) == pytest.approx(0.2, abs=0.01)
 
 
+def test_latent_depth_draws_stay_within_the_training_depths():
+    z, depth, _ = _depths()
+    model = LatentDepth({"atac": 3})
+    model.fit("atac", z, depth)
+    far = torch.tensor([[40.0, -40.0, 0.0], [-40.0, 40.0, 0.0]])  # log mean 6 +- 32
+    drawn = model.sample("atac", far.repeat(50, 1)).squeeze(-1)
+    low, high = float(depth.min()), float(depth.max())
+    assert drawn.min() == pytest.approx(low, rel=1e-5)
+    assert drawn.max() == pytest.approx(high, rel=1e-5)
+
+
 def test_latent_depth_with_few_cells_keeps_the_intercept_only():
     z, depth, _ = _depths(n=6)
     model = LatentDepth({"rna": 3})
@@ -52,6 +63,12 @@ def test_latent_depth_loads_a_state_saved_before_it_existed():
     assert not fresh.depth.fitted("rna")
     fresh.load_state_dict(outer.state_dict())
     assert fresh.depth.fitted("rna")
+    # fitted before the range was kept: draws as fitted, without bounds
+    state = {k: v for k, v in outer.state_dict().items() if k != "depth.range_rna"}
+    fresh.load_state_dict(state)
+    assert fresh.depth.fitted("rna") and torch.isnan(fresh.depth.range_rna).all()
+    far = torch.tensor([[40.0, -40.0, 0.0]])
+    assert float(fresh.depth.sample("rna", far).log()) > float(model.range_rna[1]) + 10
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

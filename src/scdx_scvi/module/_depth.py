@@ -20,7 +20,10 @@ class LatentDepth(nn.Module):
     depths (library size for counts, number of open peaks for ATAC), :math:`\sigma` the SD of
     the residuals. Generated cells thus get a depth that goes with the state the latent
     encodes (deep cells of a type stay deep), with the spread the latent does not explain,
-    where a per-label log-normal draws it independently of the state.
+    where a per-label log-normal draws it independently of the state. Drawn depths are kept
+    within the range of the training cells' depths: latents far from the training cells (a
+    diffusion trained for a few steps) would otherwise extrapolate the linear mean to depths
+    no cell has (on synthetic data at 200,000 peaks, 35 % of the peaks open against 2.7 %).
 
     Coefficients are NaN until :meth:`fit` is called (and in models saved before they
     existed): :meth:`fitted` says so.
@@ -37,6 +40,7 @@ class LatentDepth(nn.Module):
         for m, size in n_latent.items():
             self.register_buffer(f"coef_{m}", torch.full((int(size) + 1,), float("nan")))
             self.register_buffer(f"sd_{m}", torch.tensor(float("nan")))
+            self.register_buffer(f"range_{m}", torch.full((2,), float("nan")))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # models saved before the depth model existed load with it unfitted
@@ -53,7 +57,7 @@ class LatentDepth(nn.Module):
         """Fit the model of ``modality`` on latents ``(cells, d)`` and depths ``(cells,)``.
 
         Depths below 1 count as 1. With fewer than two cells per coefficient only the
-        intercept is fitted.
+        intercept is fitted. The smallest and largest log depth bound the draws.
         """
         y = torch.log(depth.reshape(-1).double().clamp(min=1.0))
         n, d = z.shape
@@ -72,10 +76,15 @@ class LatentDepth(nn.Module):
         coef.copy_(beta.to(coef))
         sd = float(residual.std()) if n > 1 else 0.0
         getattr(self, f"sd_{modality}").fill_(sd)
+        getattr(self, f"range_{modality}").copy_(torch.stack([y.min(), y.max()]))
 
     def sample(self, modality: str, z: torch.Tensor) -> torch.Tensor:
-        """Draw depths ``(cells, 1)`` for latents ``z`` (global RNG)."""
+        """Draw depths ``(cells, 1)`` for latents ``z`` (global RNG), within the training range."""
         coef = getattr(self, f"coef_{modality}")
         mean = z.to(coef) @ coef[:-1] + coef[-1]
         sd = getattr(self, f"sd_{modality}")
-        return torch.exp(mean + sd * torch.randn_like(mean)).unsqueeze(-1)
+        log_depth = mean + sd * torch.randn_like(mean)
+        low, high = getattr(self, f"range_{modality}")
+        if torch.isfinite(low):  # models saved before the range was kept draw unbounded
+            log_depth = log_depth.clamp(low, high)
+        return torch.exp(log_depth).unsqueeze(-1)
