@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from scdx_scvi.module._latent_diffusion import Denoiser, LatentScaling, Prediction
     from scdx_scvi.module._likelihoods import EncoderInput
     from scdx_scvi.module._presets import Architecture, Configuration
-    from scdx_scvi.module._scdx_module import ReconstructionWeights
+    from scdx_scvi.module._scdx_module import GenerationDepth, ReconstructionWeights
 
 logger = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ class SCDX(
         condition_label_dropout: float | None = None,
         gaussian_residual: bool | None = None,
         prediction: Prediction | None = None,
-        generation_depth: Literal["label", "latent", "latent_atac"] | None = None,
+        generation_depth: GenerationDepth | None = None,
         diffusion_batch: bool = False,
         denoiser_kwargs: dict | None = None,
     ):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from scvi import REGISTRY_KEYS
@@ -19,7 +19,8 @@ from ._latent_diffusion import LatentDiffusion
 from ._likelihoods import EncoderInput, make_likelihood
 
 #: Values of ``generation_depth`` (see :class:`SCDXModule`).
-GENERATION_DEPTHS = ("label", "latent", "latent_atac")
+GenerationDepth = Literal["label", "latent", "latent_atac"]
+GENERATION_DEPTHS = get_args(GenerationDepth)
 
 ReconstructionWeights = Literal["sum", "per_feature"] | Mapping[str, float]
 
@@ -124,7 +125,7 @@ class SCDXModule(BaseModuleClass):
         diffusion_batch: bool = False,
         cross_reconstruction: float = 0.0,
         latent_agreement: float = 0.0,
-        generation_depth: Literal["label", "latent", "latent_atac"] = "label",
+        generation_depth: GenerationDepth = "label",
         diffusion_kwargs: Mapping | None = None,
     ):
         super().__init__()
