@@ -7,17 +7,16 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-import numpy as np
 import pandas as pd
 import torch
 from anndata import AnnData
 from mudata import MuData
-from scipy import sparse
 from scvi import REGISTRY_KEYS
 
 from scdx_scvi._compat import _SETUP_ARGS_KEY, devices_dsp
 from scdx_scvi._constants import MODULE_KEYS
 from scdx_scvi.data import stack_rows
+from scdx_scvi.data._sparse import scipy_csr
 from scdx_scvi.diffusion import SAMPLERS
 from scdx_scvi.module import TRAIN_CONFIGURATIONS
 from scdx_scvi.train import (
@@ -344,7 +343,7 @@ class LatentDiffusionMixin:
                     generator=generator, progress=progress,
                 )  # fmt: skip
                 for m, values in counts.items():
-                    chunks[m].append(sparse.csr_matrix(values.cpu().numpy(), dtype=np.float32))
+                    chunks[m].append(scipy_csr(values))
         return self._generated_mudata(chunks, codes, categories, batch)
 
     @property

@@ -15,7 +15,9 @@ from scvi import REGISTRY_KEYS
 from scdx_scvi._compat import _get_batch_code_from_category
 from scdx_scvi._constants import MODALITIES, MODULE_KEYS
 from scdx_scvi._docs import getter_dsp
+from scdx_scvi.data import stack_rows
 from scdx_scvi.data._checks import check_names
+from scdx_scvi.data._sparse import scipy_csr
 
 from ._checks import check_bool, check_positive
 from ._rows import RowBuffer
@@ -367,8 +369,10 @@ class AutoencoderGettersMixin:
         with seeded(resolve_seed(seed), self.module.device):
             for tensors in self._data_loader(adata, indices, batch_size, self.modalities):
                 for m, draws in self.module.sample(tensors).items():
-                    parts[m].append(sparse.csr_matrix(draws.cpu().numpy().astype(np.float32)))
-        return {m: sparse.vstack(chunks, format="csr") for m, chunks in parts.items()}
+                    parts[m].append(scipy_csr(draws))
+        return {
+            m: stack_rows(chunks, n_cols=self.module.n_features[m]) for m, chunks in parts.items()
+        }
 
 
 def _check_library_size(value: object) -> float | str:

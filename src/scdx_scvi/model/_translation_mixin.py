@@ -17,7 +17,7 @@ from scdx_scvi._compat import _SETUP_ARGS_KEY
 from scdx_scvi._constants import MODALITIES
 from scdx_scvi.data import align_features, stack_rows
 from scdx_scvi.data._checks import check_indices
-from scdx_scvi.data._sparse import torch_csr
+from scdx_scvi.data._sparse import scipy_csr, torch_csr
 from scdx_scvi.diffusion import SAMPLERS, Sampler
 
 from ._checks import check_choice, check_int, check_positive
@@ -284,7 +284,7 @@ class TranslationMixin:
                 for key, values in out.items():
                     for m, v in values.items():
                         if key == "counts":
-                            parts[key][m].append(sparse.csr_matrix(v.cpu().numpy()))
+                            parts[key][m].append(scipy_csr(v))
                         else:  # torch's copy is multi-threaded: it first touches the output
                             torch.from_numpy(parts[key][m][rows]).copy_(v)
         info = {
