@@ -279,6 +279,11 @@ def write_page(payload: dict, figures: list[Path], path: Path) -> Path:
             f'`latent_scaling="{settings["latent_scaling"]}"`, other options at the package '
             "defaults of the time"
         )
+    if scdx_run.get("loaded"):
+        model += (
+            f" (trained by the run at commit `{scdx_run.get('trained_at') or 'unknown'}` and "
+            "loaded from its saved models here: training time and memory are that run's)"
+        )
     symmetric = payload.get("generation_protocol") == "symmetric"
     features = ", ".join(f"{n:,} {DISPLAY[m]}" for m, n in payload["n_features"].items())
     rows = payload["results"]

@@ -365,9 +365,11 @@ def main() -> None:
         peer_cls = scvi.model.MULTIVI if "atac" in mods else scvi.model.TOTALVI
         peer_model = peer_cls.load(models / f"{args.dataset}_peer", adata=peer_data(train, mods))
         # the training records of the run that saved these models, if its results are there
-        saved = json.loads(json_path.read_text()).get("training", []) if json_path.exists() else []
+        previous = json.loads(json_path.read_text()) if json_path.exists() else {}
+        saved = previous.get("training", [])
         for row in saved or [{"task": "training", "model": m} for m in (SCDX_NAME, peer)]:
-            record({**row, "loaded": True}, "training")
+            trained_at = row.get("trained_at", previous.get("commit"))
+            record({**row, "loaded": True, "trained_at": trained_at}, "training")
     else:
         scdx, info = train_scdx(train, args, labels_key)
         record({"task": "training", "model": SCDX_NAME, **info}, "training")
