@@ -74,7 +74,11 @@ def main() -> None:
             name = model.modality_names[m]
             sets = {"reconstructions": draws[m], REFERENCE_NAME: train[name].X[real]}
             scores = generation_score_set(
-                test[name].X, sets, m, seeds=GENERATION_SEEDS[: args.generation_seeds]
+                test[name].X,
+                sets,
+                m,
+                seeds=GENERATION_SEEDS[: args.generation_seeds],
+                paired=("reconstructions",),
             )
             theta = likelihood.log_theta.detach().exp().cpu().numpy()
             row[m] = {

@@ -38,11 +38,16 @@ from scdx_scvi.metrics import generation_score_set
 LABELS_KEY = "cell_type"
 
 
-def score(real, generated, real_labels, requested_labels, modality: str, args) -> dict:
-    """Generation metrics of one modality (the package's score set), with label recovery."""
+def score(
+    real, generated, real_labels, requested_labels, modality: str, args, paired: bool = False
+) -> dict:
+    """Generation metrics of one modality (the package's score set), with label recovery.
+
+    ``paired``: ``generated`` holds draws of the ``real`` cells, row by row.
+    """
     scores = generation_score_set(
         real, {"set": generated}, modality, real_labels, {"set": requested_labels},
-        n_comps=args.n_comps,
+        n_comps=args.n_comps, paired=("set",) if paired else (),
     )  # fmt: skip
     return scores["set"]
 
@@ -184,7 +189,7 @@ def main() -> None:
             model.save(Path(args.save_dir) / f"{args.dataset}_multivi", overwrite=True)
         samples, seconds, _ = measured(lambda: multivi_posterior_samples(model, test.copy()))
         for m in ("rna", "atac"):
-            row = score(test[m].X, samples[m], test_labels, test_labels, m, args)
+            row = score(test[m].X, samples[m], test_labels, test_labels, m, args, paired=True)
             record({"model": "MULTIVI-posterior", "modality": m, "train_seconds": train_seconds,
                     "generate_seconds": seconds, **row})  # fmt: skip
     print(f"wrote {results.path}")

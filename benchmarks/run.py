@@ -58,7 +58,7 @@ from _common import (
     read,
     split,
 )
-from _report import DISPLAY, write_page
+from _report import DISPLAY, GROUPED, write_page
 from generation import multivi_posterior_samples
 from scipy import sparse
 from summary import update as update_summary
@@ -296,7 +296,7 @@ def run_generation(scdx, peer, train, test, mods, labels_key, args, record) -> d
                 REFERENCE_NAME: train[m].X[rows]}  # fmt: skip
         scores = generation_score_set(
             test[m].X, sets, m, test_labels, labels, n_comps=args.n_comps,
-            seeds=GENERATION_SEEDS[: args.generation_seeds],
+            seeds=GENERATION_SEEDS[: args.generation_seeds], paired=(CEILING_NAME, peer_set),
         )  # fmt: skip
         for name, row in scores.items():
             if name in timings:
@@ -353,7 +353,7 @@ def main() -> None:
         "dataset": args.dataset, "n_train": int(train.n_obs), "n_test": int(test.n_obs),
         "n_features": {m: int(mdata[m].n_vars) for m in mods}, "labels_key": labels_key,
         "peer": peer, "results_file": shown(json_path), "settings": vars(args),
-        "date": time.strftime("%Y-%m-%d"), "generation_protocol": "symmetric",
+        "date": time.strftime("%Y-%m-%d"), "generation_protocol": GROUPED,
         "translation_sample_steps": SAMPLERS["dpm++2m"].default_steps,
         **provenance("run.py"),
     })  # fmt: skip

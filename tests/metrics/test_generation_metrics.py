@@ -223,3 +223,23 @@ def test_bad_inputs():
         mmd_rbf(np.zeros((3, 2)), np.ones((3, 2)), bandwidth="max")
     with pytest.raises(ValueError, match="real_groups"):
         per_group(mmd_rbf, np.zeros((3, 2)), np.ones((3, 2)), ["a"], ["a"] * 3)
+
+
+def test_paired_draws_stay_in_one_fold():
+    # draws of the real cells themselves, with a little noise: a good generator of these cells
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(200, 5))
+    draws = real + rng.normal(scale=0.05, size=real.shape)
+    split = classifier_auc(real, draws, seeds=(0, 1), n_estimators=30)["auc"]
+    grouped = classifier_auc(real, draws, seeds=(0, 1), n_estimators=30, paired=True)["auc"]
+    assert split < 0.4  # a cell's twin in the training folds teaches the wrong label
+    assert abs(grouped - 0.5) < 0.1
+    # counts drawn twice at each cell's own rates, as reconstruction draws are
+    rates = np.exp(rng.normal(size=(200, 1)) + rng.normal(size=(1, 12)) + 2.0)
+    counts, redrawn = rng.poisson(rates), rng.poisson(rates)
+    scores = generation_scores(counts, redrawn, "protein", n_comps=4, seeds=(0,), paired=True)
+    assert abs(scores["classifier_auc"] - 0.5) < 0.1
+    with pytest.raises(ValueError, match="as many cells"):
+        classifier_auc(real, draws[:150], paired=True)
+    with pytest.raises(ValueError, match="as many cells"):
+        generation_scores(real, draws[:150], "protein", paired=True)

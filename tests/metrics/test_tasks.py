@@ -163,6 +163,16 @@ def test_generation_score_set_has_the_floor_and_label_metrics(simulated):
     assert floor["types_scored"] >= 1 and np.isfinite(floor["mmd_rbf_per_type_median"])
 
 
+def test_generation_score_set_keeps_paired_draws_with_their_cells():
+    rng = np.random.default_rng(0)
+    rates = np.exp(rng.normal(size=(200, 1)) + rng.normal(size=(1, 12)) + 2.0)
+    cells, draws = rng.poisson(rates), rng.poisson(rates)  # two draws at each cell's rates
+    sets = {"paired": draws, "split": draws}
+    result = generation_score_set(cells, sets, "protein", n_comps=4, seeds=(0,), paired=["paired"])
+    assert abs(result["paired"]["classifier_auc"] - 0.5) < 0.1
+    assert result["split"]["classifier_auc"] < result["paired"]["classifier_auc"]
+
+
 def test_latent_floor_regresses_the_target_on_a_given_latent():
     rng = np.random.default_rng(0)
     z_train, z_query = rng.normal(size=(300, 4)), rng.normal(size=(50, 4))

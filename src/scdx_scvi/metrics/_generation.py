@@ -22,7 +22,7 @@ from scipy import sparse
 from scipy.stats import hypergeom
 from sklearn.decomposition import PCA
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_score
 from sklearn.neighbors import NearestNeighbors
 
 from ._embedding import joint_embedding
@@ -269,6 +269,7 @@ def classifier_auc(
     max_depth: int | None = 5,
     n_folds: int = 5,
     n_jobs: int | None = None,
+    paired: bool = False,
 ) -> dict[str, Any]:
     """Cross-validated ROC-AUC of a random forest that tells real from generated cells.
 
@@ -296,6 +297,12 @@ def classifier_auc(
         Folds of the cross-validation (at most the size of the smaller set).
     n_jobs
         Parallel jobs of the forest.
+    paired
+        Row ``i`` of ``generated`` is drawn from row ``i`` of ``real`` (e.g. reconstructions or
+        posterior samples of the same cells): each pair is kept in one fold
+        (:class:`sklearn.model_selection.StratifiedGroupKFold`). Split across folds, a cell
+        would teach the forest the label of its twin the wrong way round and push the AUC
+        below 0.5.
 
     Returns
     -------
@@ -303,6 +310,10 @@ def classifier_auc(
     ``auc_per_seed`` (list).
     """
     real, generated = _check_unpaired(real, generated)
+    if paired and real.shape[0] != generated.shape[0]:
+        raise ValueError(
+            f"Paired sets need as many cells each, got {real.shape[0]} and {generated.shape[0]}."
+        )
     if not seeds:
         raise ValueError("seeds must not be empty.")
     if not 2 <= n_folds <= min(real.shape[0], generated.shape[0]):
@@ -324,10 +335,15 @@ def classifier_auc(
             random_state=seed,
             n_jobs=n_jobs,
         )
-        folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-        aucs.append(
-            float(cross_val_score(forest, features, labels, cv=folds, scoring="roc_auc").mean())
+        if paired:
+            folds = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        else:
+            folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        groups = np.tile(np.arange(real.shape[0]), 2) if paired else None
+        scores = cross_val_score(
+            forest, features, labels, groups=groups, cv=folds, scoring="roc_auc"
         )
+        aucs.append(float(scores.mean()))
     return {"auc": float(np.mean(aucs)), "auc_std": float(np.std(aucs)), "auc_per_seed": aucs}
 
 
@@ -482,6 +498,7 @@ def generation_scores(
     n_estimators: int = 100,
     max_cells: int | None = None,
     n_jobs: int | None = None,
+    paired: bool = False,
 ) -> dict[str, float]:
     """Headline generation metrics, with both sets treated alike.
 
@@ -514,6 +531,10 @@ def generation_scores(
         If given, at most this many cells per set, bounding the cost of the quadratic metrics.
     n_jobs
         Parallel jobs of the random forests.
+    paired
+        Row ``i`` of ``generated`` is drawn from row ``i`` of ``real`` (reconstruction or
+        posterior draws of the same cells): both sets are subsampled to the same rows and the
+        classifier keeps each pair in one fold (:func:`classifier_auc`).
 
     Returns
     -------
@@ -523,16 +544,25 @@ def generation_scores(
     real, generated = _check_unpaired(real, generated)
     if not seeds:
         raise ValueError("seeds must not be empty.")
+    if paired and real.shape[0] != generated.shape[0]:
+        raise ValueError(
+            f"Paired sets need as many cells each, got {real.shape[0]} and {generated.shape[0]}."
+        )
     n = min(real.shape[0], generated.shape[0], max_cells or real.shape[0])
     real = real.tocsr() if sparse.issparse(real) else np.asarray(real)
     generated = generated.tocsr() if sparse.issparse(generated) else np.asarray(generated)
     rows: list[dict[str, float]] = []
     for seed in seeds:
         rng = np.random.default_rng(seed)
-        x = real[np.sort(rng.choice(real.shape[0], size=n, replace=False))]
-        y = generated[np.sort(rng.choice(generated.shape[0], size=n, replace=False))]
-        x, y = joint_embedding(x, y, modality, n_comps=n_comps, random_state=seed)
-        auc = classifier_auc(x, y, seeds=(seed,), n_estimators=n_estimators, n_jobs=n_jobs)
+        rows_x = np.sort(rng.choice(real.shape[0], size=n, replace=False))
+        if paired:
+            rows_y = rows_x
+        else:
+            rows_y = np.sort(rng.choice(generated.shape[0], size=n, replace=False))
+        x, y = joint_embedding(real[rows_x], generated[rows_y], modality, n_comps, seed)
+        auc = classifier_auc(
+            x, y, seeds=(seed,), n_estimators=n_estimators, n_jobs=n_jobs, paired=paired
+        )
         rows.append(
             {
                 "mmd_rbf": mmd_rbf(x, y),

@@ -21,7 +21,7 @@ that their numbers agree by construction:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -424,6 +424,7 @@ def generation_score_set(
     seeds: Sequence[int] = GENERATION_SEEDS,
     max_cells: int | None = None,
     n_jobs: int | None = None,
+    paired: Collection[str] = (),
 ) -> dict[str, dict[str, float]]:
     """Score sets of cells of one modality against the held-out real cells.
 
@@ -457,6 +458,9 @@ def generation_score_set(
         ``{name: labels}`` of the sets (a missing name or ``None``: no label metrics).
     n_comps, seeds, max_cells, n_jobs
         Passed to :func:`~scdx_scvi.metrics.generation_scores`.
+    paired
+        Names of the sets drawn cell by cell from the held-out cells (reconstruction draws,
+        a peer's posterior samples): their classifier keeps each cell and its draw in one fold.
 
     Returns
     -------
@@ -468,7 +472,7 @@ def generation_score_set(
         cells = _as_matrix(cells)
         scores: dict[str, Any] = generation_scores(
             held_out, cells, modality, n_comps=n_comps, seeds=seeds, max_cells=max_cells,
-            n_jobs=n_jobs,
+            n_jobs=n_jobs, paired=name in paired,
         )  # fmt: skip
         labels = (set_labels or {}).get(name)
         if held_out_labels is not None and labels is not None:
