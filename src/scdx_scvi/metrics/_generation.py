@@ -261,6 +261,13 @@ def energy_distance(x: Any, y: Any, chunk_size: int = 2048) -> float:
     )
 
 
+def _check_pairs(real: Any, generated: Any, paired: bool) -> None:
+    if paired and real.shape[0] != generated.shape[0]:
+        raise ValueError(
+            f"Paired sets need as many cells each, got {real.shape[0]} and {generated.shape[0]}."
+        )
+
+
 def classifier_auc(
     real: Any,
     generated: Any,
@@ -310,10 +317,7 @@ def classifier_auc(
     ``auc_per_seed`` (list).
     """
     real, generated = _check_unpaired(real, generated)
-    if paired and real.shape[0] != generated.shape[0]:
-        raise ValueError(
-            f"Paired sets need as many cells each, got {real.shape[0]} and {generated.shape[0]}."
-        )
+    _check_pairs(real, generated, paired)
     if not seeds:
         raise ValueError("seeds must not be empty.")
     if not 2 <= n_folds <= min(real.shape[0], generated.shape[0]):
@@ -544,10 +548,7 @@ def generation_scores(
     real, generated = _check_unpaired(real, generated)
     if not seeds:
         raise ValueError("seeds must not be empty.")
-    if paired and real.shape[0] != generated.shape[0]:
-        raise ValueError(
-            f"Paired sets need as many cells each, got {real.shape[0]} and {generated.shape[0]}."
-        )
+    _check_pairs(real, generated, paired)
     n = min(real.shape[0], generated.shape[0], max_cells or real.shape[0])
     real = real.tocsr() if sparse.issparse(real) else np.asarray(real)
     generated = generated.tocsr() if sparse.issparse(generated) else np.asarray(generated)
