@@ -330,6 +330,9 @@ def classifier_auc(
     if sparse.issparse(features):
         features = features.tocsr()
     labels = np.r_[np.zeros(real.shape[0], dtype=int), np.ones(generated.shape[0], dtype=int)]
+    # paired: each cell and its draw form one group, kept in one fold
+    groups = np.tile(np.arange(real.shape[0]), 2) if paired else None
+    fold_kind = StratifiedGroupKFold if paired else StratifiedKFold
     aucs = []
     for seed in seeds:
         forest = RandomForestClassifier(
@@ -339,11 +342,7 @@ def classifier_auc(
             random_state=seed,
             n_jobs=n_jobs,
         )
-        if paired:
-            folds = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-        else:
-            folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-        groups = np.tile(np.arange(real.shape[0]), 2) if paired else None
+        folds = fold_kind(n_splits=n_folds, shuffle=True, random_state=seed)
         scores = cross_val_score(
             forest, features, labels, groups=groups, cv=folds, scoring="roc_auc"
         )
