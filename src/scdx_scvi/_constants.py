@@ -56,5 +56,6 @@ class MODULE_KEYS:
     LIBRARY = "library"
     BATCH_INDEX = "batch_index"
     PX = "px"
+    PX_CROSS = "px_cross"
     OBSERVED = "observed"
     TARGET = "target"

@@ -156,16 +156,45 @@ def test_cross_reconstruction_decodes_each_modality_from_the_other_latent():
     )
 
 
+def test_cross_decoding_in_training_matches_separate_decoder_calls():
+    """One output product per target, hidden layers (batch norm) per source, mosaic rows."""
+    module = _paired_module(cross_reconstruction=1.0).train()
+    plain = _paired_module().train()  # own terms only, each decoder called once
+    plain.load_state_dict(module.state_dict())
+    tensors = _tensors()
+    tensors[REGISTRY_KEYS.ATAC_X_KEY][0] = 0.0  # the first cell lacks ATAC
+    _, _, losses = module(tensors)
+    losses.loss.backward()
+
+    inference, _, plain_losses = plain(tensors)
+    z, library = inference["z"], inference["library"]
+    both = inference["observed"]["rna"] & inference["observed"]["atac"]
+    x_rna, x_atac = tensors[REGISTRY_KEYS.X_KEY][both], tensors[REGISTRY_KEYS.ATAC_X_KEY][both]
+    mu = torch.softmax(plain.decoders["rna"](z["atac"][both]), -1) * library["rna"][both]
+    theta = plain.likelihoods["rna"].log_theta.exp()
+    cross = -_nb_log_prob(x_rna, mu, theta).sum(-1)
+    cross = cross + torch.nn.functional.binary_cross_entropy_with_logits(
+        plain.decoders["atac"](z["rna"][both]), (x_atac > 0).float(), reduction="none"
+    ).sum(-1)
+    expected = plain_losses.loss + cross.sum() / len(both)
+    expected.backward()
+    torch.testing.assert_close(losses.loss, expected)
+    for (name, p), q in zip(module.named_parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+    for a, b in zip(module.buffers(), plain.buffers(), strict=True):  # batch-norm statistics
+        torch.testing.assert_close(a, b, equal_nan=True)
+
+
 def test_latent_agreement_is_scale_free_and_skips_unpaired_cells():
     module = _paired_module(latent_agreement=1.0)
     z = {"rna": torch.randn(6, 3), "atac": torch.randn(6, 3)}
     observed = {"rna": torch.ones(6, dtype=torch.bool), "atac": torch.ones(6, dtype=torch.bool)}
     observed["atac"][0] = False
     outputs = {"z": z, "library": {"rna": torch.ones(6, 1)}, "observed": observed}
-    _, agreement = module._cross_modal_terms({}, outputs, {})
+    _, agreement = module._cross_modal_terms(outputs, {}, {})
     scaled = {"z": {m: 10.0 * v for m, v in z.items()}, "library": outputs["library"],
               "observed": observed}  # fmt: skip
-    _, agreement_scaled = module._cross_modal_terms({}, scaled, {})
+    _, agreement_scaled = module._cross_modal_terms(scaled, {}, {})
     assert agreement[0] == 0 and (agreement[1:] > 0).all()
     torch.testing.assert_close(agreement, agreement_scaled)
 

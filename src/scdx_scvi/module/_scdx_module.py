@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Literal, get_args
 
@@ -275,6 +276,31 @@ class SCDXModule(BaseModuleClass):
         observed = observed or {}
         return {m: _on_rows(self.decoders[m], observed.get(m), z_m, *cov) for m, z_m in z.items()}
 
+    def _decode_pairs(
+        self,
+        z: Mapping[str, torch.Tensor],
+        pairs: Sequence[tuple[str, str, torch.Tensor]],
+        batch_index: torch.Tensor | None = None,
+    ) -> dict[tuple[str, str], torch.Tensor]:
+        """Logits of target ``b`` decoded from the latent of ``a``, for each ``(a, b, rows)``.
+
+        The hidden layers of ``b``'s decoder run once per source on its ``rows`` (so batch
+        normalisation sees each source's cells alone, as separate decoder calls would); the
+        output layer runs once per target on their stacked activations, which gives one weight
+        gradient for the largest layer of the model instead of one per source plus their sum.
+        Cells outside ``rows`` get the output bias as logits (the loss masks them).
+        """
+        cov = self._covariates(batch_index)
+        logits = {}
+        for b in dict.fromkeys(target for _, target, _ in pairs):
+            sources = [(a, rows) for a, target, rows in pairs if target == b]
+            decoder = self.decoders[b]
+            hidden = [_on_rows(decoder.last_hidden, rows, z[a], *cov) for a, rows in sources]
+            out = decoder.output(torch.cat(hidden))
+            for (a, _), part in zip(sources, out.split([h.shape[0] for h in hidden]), strict=True):
+                logits[a, b] = part
+        return logits
+
     @auto_move_data
     def generative(
         self,
@@ -282,19 +308,34 @@ class SCDXModule(BaseModuleClass):
         library: Mapping[str, torch.Tensor],
         batch_index: torch.Tensor | None = None,
         observed: Mapping[str, torch.Tensor] | None = None,
+        cross: bool | None = None,
     ) -> dict[str, dict]:
         """Decode each latent in ``z`` into its likelihood.
 
+        With ``cross`` (default: when the model has ``cross_reconstruction``), also decode each
+        modality from every other modality's latent, on the cells that have both.
+
         Returns
         -------
-        ``{"px": {modality: distribution}}``.
+        ``{"px": {modality: distribution}}``, and with ``cross`` ``"px_cross"``:
+        ``{(source, target): distribution}``.
         """
-        logits = self.decode_logits(z, batch_index, observed)
-        return {
-            MODULE_KEYS.PX: {
-                m: self.likelihoods[m].distribution(logits[m], library.get(m)) for m in logits
-            }
+        observed = dict(observed or {})
+        cross = bool(self.cross_reconstruction) if cross is None else cross
+        pairs = [(m, m, observed.get(m)) for m in z]
+        if cross:
+            for a, b in itertools.permutations(z, 2):
+                rows = [observed[m] for m in (a, b) if m in observed]
+                pairs.append((a, b, rows[0] & rows[-1] if rows else None))
+        logits = self._decode_pairs(z, pairs, batch_index)
+        px = {
+            (a, b): self.likelihoods[b].distribution(value, library.get(b))
+            for (a, b), value in logits.items()
         }
+        out = {MODULE_KEYS.PX: {b: px.pop((b, b)) for b in z}}
+        if cross:
+            out[MODULE_KEYS.PX_CROSS] = px
+        return out
 
     def loss(
         self, tensors: dict[str, torch.Tensor], inference_outputs: dict, generative_outputs: dict
@@ -317,7 +358,9 @@ class SCDXModule(BaseModuleClass):
             metrics[f"reconstruction_loss_{m}"] = (nll[m].sum() / n_m).detach()
         weighted = sum(self.reconstruction_weights[m] * v for m, v in nll.items())
         if self.cross_reconstruction or self.latent_agreement:
-            cross, agreement = self._cross_modal_terms(tensors, inference_outputs, targets)
+            cross, agreement = self._cross_modal_terms(
+                inference_outputs, generative_outputs, targets
+            )
             weighted = weighted + self.cross_reconstruction * cross
             weighted = weighted + self.latent_agreement * agreement
             metrics["cross_reconstruction_loss"] = cross.mean().detach()
@@ -334,35 +377,31 @@ class SCDXModule(BaseModuleClass):
         return torch.where(observed, value, torch.zeros_like(value))
 
     def _cross_modal_terms(
-        self, tensors: dict, inference_outputs: dict, targets: Mapping[str, torch.Tensor]
+        self,
+        inference_outputs: dict,
+        generative_outputs: dict,
+        targets: Mapping[str, torch.Tensor],
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Cross-reconstruction NLL and latent disagreement per cell, summed over pairs."""
         z = inference_outputs[MODULE_KEYS.Z]
-        library = inference_outputs[MODULE_KEYS.LIBRARY]
         observed = inference_outputs[MODULE_KEYS.OBSERVED]
-        batch_index = tensors.get(REGISTRY_KEYS.BATCH_KEY)
-        mods = list(z)
-        ref = z[mods[0]]
+        ref = next(iter(z.values()))
         cross = ref.new_zeros(ref.shape[0])
         agreement = ref.new_zeros(ref.shape[0])
-        for a in mods:
-            for b in mods:
-                if a == b:
-                    continue
+        if self.cross_reconstruction:
+            for (a, b), px in generative_outputs[MODULE_KEYS.PX_CROSS].items():
+                nll = self._nll(b, px, targets[b], observed[a] & observed[b])
+                cross = cross + self.reconstruction_weights[b] * nll
+        if self.latent_agreement:
+            for a, b in itertools.combinations(z, 2):
                 both = observed[a] & observed[b]
-                if self.cross_reconstruction:
-                    logits = self.decode_logits({b: z[a]}, batch_index, {b: both})[b]
-                    px = self.likelihoods[b].distribution(logits, library.get(b))
-                    nll = self._nll(b, px, targets[b], both)
-                    cross = cross + self.reconstruction_weights[b] * nll
-                if self.latent_agreement and a < b:
-                    rows = both.unsqueeze(-1)
-                    n = both.sum().clamp(min=1)
-                    var = 0.5 * (
-                        _masked_var(z[a], rows, n) + _masked_var(z[b], rows, n)
-                    ).detach().clamp(min=1e-6)
-                    diff = ((z[a] - z[b]) ** 2 / var).mean(dim=-1)
-                    agreement = agreement + torch.where(both, diff, torch.zeros_like(diff))
+                rows = both.unsqueeze(-1)
+                n = both.sum().clamp(min=1)
+                var = 0.5 * (
+                    _masked_var(z[a], rows, n) + _masked_var(z[b], rows, n)
+                ).detach().clamp(min=1e-6)
+                diff = ((z[a] - z[b]) ** 2 / var).mean(dim=-1)
+                agreement = agreement + torch.where(both, diff, torch.zeros_like(diff))
         return cross, agreement
 
     @torch.no_grad()
@@ -587,7 +626,9 @@ class SCDXModule(BaseModuleClass):
         ``{modality: samples}``, each of shape (``n_samples``, cells, features), or (cells,
         features) when ``n_samples`` is 1.
         """
-        _, generative_outputs = self.forward(tensors, compute_loss=False)
+        _, generative_outputs = self.forward(
+            tensors, generative_kwargs={"cross": False}, compute_loss=False
+        )
         out = {}
         for m, px in generative_outputs[MODULE_KEYS.PX].items():
             draws = px.sample((n_samples,)) if n_samples > 1 else px.sample()

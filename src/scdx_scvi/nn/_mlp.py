@@ -79,6 +79,14 @@ class MLP(nn.Module):
         ``x`` may be a ``torch.sparse_csr`` tensor. It is made dense where the first layer
         injects covariates (their one-hot codes are concatenated to the input).
         """
+        return self.output(self.last_hidden(x, *cat_list))
+
+    def last_hidden(self, x: torch.Tensor, *cat_list: torch.Tensor) -> torch.Tensor:
+        """Return the activations of the last hidden layer (the input of :attr:`output`).
+
+        The output layer is row-wise, so the hidden activations of several inputs can share
+        one output product (one weight gradient instead of one per input and their sum).
+        """
         hidden = iter(self.hidden)
         if x.layout == torch.sparse_csr:
             first = self.hidden[0] if len(self.hidden) else None
@@ -89,7 +97,7 @@ class MLP(nn.Module):
                 next(hidden)
         for layer in hidden:
             x = layer(x, *cat_list)
-        return self.output(x)
+        return x
 
 
 def _sparse_block(layer: FCLayers, x: torch.Tensor) -> torch.Tensor:
