@@ -1,7 +1,8 @@
 """Calibration of sampled translations (``n_samples > 1``) of a benchmark-of-record model.
 
 The model saved by ``run.py --save-dir`` translates the held-out cells of the canonical split
-``--n-samples`` times (DPM-Solver++ with its default steps, one seed per draw). What the
+``--n-samples`` times (``--sampler``, DPM-Solver++ by default, with its default steps, one seed
+per draw; ``--cells train`` scores training cells instead). What the
 samples should cover is the target the same decoder gives from the cell's own measured target
 (its autoencoder reconstruction, ``get_normalized_modalities``): if the diffusion models what
 the source leaves undetermined, a central interval of the samples holds it at about its nominal
@@ -33,24 +34,33 @@ def main() -> None:
     parser.add_argument("--load-dir", default="benchmarks/models/bench")
     parser.add_argument("--n-samples", type=int, default=20)
     parser.add_argument("--max-cells", type=int, default=500, help="held-out cells scored")
+    parser.add_argument("--sampler", default="dpm++2m", choices=["dpm++2m", "ddim", "ddpm"])
+    parser.add_argument("--n-steps", type=int, default=None, help="default: the sampler's")
+    parser.add_argument("--cells", default="test", choices=["test", "train"])
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     scvi.settings.seed = 0
     train, test = split(read(args.dataset))
     model = SCDX.load(Path(args.load_dir) / f"{args.dataset}_scdx", adata=train.copy())
-    cells = np.arange(min(test.n_obs, args.max_cells))
-    test = test[cells].copy()
-    out = Path(args.out) if args.out else RESULTS / f"calibration_{args.dataset}.json"
+    scored = test if args.cells == "test" else train
+    cells = scored[np.arange(min(scored.n_obs, args.max_cells))].copy()
+    default_out = (
+        f"calibration_{args.dataset}"
+        + ("" if args.sampler == "dpm++2m" and args.n_steps is None else f"_{args.sampler}")
+        + ("" if args.cells == "test" else "_train")
+    )
+    out = Path(args.out) if args.out else RESULTS / f"{default_out}.json"
     results = Results(out, {
-        "dataset": args.dataset, "n_cells": int(test.n_obs), "n_samples": args.n_samples,
+        "dataset": args.dataset, "n_cells": int(cells.n_obs), "n_samples": args.n_samples,
+        "sampler": args.sampler, "n_steps": args.n_steps, "cells": args.cells,
         **provenance("calibration.py"),
     })  # fmt: skip
-    reconstructed = model.get_normalized_modalities(test)
+    reconstructed = model.get_normalized_modalities(cells)
     for source, target in translation_directions(model.modalities):
         draws = np.stack([
             model.get_translated_modality(
-                test[model.modality_names[source]].copy(), source, target, sampler="dpm++2m",
-                seed=seed, return_type="numpy",
+                cells[model.modality_names[source]].copy(), source, target,
+                sampler=args.sampler, n_steps=args.n_steps, seed=seed, return_type="numpy",
             )
             for seed in range(args.n_samples)
         ])  # fmt: skip
