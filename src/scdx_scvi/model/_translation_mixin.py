@@ -185,7 +185,10 @@ class TranslationMixin:
             schedule for the zero-shot methods; ``sampler="mean"`` always makes one).
         n_samples
             Independent translations per cell. With more than one, ``X`` is their mean and
-            ``layers["variance"]`` their per-cell, per-feature variance (the uncertainty).
+            ``layers["variance"]`` their per-cell, per-feature variance: the spread of the
+            learned conditional, close to calibrated on training cells but narrower than the
+            error on new cells (a lower bound on the uncertainty; user guide, "Calibration of
+            sampled translations").
         labels
             Optional cell types of the query cells (a column of its ``obs`` or one label per
             cell) to condition on; ``None`` uses the null label (the model was trained with
