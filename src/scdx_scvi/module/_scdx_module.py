@@ -266,20 +266,16 @@ class SCDXModule(BaseModuleClass):
         }
 
     def decode_logits(
-        self,
-        z: Mapping[str, torch.Tensor],
-        batch_index: torch.Tensor | None = None,
-        observed: Mapping[str, torch.Tensor] | None = None,
+        self, z: Mapping[str, torch.Tensor], batch_index: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
-        """Decode each latent in ``z`` into feature logits (zeros for cells not in ``observed``)."""
-        cov = self._covariates(batch_index)
-        observed = observed or {}
-        return {m: _on_rows(self.decoders[m], observed.get(m), z_m, *cov) for m, z_m in z.items()}
+        """Decode each latent in ``z`` into feature logits (every cell)."""
+        logits = self._decode_pairs(z, [(m, m, None) for m in z], batch_index)
+        return {m: logits[m, m] for m in z}
 
     def _decode_pairs(
         self,
         z: Mapping[str, torch.Tensor],
-        pairs: Sequence[tuple[str, str, torch.Tensor]],
+        pairs: Sequence[tuple[str, str, torch.Tensor | None]],
         batch_index: torch.Tensor | None = None,
     ) -> dict[tuple[str, str], torch.Tensor]:
         """Logits of target ``b`` decoded from the latent of ``a``, for each ``(a, b, rows)``.
@@ -296,7 +292,7 @@ class SCDXModule(BaseModuleClass):
             sources = [(a, rows) for a, target, rows in pairs if target == b]
             decoder = self.decoders[b]
             hidden = [_on_rows(decoder.last_hidden, rows, z[a], *cov) for a, rows in sources]
-            out = decoder.output(torch.cat(hidden))
+            out = decoder.output(torch.cat(hidden) if len(hidden) > 1 else hidden[0])
             for (a, _), part in zip(sources, out.split([h.shape[0] for h in hidden]), strict=True):
                 logits[a, b] = part
         return logits
@@ -320,7 +316,7 @@ class SCDXModule(BaseModuleClass):
         ``{"px": {modality: distribution}}``, and with ``cross`` ``"px_cross"``:
         ``{(source, target): distribution}``.
         """
-        observed = dict(observed or {})
+        observed = observed or {}
         cross = bool(self.cross_reconstruction) if cross is None else cross
         pairs = [(m, m, observed.get(m)) for m in z]
         if cross:
