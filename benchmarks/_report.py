@@ -284,7 +284,14 @@ def write_page(payload: dict, figures: list[Path], path: Path) -> Path:
             f'`latent_scaling="{settings["latent_scaling"]}"`, other options at the package '
             "defaults of the time"
         )
-    if scdx_run.get("loaded"):
+    if scdx_run.get("loaded") and scdx_run.get("diffusion_retrained_at"):
+        model += (
+            f" (the autoencoder trained by the run at commit "
+            f"`{scdx_run.get('trained_at') or 'unknown'}` and loaded from its saved models, the "
+            "diffusion trained again here from a fresh initialisation with the current "
+            "defaults: training time = that run's autoencoder time + this diffusion time)"
+        )
+    elif scdx_run.get("loaded"):
         model += (
             f" (trained by the run at commit `{scdx_run.get('trained_at') or 'unknown'}` and "
             "loaded from its saved models here: training time and memory are that run's)"

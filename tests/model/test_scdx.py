@@ -194,6 +194,7 @@ def test_reference_configuration_sets_every_reference_value(make_mudata, setup_k
     assert module.likelihoods["rna"].encoder_input == "counts"
     assert diffusion.latent_scaling == "scalar" and diffusion.prediction == "epsilon"
     assert diffusion.label_dropout == 0 and diffusion.condition_prob == 0
+    assert diffusion.condition_noise == 0
     assert not diffusion.gaussian_residual
     assert diffusion.denoiser.n_channels == 128 and diffusion.denoiser.cross_attention_type == "dca"
     assert len(diffusion.denoiser.source_input) == 0

@@ -301,6 +301,18 @@ def test_three_line_script_after_save_and_load(trained, tmp_path):
     np.testing.assert_array_equal(atac.X, expected.X)
 
 
+def test_sources_enter_at_the_timesteps_chosen_on_validation_cells(trained):
+    model, _ = trained
+    diffusion = model.module.diffusion
+    assert diffusion.condition_noise == 500  # the default configuration
+    scores = model.condition_timestep_scores_
+    assert set(scores) == set(diffusion.modalities)
+    for i, m in enumerate(diffusion.modalities):
+        assert list(scores[m]) == [0, 62, 125, 188, 250, 312, 375, 438, 500]
+        best = max(scores[m], key=lambda s: (scores[m][s], -s))
+        assert int(diffusion.condition_timesteps[i]) == best
+
+
 @pytest.mark.parametrize("method", ["replacement", "guidance"])
 def test_zero_shot_methods_are_the_samplers_on_scaled_latents(trained, method):
     """The module pipeline gives what the public pieces give, composed by hand."""

@@ -256,3 +256,60 @@ def test_sample_returns_finite_unscaled_latents_of_the_free_modalities():
     assert set(given) == {"atac", "protein"} and all(v.isfinite().all() for v in given.values())
     with pytest.raises(ValueError, match="disagree on the cells"):
         diffusion.sample("mean", n_cells=3, condition=source)
+
+
+def test_noisy_conditions_are_noised_up_to_condition_noise():
+    dims = {"rna": 4, "atac": 3}
+    torch.manual_seed(0)
+    diffusion = LatentDiffusion(dims, n_channels=8, condition_prob=1.0, condition_noise=300)
+    diffusion.denoiser = _Recorder()
+    x0 = _latents(dims, n=4000)
+    _, _, target = diffusion.loss(x0, generator=torch.Generator().manual_seed(2))
+    x, t = diffusion.denoiser.x, diffusion.denoiser.t
+    for m in dims:
+        cond = ~target[m]
+        s = t[m][cond]
+        assert s.min() == 0 and s.max() == 300 and abs(s.float().mean() - 150) < 10
+        # noised as the forward process at that timestep: the rest is standard normal noise
+        ab = diffusion.schedule.alpha_bar(s).float().unsqueeze(-1)
+        rest = (x[m][cond] - ab.sqrt() * x0[m][cond]) / (1 - ab).sqrt()
+        assert abs(rest.mean()) < 0.05 and abs(rest.var() - 1) < 0.05
+
+
+@pytest.mark.parametrize("value", [-1, 1000, 2.5])
+def test_condition_noise_is_checked(value):
+    with pytest.raises(ValueError, match="condition_noise"):
+        LatentDiffusion({"rna": 2, "atac": 2}, condition_noise=value)
+
+
+def test_sampling_gives_each_condition_at_its_timestep():
+    dims = {"rna": 4, "atac": 3}
+    diffusion = LatentDiffusion(dims, n_channels=8, condition_prob=1.0, condition_noise=400).eval()
+    diffusion.fit_scaling({m: 3 * torch.randn(50, d) + 1 for m, d in dims.items()})
+    diffusion.ema = recorder = _Recorder()
+    source = torch.randn(5, 4)
+    scaled = diffusion.scale({"rna": source})["rna"]
+    diffusion.condition_timesteps[0] = 200
+    for sampler in ("mean", "ddim"):
+        diffusion.sample(sampler, condition={"rna": source}, n_steps=2)
+        ab = diffusion.schedule.alpha_bar(torch.tensor(200)).float()
+        assert (recorder.t["rna"] == 200).all()
+        torch.testing.assert_close(recorder.x["rna"], ab.sqrt() * scaled)
+    # zero-shot samplers noise the source themselves, at the sampling step
+    generator = torch.Generator()
+    diffusion.sample("replacement", condition={"rna": source}, n_steps=2, generator=generator)
+    assert (recorder.t["rna"] == recorder.t["atac"]).all()
+    diffusion.condition_timesteps.zero_()  # clean at t = 0, as without noisy conditions
+    diffusion.sample("mean", condition={"rna": source})
+    assert (recorder.t["rna"] == 0).all()
+    torch.testing.assert_close(recorder.x["rna"], scaled)
+
+
+def test_a_state_without_condition_timesteps_loads_with_clean_conditions():
+    dims = {"rna": 4, "atac": 3}
+    state = LatentDiffusion(dims, n_channels=8).state_dict()
+    del state["condition_timesteps"]
+    diffusion = LatentDiffusion(dims, n_channels=8, condition_noise=100)
+    diffusion.condition_timesteps.fill_(7)
+    diffusion.load_state_dict(state)
+    assert diffusion.condition_timesteps.tolist() == [0, 0]

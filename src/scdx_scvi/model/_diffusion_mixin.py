@@ -26,6 +26,7 @@ from scdx_scvi.train import (
 )
 
 from ._checks import check_int
+from ._condition_timesteps import fit_condition_timesteps
 from ._rows import RowBuffer
 from ._sampling import (
     batch_code,
@@ -106,7 +107,11 @@ class LatentDiffusionMixin:
         stopping: the validation loss of the denoiser rises after a few hundred steps while
         the generated cells still become more realistic (user guide). The depth models used
         by :meth:`generate` (see ``generation_depth``) are fitted on the training cells as
-        well. History: ``model.diffusion_history``.
+        well. With ``condition_noise`` (noisy conditions), the timestep at which each source
+        modality enters the denoiser at translation is then chosen on the validation cells:
+        the one whose translations correlate best with what was measured (user guide, "Noisy
+        conditions"; the scores are in ``model.condition_timestep_scores_``). History:
+        ``model.diffusion_history``.
 
         Parameters
         ----------
@@ -216,6 +221,7 @@ class LatentDiffusionMixin:
                 "arguments), so the diffusion is not trained."
             )
         self.diffusion_steps_ = getattr(self, "diffusion_steps_", 0) + steps
+        self.condition_timestep_scores_ = fit_condition_timesteps(self, self.validation_indices)
         self.is_diffusion_trained_ = True
 
     def _invalidate_diffusion(self) -> None:

@@ -67,8 +67,8 @@ def translated_logits(
     x, t = {}, {}
     for m in diffusion.modalities:
         if m == source:
-            x[m] = diffusion.scale({m: z_source})[m]
-            t[m] = torch.zeros(n, dtype=torch.long, device=device)
+            x[m], s = diffusion.condition_input(m, diffusion.scale({m: z_source})[m])
+            t[m] = torch.full((n,), s, dtype=torch.long, device=device)
         else:
             x[m] = torch.zeros((n, diffusion.denoiser.latent_dims[m]), device=device)
             t[m] = torch.full((n,), last, dtype=torch.long, device=device)

@@ -66,6 +66,7 @@ _DIFFUSION_OPTIONS = (
     "label_dropout",
     "condition_prob",
     "condition_label_dropout",
+    "condition_noise",
     "gaussian_residual",
     "prediction",
 )
@@ -166,6 +167,13 @@ class SCDX(
         Share of the conditional training cells whose label is replaced by the null label (at
         least ``label_dropout``), so that translation without labels, the usual query, is
         learned from the source alone.
+    condition_noise
+        Largest timestep at which the condition of a conditional training cell is given (drawn
+        uniformly from 0 to it; 0: always clean). A noisy source cannot be matched to the
+        training cell it came from, so the denoiser learns the target of the source's
+        neighbourhood instead of recalling each training cell's own; translation gives the
+        source at the timestep chosen on the validation cells after training (user guide,
+        "Noisy conditions"). ``0`` in the reference, which has no conditional training.
     gaussian_residual
         The denoiser predicts the residual over the optimal noise predictor for Gaussian latents
         (see :class:`~scdx_scvi.module.LatentDiffusion`), so that sampling stays on the latents'
@@ -233,6 +241,7 @@ class SCDX(
         label_dropout: float | None = None,
         condition_prob: float | None = None,
         condition_label_dropout: float | None = None,
+        condition_noise: int | None = None,
         gaussian_residual: bool | None = None,
         prediction: Prediction | None = None,
         generation_depth: GenerationDepth | None = None,

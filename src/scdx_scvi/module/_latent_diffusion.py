@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from numbers import Real
 from typing import Literal
 
@@ -56,6 +56,18 @@ class LatentDiffusion(nn.Module):
       the loss. The network then models :math:`p(x^{tgt} \mid x^{src})` for every split of the
       modalities as well as the joint (equal timesteps), which is what learned translation
       samples from.
+    * **noisy conditions** (``condition_noise > 0``): the condition of a conditional example is
+      given at a timestep :math:`s \sim U\{0..S\}` (``S = condition_noise``),
+      :math:`\sqrt{\bar\alpha_s} x_0 + \sqrt{1-\bar\alpha_s}\varepsilon`, instead of clean
+      (noise conditioning augmentation of cascaded diffusion models {cite:p}`Ho2022`). Given
+      the exact source, a denoiser trained on a few thousand cells learns to recall each
+      training cell's target rather than the conditional distribution (its translations of
+      training cells are twice as accurate as of new ones); a source blurred by noise of a
+      known level cannot be recalled, so the network learns the target given the source's
+      neighbourhood, a kernel-smoothed conditional. At sampling, each source modality is
+      given at its timestep ``condition_timesteps`` as the mean of its noised version,
+      :math:`\sqrt{\bar\alpha_s} x_0^{src}` (one evaluation, deterministic);
+      :meth:`~scdx_scvi.model.SCDX.train_diffusion` chooses it on validation cells.
     * **Gaussian residual** (``gaussian_residual=True``): the network predicts the residual of
       :math:`\hat\varepsilon` over the optimal predictor for Gaussian data with the latents'
       variance :math:`s^2`, :math:`\sqrt{1-\bar\alpha_t}\,x_t / (\bar\alpha_t s^2 + 1 -
@@ -110,6 +122,9 @@ class LatentDiffusion(nn.Module):
         be learned without them; with the label given, the network can explain the target by
         the label and learn to ignore the source, and only ``label_dropout`` of the conditional
         examples (5% of the cells with the defaults) would teach it otherwise.
+    condition_noise
+        Largest timestep at which a condition is given in conditional training (see above; 0:
+        always clean, the behaviour before this option).
     gaussian_residual
         Add the Gaussian-optimal prediction (of the noise, or of :math:`v`) to the network's
         output (see above; ``False`` is the reference).
@@ -133,6 +148,7 @@ class LatentDiffusion(nn.Module):
         label_dropout: float = 0.1,
         condition_prob: float = 0.0,
         condition_label_dropout: float = 0.5,
+        condition_noise: int = 0,
         gaussian_residual: bool = False,
         prediction: Prediction = "epsilon",
         n_timesteps: int = 1000,
@@ -155,6 +171,11 @@ class LatentDiffusion(nn.Module):
             )
         if not 0.0 <= condition_prob <= 1.0:
             raise ValueError(f"condition_prob must be in [0, 1], got {condition_prob}.")
+        if int(condition_noise) != condition_noise or not 0 <= condition_noise < n_timesteps:
+            raise ValueError(
+                f"condition_noise must be an integer in [0, {n_timesteps - 1}], got "
+                f"{condition_noise!r}."
+            )
         self.modalities = tuple(latent_dims)
         self.latent_dims = {m: int(d) for m, d in latent_dims.items()}
         self.n_labels = n_labels
@@ -163,6 +184,7 @@ class LatentDiffusion(nn.Module):
         self.label_dropout = label_dropout
         self.condition_prob = condition_prob
         self.condition_label_dropout = max(condition_label_dropout, label_dropout)
+        self.condition_noise = int(condition_noise)
         self.gaussian_residual = gaussian_residual
         self.prediction = prediction
         options = {**DENOISERS[denoiser], **(denoiser_kwargs or {})}
@@ -175,6 +197,14 @@ class LatentDiffusion(nn.Module):
             self.register_buffer(f"latent_shift_{m}", torch.zeros(d))
             self.register_buffer(f"latent_scale_{m}", torch.ones(d))
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
+        # timestep at which each modality is given as a condition when sampling (0: clean)
+        self.register_buffer("condition_timesteps", torch.zeros(len(latent_dims), dtype=torch.long))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # models saved before ``condition_timesteps`` existed give their conditions clean
+        key = prefix + "condition_timesteps"
+        state_dict.setdefault(key, torch.zeros_like(self.condition_timesteps))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ latent scaling
 
@@ -312,13 +342,17 @@ class LatentDiffusion(nn.Module):
             m: torch.randn(v.shape, generator=generator, device=v.device, dtype=v.dtype)
             for m, v in x0.items()
         }
+        s = 0
+        if self.condition_noise:
+            s = torch.randint(0, self.condition_noise + 1, (n,), generator=generator, device=device)
         x_t, t_m = {}, {}
         for m, v in x0.items():
             missing = ~observed[m]
-            t_m[m] = torch.where(condition[m], 0, torch.where(missing, self.schedule.T - 1, t))
+            t_m[m] = torch.where(condition[m], s, torch.where(missing, self.schedule.T - 1, t))
             noised = self.schedule.q_sample(v, t, noise[m])
             noised = torch.where(missing.unsqueeze(-1), noise[m], noised)
-            x_t[m] = torch.where(condition[m].unsqueeze(-1), v, noised)
+            given = self.schedule.q_sample(v, s, noise[m]) if torch.is_tensor(s) else v
+            x_t[m] = torch.where(condition[m].unsqueeze(-1), given, noised)
         network = self.ema if use_ema else self.denoiser
         out = self._output(network, x_t, t_m, labels, batch)
         if self.prediction == "v":
@@ -357,6 +391,33 @@ class LatentDiffusion(nn.Module):
             return self._predict(
                 self.ema, x, t, lab if self.n_labels else None, bat if self.n_batch else None
             )
+
+        return call
+
+    def condition_input(self, modality: str, x0: Tensor) -> tuple[Tensor, int]:
+        r"""Return how the scaled latent ``x0`` of ``modality`` enters as a condition at sampling.
+
+        ``(x, s)``: the mean of its noised version at its ``condition_timesteps`` entry ``s``,
+        :math:`\sqrt{\bar\alpha_s} x_0` (``x0`` itself at ``s = 0``), and ``s``.
+        """
+        s = int(self.condition_timesteps[self.modalities.index(modality)])
+        return (self.schedule.q_sample(x0, s, torch.zeros_like(x0)) if s else x0), s
+
+    def _conditions_at_timesteps(self, denoiser, sources: Iterable[str]):
+        """Wrap ``denoiser(x, t, labels)`` so that the ``sources`` enter as :meth:`condition_input`.
+
+        The samplers pass a condition clean at ``t = 0``.
+        """
+        sources = [m for m in sources if int(self.condition_timesteps[self.modalities.index(m)])]
+        if not sources:
+            return denoiser
+
+        def call(x: dict[str, Tensor], t: dict[str, Tensor], labels: Tensor | None) -> dict:
+            x, t = dict(x), dict(t)
+            for m in sources:
+                x[m], s = self.condition_input(m, x[m])
+                t[m] = torch.full_like(t[m], s)
+            return denoiser(x, t, labels)
 
         return call
 
@@ -467,8 +528,11 @@ class LatentDiffusion(nn.Module):
         if generator is None:
             generator = torch.Generator(device=self.ema_updates.device)
         free = {m: d for m, d in self.latent_dims.items() if m not in scaled}
+        denoiser = self.labelled_denoiser()
+        if not sampler.zero_shot:
+            denoiser = self._conditions_at_timesteps(denoiser, scaled)
         eps_fn = classifier_free_guidance(
-            self.labelled_denoiser(),
+            denoiser,
             self.condition_codes(labels, batch, n),
             self.null_condition(),
             guidance_scale,
