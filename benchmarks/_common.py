@@ -193,6 +193,33 @@ def share_autoencoder(base: SCDX, model: SCDX) -> None:
     model.is_trained_ = True
 
 
+def retrain_diffusion(
+    model: SCDX, n_channels: int | None = None, **train_kwargs
+) -> tuple[SCDX, float, float]:
+    """A new SCDX with ``model``'s autoencoder and split and a diffusion trained anew.
+
+    The diffusion is the one ``SCDX(...)`` builds today with ``model``'s options (the current
+    defaults for every option it was not given; ``n_channels`` overrides its width), trained with
+    ``train_diffusion(**train_kwargs)``. Returns the new model, the training seconds and the
+    peak memory (MiB) of :func:`measured`.
+    """
+    options = dict(model.init_params_["non_kwargs"])
+    if n_channels is not None:
+        options["n_channels"] = n_channels
+    fresh = SCDX(model.adata, **options)
+    share_autoencoder(model, fresh)
+    _, seconds, peak = measured(
+        lambda: fresh.train_diffusion(enable_progress_bar=False, **train_kwargs)
+    )
+    return fresh, seconds, peak
+
+
+def condition_timesteps(model: SCDX) -> dict[str, int]:
+    """The timestep at which each source modality enters the model's denoiser."""
+    diffusion = model.module.diffusion
+    return dict(zip(diffusion.modalities, diffusion.condition_timesteps.tolist(), strict=True))
+
+
 def labels_of(data: md.MuData, labels_key: str | None) -> np.ndarray | None:
     """The cells' labels as strings, or ``None`` without a labels key."""
     return data.obs[labels_key].astype(str).to_numpy() if labels_key else None

@@ -51,11 +51,13 @@ import scvi
 from _common import (
     RESULTS,
     Results,
+    condition_timesteps,
     generation_request,
     labels_of,
     measured,
     provenance,
     read,
+    retrain_diffusion,
     split,
 )
 from _report import DISPLAY, GROUPED, write_page
@@ -178,33 +180,8 @@ def train_scdx(train: md.MuData, args, labels_key: str | None) -> tuple[SCDX, di
         "autoencoder_epochs": ran["autoencoder"],
         "diffusion_epochs": ran["diffusion"],
         "diffusion_steps": ran["diffusion_steps"],
+        "condition_timesteps": condition_timesteps(model),
         "epochs_trained": True,
-    }
-
-
-def retrain_diffusion(scdx: SCDX, train: md.MuData, args, labels_key: str | None) -> dict:
-    """Replace the loaded model's diffusion by a fresh one of the current defaults, train it.
-
-    The fresh diffusion is the one ``SCDX(...)`` builds today for the same data and options,
-    so stage 1 (the autoencoder of record) is kept and stage 2 is what the defaults train.
-    """
-    data = train.copy()
-    SCDX.setup_mudata(data, labels_key=labels_key)
-    options = {key: scdx.options[key] for key in ("architecture", "n_channels", "latent_scaling")}
-    scdx.module.diffusion = SCDX(data, configuration=args.configuration, **options).module.diffusion
-    scdx.diffusion_history_, scdx.diffusion_steps_, scdx.is_diffusion_trained_ = None, 0, False
-    _, seconds, peak = measured(
-        lambda: scdx.train_diffusion(
-            max_steps=args.diffusion_steps, lr=args.lr, enable_progress_bar=False
-        )
-    )
-    ran = scdx.epochs_trained
-    return {
-        "diffusion_retrained_at": provenance("run.py")["commit"],
-        "diffusion_seconds": seconds,
-        "diffusion_peak_mib": peak,
-        "diffusion_epochs": ran["diffusion"],
-        "diffusion_steps": ran["diffusion_steps"],
     }
 
 
@@ -402,9 +379,18 @@ def main() -> None:
             trained_at = row.get("trained_at", previous.get("commit"))
             row = {**row, "loaded": True, "trained_at": trained_at}
             if args.retrain_diffusion and row["model"] == SCDX_NAME:
-                row = {**row, **retrain_diffusion(scdx, train, args, labels_key)}
-                row["seconds"] = row.get("autoencoder_seconds", 0.0) + row["diffusion_seconds"]
-                row["peak_mib"] = max(row.get("peak_mib", 0.0), row["diffusion_peak_mib"])
+                scdx, seconds, peak = retrain_diffusion(
+                    scdx, max_steps=args.diffusion_steps, lr=args.lr
+                )
+                row = {
+                    **row, "diffusion_retrained_at": provenance("run.py")["commit"],
+                    "diffusion_seconds": seconds, "diffusion_peak_mib": peak,
+                    "seconds": row.get("autoencoder_seconds", 0.0) + seconds,
+                    "peak_mib": max(row.get("peak_mib", 0.0), peak),
+                    "diffusion_epochs": scdx.epochs_trained["diffusion"],
+                    "diffusion_steps": scdx.epochs_trained["diffusion_steps"],
+                    "condition_timesteps": condition_timesteps(scdx),
+                }  # fmt: skip
             record(row, "training")
     else:
         scdx, info = train_scdx(train, args, labels_key)

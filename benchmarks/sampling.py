@@ -37,7 +37,7 @@ from _common import (
     measured,
     open_results,
     read,
-    share_autoencoder,
+    retrain_diffusion,
     split,
 )
 
@@ -100,15 +100,9 @@ def main() -> None:
     steps = model.epochs_trained["diffusion_steps"]
     diffusion = {"retrained": args.retrain_diffusion, "steps": steps}
     if args.retrain_diffusion:
-        options = dict(model.init_params_["non_kwargs"])
-        if args.n_channels is not None:
-            options["n_channels"] = args.n_channels
-        fresh = SCDX(model.adata, **options)
-        share_autoencoder(model, fresh)
-        _, diffusion["seconds"], _ = measured(
-            lambda: fresh.train_diffusion(max_steps=args.diffusion_steps)
+        model, diffusion["seconds"], _ = retrain_diffusion(
+            model, args.n_channels, max_steps=args.diffusion_steps
         )
-        model = fresh
         diffusion["steps"] = model.epochs_trained["diffusion_steps"]
     elif args.n_channels is not None or args.diffusion_steps is not None:
         raise SystemExit("--n-channels and --diffusion-steps need --retrain-diffusion")

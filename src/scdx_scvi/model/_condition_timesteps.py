@@ -23,6 +23,8 @@ from scdx_scvi.module._likelihoods import LOG1P_TARGET_SUM
 N_LEVELS = 9
 #: Validation cells used at most (the first ones).
 MAX_CELLS = 1024
+#: Values of one decoded minibatch at most (64 MiB of float32), whatever the number of features.
+MAX_VALUES = 2**24
 
 
 class _PearsonSums:
@@ -32,8 +34,8 @@ class _PearsonSums:
         self.n, self.sums = 0, None
 
     def add(self, a: Tensor, b: Tensor) -> None:
-        a, b = a.double(), b.double()
-        sums = torch.stack([a.sum(0), b.sum(0), (a * a).sum(0), (b * b).sum(0), (a * b).sum(0)])
+        terms = (a, b, a * a, b * b, a * b)  # float32 products, float64 sums
+        sums = torch.stack([term.sum(0, dtype=torch.float64) for term in terms])
         self.sums = sums if self.sums is None else self.sums + sums
         self.n += a.shape[0]
 
@@ -65,9 +67,7 @@ def _comparable(likelihood, logits: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @torch.no_grad()
-def fit_condition_timesteps(
-    model, indices: Sequence[int], batch_size: int = 256
-) -> dict[str, dict[int, float]]:
+def fit_condition_timesteps(model, indices: Sequence[int]) -> dict[str, dict[int, float]]:
     """Choose, per source modality, the timestep at which it enters the denoiser at sampling.
 
     Each modality in turn is the only source: the other modalities of up to
@@ -80,6 +80,7 @@ def fit_condition_timesteps(
     correlation (averaged over the targets; the smallest of equals) is kept in the diffusion's
     ``condition_timesteps``. Without ``condition_noise`` nothing changes; with fewer than three
     validation cells that have the source and a target, the source gets ``condition_noise // 2``.
+    Cells are read in minibatches of at most 256 cells and :data:`MAX_VALUES` decoded values.
 
     Returns
     -------
@@ -94,6 +95,7 @@ def fit_condition_timesteps(
     sums = {}
     module.eval()
     cells = np.asarray(indices, dtype=int)[:MAX_CELLS]
+    batch_size = max(1, min(256, MAX_VALUES // max(module.n_features.values())))
     loader = model._make_data_loader(adata=model.adata, indices=cells, batch_size=batch_size)
     for tensors in loader if len(cells) else ():
         inputs = module._get_inference_input(tensors)
