@@ -21,6 +21,7 @@ from scdx_scvi.diffusion import (
     sample_noise,
     with_labels,
 )
+from scdx_scvi.model._condition_timesteps import fit_condition_timesteps
 
 FAST = {"sampler": "dpm++2m", "n_steps": 4, "seed": 0}
 
@@ -311,6 +312,17 @@ def test_sources_enter_at_the_timesteps_chosen_on_validation_cells(trained):
         assert list(scores[m]) == [0, 62, 125, 188, 250, 312, 375, 438, 500]
         best = max(scores[m], key=lambda s: (scores[m][s], -s))
         assert int(diffusion.condition_timesteps[i]) == best
+
+
+def test_without_validation_cells_sources_get_half_the_noise_range(trained):
+    model, _ = trained
+    diffusion = model.module.diffusion
+    chosen = diffusion.condition_timesteps.clone()
+    try:
+        assert fit_condition_timesteps(model, []) == {}
+        assert diffusion.condition_timesteps.tolist() == [250, 250]
+    finally:
+        diffusion.condition_timesteps.copy_(chosen)
 
 
 @pytest.mark.parametrize("method", ["replacement", "guidance"])

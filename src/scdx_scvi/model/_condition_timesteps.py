@@ -78,8 +78,9 @@ def fit_condition_timesteps(model, indices: Sequence[int]) -> dict[str, dict[int
     measured values: the mean per-feature Pearson correlation, on log1p values per 10k for
     counts and on the binarised accessibility for ATAC. The timestep with the highest
     correlation (averaged over the targets; the smallest of equals) is kept in the diffusion's
-    ``condition_timesteps``. Without ``condition_noise`` nothing changes; with fewer than three
-    validation cells that have the source and a target, the source gets ``condition_noise // 2``.
+    ``condition_timesteps``. Without ``condition_noise`` (or conditional training) nothing
+    changes; with fewer than three validation cells that have the source and a target, the
+    source gets ``condition_noise // 2``.
     Cells are read in minibatches of at most 256 cells and :data:`MAX_VALUES` decoded values.
 
     Returns
@@ -89,7 +90,7 @@ def fit_condition_timesteps(model, indices: Sequence[int]) -> dict[str, dict[int
     module = model.module
     diffusion = module.diffusion
     top = diffusion.condition_noise
-    if not top or len(diffusion.modalities) < 2:
+    if not top or not diffusion.condition_prob or len(diffusion.modalities) < 2:
         return {}
     grid = np.unique(np.linspace(0, top, N_LEVELS).round().astype(int)).tolist()
     sums = {}
@@ -101,7 +102,10 @@ def fit_condition_timesteps(model, indices: Sequence[int]) -> dict[str, dict[int
         inputs = module._get_inference_input(tensors)
         out = module.inference(**inputs)
         z, observed = out[MODULE_KEYS.Z], out[MODULE_KEYS.OBSERVED]
-        x, batch_index = inputs[MODULE_KEYS.X], inputs[MODULE_KEYS.BATCH_INDEX]
+        device = next(iter(z.values())).device
+        x = {m: v.to(device) for m, v in inputs[MODULE_KEYS.X].items()}
+        batch_index = inputs[MODULE_KEYS.BATCH_INDEX]
+        batch_index = None if batch_index is None else batch_index.to(device)
         for i, source in enumerate(diffusion.modalities):
             for s in grid:
                 diffusion.condition_timesteps[i] = s
