@@ -168,12 +168,10 @@ class SCDX(
         least ``label_dropout``), so that translation without labels, the usual query, is
         learned from the source alone.
     condition_noise
-        Largest timestep at which the condition of a conditional training cell is given (drawn
-        uniformly from 0 to it; 0: always clean). A noisy source cannot be matched to the
-        training cell it came from, so the denoiser learns the target of the source's
-        neighbourhood instead of recalling each training cell's own; translation gives the
-        source at the timestep chosen on the validation cells after training (user guide,
-        "Noisy conditions"). ``0`` in the reference, which has no conditional training.
+        Largest timestep at which a conditional training cell's source is given (drawn from 0
+        to it; 0: clean, as the reference). A noisy source cannot be traced to its training
+        cell, so the denoiser learns the target of the source's neighbourhood; translation
+        gives the source at the timestep chosen on validation cells (user guide).
     gaussian_residual
         The denoiser predicts the residual over the optimal noise predictor for Gaussian latents
         (see :class:`~scdx_scvi.module.LatentDiffusion`), so that sampling stays on the latents'
