@@ -325,7 +325,9 @@ def write_page(payload: dict, figures: list[Path], path: Path) -> Path:
         "",
         "Each test cell's source modality alone is translated. `SCDX` is the default "
         '(`sampler="mean"`, the denoiser\'s conditional-mean estimate, one evaluation); '
-        f"`SCDX, one sample` draws one cell (DPM-Solver++, {sample_steps} steps). FOSCTTM and "
+        f"`SCDX, one sample` draws one cell (DPM-Solver++, {sample_steps} steps). For RNA and "
+        'protein `SCDX` gives the expected log1p value (`expected="log1p"`) and `SCDX, '
+        'expected counts` the expected counts (`expected="counts"`). FOSCTTM and '
         "label accuracy are computed in a PCA of the training cells' target modality; the label "
         "accuracy of the measured target cells is "
         + ", ".join(

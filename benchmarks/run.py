@@ -84,6 +84,8 @@ from scdx_scvi.pl import feature_scatter, umap_real_vs_generated
 HERE = Path(__file__).resolve().parent
 DOCS = HERE.parent / "docs" / "benchmarks"
 SCDX_NAME, SAMPLE_NAME = "SCDX", "SCDX, one sample"
+#: The default estimate with ``expected="counts"`` (RNA and protein targets).
+COUNTS_NAME = "SCDX, expected counts"
 #: The autoencoder's reconstruction draws of the test cells: the realism ceiling of the decoder.
 CEILING_NAME = "SCDX autoencoder reconstructions"
 #: One sample per cell instead of the default conditional-mean estimate.
@@ -224,6 +226,8 @@ def predictors(scdx: SCDX, peer, train, test, source: str, target: str, args) ->
         )
 
     calls = {SCDX_NAME: scdx_call(), SAMPLE_NAME: scdx_call(**SAMPLE)}
+    if target != "atac":
+        calls[COUNTS_NAME] = scdx_call(expected="counts")
     if target in ("rna", "atac") and "atac" in test.mod:
         calls["MultiVI"] = lambda: multivi_translate(peer, test, source, target)
     elif target == "protein":  # totalVI: test cells as a batch without protein (its tutorial)
@@ -331,7 +335,8 @@ def draw_figures(generation: dict, per_feature: dict, folder: Path) -> list[Path
     for direction, scores in per_feature.items():
         source, target = direction.split("->")
         metric = "AUROC per peak" if target == "atac" else "Pearson per feature"
-        shown_scores = {n: v for n, v in scores.items() if n not in (SAMPLE_NAME, "mean profile")}
+        hidden = (SAMPLE_NAME, COUNTS_NAME, "mean profile")
+        shown_scores = {n: v for n, v in scores.items() if n not in hidden}
         fig = feature_scatter(
             shown_scores, SCDX_NAME, metric, title=f"{DISPLAY[source]} → {DISPLAY[target]}"
         )

@@ -129,6 +129,11 @@ def test_translate_anndata_and_mudata_queries(trained, starter, tmp_path, capsys
     assert list(translated.obs_names) == list(starter.obs_names[:30])
     assert np.isfinite(translated.X).all() and (translated.X >= 0).all()
 
+    assert translated.uns["scdx_translation"]["expected"] == "log1p"
+    out_counts = tmp_path / "rna_counts.h5ad"
+    assert run(*args, "--out", out_counts, "--expected", "counts", *options) == 0
+    np.testing.assert_allclose(ad.read_h5ad(out_counts).X.sum(1), 1e4, rtol=1e-3)
+
     out_backed = tmp_path / "rna_backed.h5ad"
     assert run(*args, "--out", out_backed, "--backed", *options) == 0
     np.testing.assert_allclose(ad.read_h5ad(out_backed).X, translated.X, rtol=1e-5, atol=1e-6)

@@ -86,7 +86,9 @@ def test_translated_cells_have_the_training_features(demo_run):
     assert list(atac.var_names) == list(train["atac"].var_names)
     assert list(rna.obs_names) == list(held_out.obs_names)
     assert rna.obs["cell_type"].tolist() == held_out.obs["cell_type"].tolist()
-    np.testing.assert_allclose(rna.X.sum(axis=1), 1e4, rtol=1e-3)  # per 10k counts
+    # expm1 of the expected log1p(counts per 10k): below the expected counts, which sum to 10k
+    assert np.isfinite(rna.X).all() and (rna.X >= 0).all() and (rna.X.sum(axis=1) < 1e4).all()
+    assert rna.uns["scdx_translation"]["expected"] == "log1p"
     assert ((atac.X >= 0) & (atac.X <= 1)).all()  # probabilities
     assert rna.uns["scdx_translation"]["source_modality"] == ["atac"]
     assert atac.uns["scdx_translation"]["source_modality"] == ["rna"]

@@ -64,8 +64,9 @@ def test_correlation_matches_direct_computation(trained):
 def test_translation_path_matches_public_translation(trained):
     model, mdata, _ = trained
     public = model.get_translated_modality(
-        mdata["atac"][:50], "atac", "rna", library_size=1.0, return_type="numpy"
-    )
+        mdata["atac"][:50], "atac", "rna", library_size=1.0, expected="counts",
+        return_type="numpy",
+    )  # fmt: skip
     module = model.module
     with torch.no_grad():
         x = torch.as_tensor((mdata["atac"].X[:50] > 0).toarray(), dtype=torch.float32)

@@ -70,8 +70,12 @@ def test_every_pair_and_direction(trained3, source, target):
     out = model.get_translated_modality(_only(mdata, source), source, target, **FAST)
     assert out.shape == (mdata.n_obs, mdata[SYNTHETIC_NAMES[target]].n_vars)
     assert np.isfinite(out.X).all() and (out.X >= 0).all()
-    if target != "atac":  # per-10k values
-        np.testing.assert_allclose(out.X.sum(1), 1e4, rtol=1e-3)
+    if target != "atac":  # the expected counts per 10k sum to 10k
+        counts = model.get_translated_modality(
+            _only(mdata, source), source, target, expected="counts", **FAST
+        )
+        np.testing.assert_allclose(counts.X.sum(1), 1e4, rtol=1e-3)
+        assert (out.X.sum(1) < 1e4).all()
 
 
 def test_subset_of_modalities_to_the_rest(trained3):
@@ -369,3 +373,32 @@ def test_default_steps_are_the_samplers(trained, method, sampler):
     name = sampler if method == "learned" else method
     expected = SAMPLERS[name].default_steps or len(model.module.diffusion.schedule)
     assert out.uns["scdx_translation"]["n_steps"] == expected
+
+
+def test_expected_log1p_and_expected_counts(trained):
+    model, mdata = trained
+    atac = _only(mdata, "atac")
+    values = {
+        e: model.get_translated_modality(atac, "atac", "rna", expected=e, seed=0)
+        for e in ("log1p", "counts")
+    }
+    assert values["log1p"].uns["scdx_translation"]["expected"] == "log1p"
+    log_mean, mean = np.log1p(values["log1p"].X), np.log1p(values["counts"].X)
+    assert (log_mean <= mean + 1e-4).all() and (log_mean < mean - 1e-3).any()  # Jensen
+    # per label: the counts at the typical library of each cell's label
+    labelled = model.get_translated_modality(atac, "atac", "rna", labels="labels", seed=0)
+    mapping = model.adata_manager.get_state_registry("labels").categorical_mapping
+    codes = pd.Categorical(atac.obs["labels"], categories=mapping).codes
+    module, codes = model.module, torch.as_tensor(codes.astype(np.int64))
+    libraries = module.typical_library("rna", codes)
+    assert libraries.shape == (atac.n_obs, 1)
+    assert torch.allclose(libraries[0], torch.exp(module.library_log_mean_rna[codes[0]]))
+    assert np.isfinite(labelled.X).all()
+    rna = _only(mdata, "rna")  # accessibility probabilities do not depend on it
+    probabilities = [
+        model.get_translated_modality(rna, "rna", "atac", expected=e, seed=0).X
+        for e in ("log1p", "counts")
+    ]
+    assert np.array_equal(*probabilities)
+    with pytest.raises(ValueError, match="`expected` must be one of"):
+        model.get_translated_modality(rna, "rna", "atac", expected="median")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from scvi import REGISTRY_KEYS
@@ -249,3 +250,34 @@ def test_bernoulli_nll_scores_half_precision_logits_in_float32():
     torch.testing.assert_close(nll, expected)
     nll.sum().backward()
     assert half.grad.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("theta", [0.05, 0.5, 2.0, 20.0])
+def test_expected_log1p_is_the_negative_binomial_expectation(theta, monkeypatch):
+    from scipy import stats
+
+    from scdx_scvi.module import CountLikelihood, _likelihoods
+
+    means = torch.tensor([[0.01, 0.5, 3.0, 20.0, 150.0]], dtype=torch.float64)
+    likelihood = CountLikelihood(5)
+    likelihood.log_theta.data.fill_(float(np.log(theta)))
+    library, library_size = float(means.sum()), 1e4
+    logits = torch.log(means).float()  # softmax(logits) * library = means
+    with torch.no_grad():
+        value = likelihood.expected_log1p(logits, torch.tensor(library), library_size)
+    k = np.arange(200_000)
+    for j, mu in enumerate(means[0].tolist()):
+        pmf = stats.nbinom.pmf(k, theta, theta / (theta + mu))
+        exact = float((pmf * np.log1p(k * library_size / library)).sum())
+        assert abs(float(value[0, j]) - exact) < (0.25 if theta < 0.5 else 0.12), (mu, exact)
+        assert float(value[0, j]) <= np.log1p(mu * library_size / library) + 1e-5  # Jensen
+    # several cells, their own libraries, and blocks of rows give the same values
+    rows = logits.expand(7, 5)
+    libraries = torch.linspace(100.0, 2000.0, 7).reshape(-1, 1)
+    with torch.no_grad():
+        whole = likelihood.expected_log1p(rows, libraries, library_size)
+        monkeypatch.setattr(_likelihoods, "LOG1P_BLOCK", 10)
+        assert torch.allclose(likelihood.expected_log1p(rows, libraries, library_size), whole)
+    # deeper cells lose less to sampling: values rise towards log1p of the expected value
+    assert (whole.diff(dim=0) > 0).all()
+    assert (whole <= torch.log1p(torch.softmax(logits, -1) * library_size) + 1e-5).all()

@@ -197,6 +197,7 @@ def translate(args: argparse.Namespace) -> int:
         sampler=args.sampler,
         n_steps=args.steps,
         n_samples=args.samples,
+        expected=args.expected,
         layer=args.layer,
         seed=args.seed,
     )

@@ -250,8 +250,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "Load a model saved by scdx train and translate query cells from the source modality "
         "into the target (e.g. RNA to ATAC). The query is an AnnData holding only the source "
         "modality (features matched by name) or a MuData with the source modality. Writes an "
-        "AnnData of the target: expression per 10k counts (RNA, protein) or accessibility "
-        "probabilities (ATAC), with the query's obs.",
+        "AnnData of the target: expression per 10k counts (RNA, protein; see --expected) or "
+        "accessibility probabilities (ATAC), with the query's obs.",
     )
     p.add_argument("model", type=Path, metavar="DIR", help="model directory from scdx train")
     p.add_argument(
@@ -284,6 +284,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "--samples", type=_positive_int, default=translate["n_samples"].default, metavar="N",
         help="sampled translations per cell (not with --sampler mean); with more than one, X is "
         "their mean and layers['variance'] their variance (default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--expected", default=translate["expected"].default, choices=["log1p", "counts"],
+        help="RNA and protein: log1p = the expected log1p value (through expm1; for analyses "
+        "on the log1p scale), counts = the expected counts per 10k (for sums and means over "
+        "cells) (default: %(default)s)",
     )  # fmt: skip
     p.add_argument(
         "--layer", metavar="L",

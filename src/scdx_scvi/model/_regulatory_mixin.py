@@ -499,6 +499,7 @@ class RegulatoryMixin:
                     n_steps=n_steps,
                     seed=seed + s,
                     batch_size=batch_size,
+                    expected="counts",  # effects are differences of means over cells
                     return_type="numpy",
                 )  # fmt: skip
                 for name, query in arms.items()

@@ -19,6 +19,7 @@ from scdx_scvi.data import align_features, stack_rows
 from scdx_scvi.data._checks import check_indices
 from scdx_scvi.data._sparse import scipy_csr, torch_csr
 from scdx_scvi.diffusion import SAMPLERS, Sampler
+from scdx_scvi.module._scdx_module import EXPECTED_VALUES
 
 from ._checks import check_choice, check_int, check_positive
 from ._sampling import (
@@ -133,6 +134,7 @@ class TranslationMixin:
         batch: str | None = None,
         guidance_strength: float = 3.0,
         library_size: float = 1e4,
+        expected: Literal["counts", "log1p"] = "log1p",
         sample_counts: bool = False,
         layer: str | None = None,
         indices: Sequence[int] | None = None,
@@ -199,6 +201,15 @@ class TranslationMixin:
             Scale of the ``"guidance"`` method (3 in the reference).
         library_size
             Scale of translated RNA and protein (values per ``library_size`` counts).
+        expected
+            Which expectation translated RNA and protein give. ``"log1p"`` (default): that of
+            ``log1p`` of the counts per ``library_size`` (at the typical library size of the
+            cells' labels, or of all training cells), returned through ``expm1``, so that
+            ``log1p`` of the result, the scale of most analyses, is the expected ``log1p``
+            value. ``"counts"``: that of the counts per ``library_size`` (the negative binomial
+            means, as scvi-tools' ``get_normalized_expression``), which suits sums and means
+            over cells; its ``log1p`` lies above the expected ``log1p`` value, most for
+            overdispersed features (user guide, "The expected value of translated counts").
         sample_counts
             Also draw counts (RNA/protein: negative binomial with a library size from the
             per-label prior; ATAC: Bernoulli) from the first sample, in ``layers["counts"]``.
@@ -226,7 +237,8 @@ class TranslationMixin:
         Returns
         -------
         Translated values: expression per ``library_size`` counts (RNA), accessibility
-        probability (ATAC) or protein per ``library_size`` counts.
+        probability (ATAC) or protein per ``library_size`` counts (RNA and protein: the
+        expectation that ``expected`` names).
 
         Examples
         --------
@@ -248,6 +260,7 @@ class TranslationMixin:
         )
         batch_size = check_int(batch_size, "batch_size")
         library_size = check_positive(library_size, "library_size")
+        check_choice(expected, "expected", EXPECTED_VALUES)
         seed = resolve_seed(seed)
         x, obs = self._query_sources(adata, sources, layer, indices)
         categories = label_categories(self.registry_, self.module.n_labels)
@@ -281,7 +294,8 @@ class TranslationMixin:
                 out = self.module.translate(
                     {m: source_rows(m, rows) for m in x},
                     targets, draw, labels=rows_of(codes, rows), batch=code, n_samples=n_samples,
-                    library_size=library_size, count_labels=rows_of(library_codes, rows),
+                    library_size=library_size, expected=expected,
+                    count_labels=rows_of(library_codes, rows),
                     n_steps=n_steps, generator=generator, progress=progress,
                 )  # fmt: skip
                 for key, values in out.items():
@@ -298,6 +312,7 @@ class TranslationMixin:
             "source_modality": sources,
             "seed": seed,
             "library_size": library_size,
+            "expected": expected,
         }
         return self._assemble_translation(parts, obs, info, return_type)
 

@@ -21,6 +21,10 @@ EncoderInput = Literal["counts", "log1p"]
 
 #: Target library size of the ``"log1p"`` encoder input (log1p of counts per 10,000).
 LOG1P_TARGET_SUM = 1e4
+#: Counts summed exactly by :meth:`CountLikelihood.expected_log1p` (the rest enters as a tail).
+LOG1P_TERMS = 16
+#: Values per block of :meth:`CountLikelihood.expected_log1p` (its temporaries: 16 MiB each).
+LOG1P_BLOCK = 2**22
 
 
 class CountLikelihood(nn.Module):
@@ -80,6 +84,58 @@ class CountLikelihood(nn.Module):
     def normalized(self, logits: torch.Tensor, library_size: float | torch.Tensor) -> torch.Tensor:
         """Return the expected counts at ``library_size`` (1 gives proportions)."""
         return torch.softmax(logits, dim=-1) * library_size
+
+    def expected_log1p(
+        self, logits: torch.Tensor, library: torch.Tensor, library_size: float
+    ) -> torch.Tensor:
+        """Return ``E[log1p(x * library_size / library)]``, ``x`` the NB counts at ``library``.
+
+        The point estimate of a cell's values on the ``log1p`` scale that analyses use: for
+        an overdispersed feature the ``log1p`` of the mean (:meth:`normalized`) lies far above
+        it (by 2 to 7 at dispersion 0.05 and 3 to 10,000 expected counts). Exact for the
+        counts below :data:`LOG1P_TERMS`; the rest of the distribution enters at its mean
+        with a second-order correction for its spread, bounded below by its smallest value
+        (error under 0.12 for dispersions of 0.5 or more, under 0.25 down to 0.05).
+
+        Parameters
+        ----------
+        logits
+            Decoder logits ``(cells, features)``.
+        library
+            Library size of each cell ``(cells, 1)`` (or a scalar).
+        library_size
+            Counts per cell of the normalised scale (1e4: counts per 10k).
+        """
+        mu = torch.softmax(logits, dim=-1) * library
+        scale = library_size / torch.as_tensor(library, dtype=mu.dtype, device=mu.device)
+        scale = scale.reshape(-1, 1).expand(mu.shape[0], 1)
+        theta = self.log_theta.exp()
+        out = torch.empty_like(mu)
+        rows = max(1, LOG1P_BLOCK // max(mu.shape[1], 1))  # bounds the temporaries
+        for start in range(0, mu.shape[0], rows):
+            block = slice(start, start + rows)
+            out[block] = _nb_expected_log1p(mu[block], theta, scale[block])
+        return out
+
+
+def _nb_expected_log1p(mu: torch.Tensor, theta: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``E[log1p(scale * x)]``, ``x ~ NB(mu, theta)`` (:meth:`CountLikelihood.expected_log1p`)."""
+    q = mu / (theta + mu)
+    term = torch.exp(theta * torch.log1p(-q))  # P(x = 0)
+    mass, head = term.clone(), torch.zeros_like(mu)
+    first, second = torch.zeros_like(mu), torch.zeros_like(mu)
+    for k in range(1, LOG1P_TERMS):
+        term = term * ((k - 1 + theta) / k) * q
+        mass += term
+        head += term * torch.log1p(scale * k)
+        first += term * k
+        second += term * k**2
+    tail = (1.0 - mass).clamp(min=0.0)
+    safe = tail.clamp(min=1e-12)
+    mean = ((mu - first).clamp(min=0.0) / safe).clamp(min=LOG1P_TERMS)
+    var = ((mu + mu**2 * (1 + 1 / theta) - second).clamp(min=0.0) / safe - mean**2).clamp(min=0.0)
+    value = torch.log1p(scale * mean) - scale**2 * var / (2 * (1 + scale * mean) ** 2)
+    return head + tail * torch.maximum(value, torch.log1p(scale * LOG1P_TERMS))
 
 
 class BernoulliLikelihood(nn.Module):
