@@ -19,7 +19,7 @@ from scdx_scvi.data import align_features, stack_rows
 from scdx_scvi.data._checks import check_indices
 from scdx_scvi.data._sparse import scipy_csr, torch_csr
 from scdx_scvi.diffusion import SAMPLERS, Sampler
-from scdx_scvi.module._scdx_module import EXPECTED_VALUES
+from scdx_scvi.module._scdx_module import EXPECTED_VALUES, ExpectedValue
 
 from ._checks import check_choice, check_int, check_positive
 from ._sampling import (
@@ -134,7 +134,7 @@ class TranslationMixin:
         batch: str | None = None,
         guidance_strength: float = 3.0,
         library_size: float = 1e4,
-        expected: Literal["counts", "log1p"] = "log1p",
+        expected: ExpectedValue = "log1p",
         sample_counts: bool = False,
         layer: str | None = None,
         indices: Sequence[int] | None = None,
@@ -202,14 +202,14 @@ class TranslationMixin:
         library_size
             Scale of translated RNA and protein (values per ``library_size`` counts).
         expected
-            Which expectation translated RNA and protein give. ``"log1p"`` (default): that of
-            ``log1p`` of the counts per ``library_size`` (at the typical library size of the
-            cells' labels, or of all training cells), returned through ``expm1``, so that
-            ``log1p`` of the result, the scale of most analyses, is the expected ``log1p``
-            value. ``"counts"``: that of the counts per ``library_size`` (the negative binomial
-            means, as scvi-tools' ``get_normalized_expression``), which suits sums and means
-            over cells; its ``log1p`` lies above the expected ``log1p`` value, most for
-            overdispersed features (user guide, "The expected value of translated counts").
+            Which expectation translated RNA and protein give, for a cell measured at
+            ``library_size`` counts. ``"log1p"`` (default): that of ``log1p`` of its counts,
+            returned through ``expm1``, so that ``log1p`` of the result, the scale of most
+            analyses, is the expected ``log1p`` value. ``"counts"``: that of its counts (the
+            negative binomial means, as scvi-tools' ``get_normalized_expression``), which
+            suits sums and means over cells; its ``log1p`` lies above the expected ``log1p``
+            value, most for overdispersed features (user guide, "The expected value of
+            translated counts").
         sample_counts
             Also draw counts (RNA/protein: negative binomial with a library size from the
             per-label prior; ATAC: Bernoulli) from the first sample, in ``layers["counts"]``.

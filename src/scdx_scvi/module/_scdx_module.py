@@ -502,39 +502,25 @@ class SCDXModule(BaseModuleClass):
         batch_index: torch.Tensor | None = None,
         library_size: float = 1e4,
         expected: ExpectedValue = "counts",
-        labels: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Decode latents into normalised values.
 
         Expression per ``library_size`` counts (RNA, protein) or accessibility probabilities
         (ATAC), one entry per modality of ``z``. ``expected`` says which expectation a count
-        modality gives: ``"counts"``, of the counts per ``library_size``; ``"log1p"``, of their
-        ``log1p``, returned through ``expm1`` (so ``log1p`` of the value is that expectation),
-        with the counts at the typical library size of each cell's label
-        (:meth:`typical_library`).
+        modality gives: ``"counts"``, of the counts of a cell measured at ``library_size``
+        counts; ``"log1p"``, of their ``log1p``, returned through ``expm1`` (so that ``log1p``
+        of the value is that expectation).
         """
         logits = self.decode_logits(z, batch_index)
         out = {}
         for m, v in logits.items():
             likelihood = self.likelihoods[m]
             if expected == "log1p" and not likelihood.binary:
-                library = self.typical_library(m, labels)
-                out[m] = torch.expm1(likelihood.expected_log1p(v, library, library_size))
+                log1p = likelihood.expected_log1p(v, library_size, library_size)
+                out[m] = torch.expm1(log1p)
             else:
                 out[m] = likelihood.normalized(v, library_size)
         return out
-
-    def typical_library(self, modality: str, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Median library size of the training cells of each label ``(cells, 1)``, or of all.
-
-        The median of the per-label log-normal of :meth:`fit_library_prior` (``labels``: label
-        codes, ``None``: the training cells' geometric mean over all labels, a scalar).
-        """
-        log_mean = getattr(self, f"library_log_mean_{modality}")
-        if labels is not None and self.n_labels:
-            return torch.exp(log_mean[labels.reshape(-1).long()]).unsqueeze(-1)
-        weights = self.label_counts / self.label_counts.sum().clamp(min=1.0)
-        return torch.exp((log_mean * weights).sum())
 
     def _decoder_batch(self, batch: int | None, n_cells: int) -> torch.Tensor:
         """Batch index ``(n_cells, 1)`` to decode as: ``batch``, or the first batch without one."""
@@ -605,8 +591,7 @@ class SCDXModule(BaseModuleClass):
         library_size
             Scale of the normalised count modalities.
         expected
-            Expectation of the count modalities, see :meth:`decode_normalized` (at the
-            typical library size of ``labels``).
+            Expectation of the count modalities, see :meth:`decode_normalized`.
         count_labels
             Label codes whose library-size priors the counts of the first sample are drawn with
             (global RNG); ``None``: no counts.
@@ -629,7 +614,7 @@ class SCDXModule(BaseModuleClass):
                 sampler, labels=labels, batch=batch, condition=source, **sampling
             )
             latents = {m: latents[m] for m in targets}
-            values = self.decode_normalized(latents, batch_index, library_size, expected, labels)
+            values = self.decode_normalized(latents, batch_index, library_size, expected)
             if count_labels is not None and s == 0:
                 out["counts"] = self.sample_counts(latents, count_labels, batch_index)
             if n_samples == 1:
