@@ -138,14 +138,23 @@ def peak_memory_method() -> str:
     return "resident-set high-water mark" if reset_high_water() else "polled resident set"
 
 
-def measured(fn):
+def measured(fn, repeats: int = 1):
     """Run ``fn``; return its result, the seconds and the peak memory above the start (MiB).
 
     Freed memory is first handed back to the system (:func:`release_memory`). On a GPU the
     peak is the allocator's. On the CPU it is the kernel's high-water mark of the resident set,
     reset at the start (Linux; it also catches spikes shorter than a poll), else the resident
-    set polled every 10 ms.
+    set polled every 10 ms. With ``repeats > 1`` ``fn`` runs that many times: the result is
+    the first run's, the seconds the median over the runs (a throughput that one slow run of a
+    busy machine does not decide), the peak the largest.
     """
+    runs = [_measured_once(fn) for _ in range(max(1, int(repeats)))]
+    seconds = sorted(run[1] for run in runs)[(len(runs) - 1) // 2]
+    return runs[0][0], seconds, max(run[2] for run in runs)
+
+
+def _measured_once(fn):
+    """One run of :func:`measured`: result, seconds, peak MiB above the start."""
     release_memory()
     cuda = torch.cuda.is_available()
     if cuda:
