@@ -153,7 +153,7 @@ plt.show()
 #   null label, learned with label dropout.
 # * `sampler`: `"mean"` (the default) returns the denoiser's estimate of the conditional mean
 #   of the target latent in one evaluation (deterministic, the point estimate for imputation
-#   and correlation-type scores); `"dpm++2m"` (10 steps by default), `"ddim"` or `"ddpm"`
+#   and correlation-type scores); `"dpm++2m"` (6 steps by default), `"ddim"` or `"ddpm"`
 #   draw a sample of the target given the source instead, a realistic single cell with its
 #   variability.
 #

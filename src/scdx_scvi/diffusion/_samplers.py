@@ -374,9 +374,11 @@ class DPMSolverPP2MSampler(Sampler):
     """
 
     name = "dpm++2m"
-    #: Ten steps: as realistic as 25 across six data sets at 2-3 times the throughput (user
-    #: guide, "Sampler, step count and guidance").
-    default_steps = 10
+    #: Six steps: on ``snareseq_mop`` generated cells are 0.05 harder to tell from real ones
+    #: (RF AUC) than with 10, on the small sets the difference is within the spread between two
+    #: trainings, and every set runs 1.3-1.9 times faster (user guide, "Sampler, step count and
+    #: guidance").
+    default_steps = 6
 
     def __init__(
         self,
