@@ -375,9 +375,9 @@ class DPMSolverPP2MSampler(Sampler):
 
     name = "dpm++2m"
     #: Six steps: on ``snareseq_mop`` generated cells are 0.05 harder to tell from real ones
-    #: (RF AUC) than with 10, on the small sets the difference is within the spread between two
-    #: trainings, and every set runs 1.3-1.9 times faster (user guide, "Sampler, step count and
-    #: guidance").
+    #: (RF AUC) than with 10; on the five small sets it is mixed and mostly within the spread
+    #: between two trainings; every set runs 1.2-1.9 times faster (user guide, "Sampler, step
+    #: count and guidance").
     default_steps = 6
 
     def __init__(
