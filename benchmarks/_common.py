@@ -7,6 +7,7 @@ import gc
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import threading
@@ -149,8 +150,7 @@ def measured(fn, repeats: int = 1):
     busy machine does not decide), the peak the largest.
     """
     runs = [_measured_once(fn) for _ in range(max(1, int(repeats)))]
-    seconds = sorted(run[1] for run in runs)[(len(runs) - 1) // 2]
-    return runs[0][0], seconds, max(run[2] for run in runs)
+    return runs[0][0], statistics.median(r[1] for r in runs), max(r[2] for r in runs)
 
 
 def _measured_once(fn):
