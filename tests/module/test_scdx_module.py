@@ -281,3 +281,13 @@ def test_expected_log1p_is_the_negative_binomial_expectation(theta, monkeypatch)
     # deeper cells lose less to sampling: values rise towards log1p of the expected value
     assert (whole.diff(dim=0) > 0).all()
     assert (whole <= torch.log1p(torch.softmax(logits, -1) * library_size) + 1e-5).all()
+
+
+def test_decode_normalized_gives_the_decoders_probabilities_and_expected_counts():
+    module = _module()
+    z = {"rna": torch.randn(4, 3), "atac": torch.randn(4, 2)}
+    with torch.no_grad():
+        logits = module.decode_logits(z)
+    values = module.decode_normalized(z, expected="counts")  # ATAC: made in place of its logits
+    torch.testing.assert_close(values["atac"], torch.sigmoid(logits["atac"]))
+    torch.testing.assert_close(values["rna"], torch.softmax(logits["rna"], -1) * 1e4)

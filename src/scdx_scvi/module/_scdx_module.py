@@ -518,6 +518,8 @@ class SCDXModule(BaseModuleClass):
             if expected == "log1p" and not likelihood.binary:
                 log1p = likelihood.expected_log1p(v, library_size, library_size)
                 out[m] = torch.expm1(log1p)
+            elif likelihood.binary:  # in place: the logits are this call's own
+                out[m] = v.sigmoid_()
             else:
                 out[m] = likelihood.normalized(v, library_size)
         return out
