@@ -153,6 +153,24 @@ def measured(fn, repeats: int = 1):
     return runs[0][0], statistics.median(r[1] for r in runs), max(r[2] for r in runs)
 
 
+def measured_together(calls: dict, repeats: int = 1) -> dict:
+    """:func:`measured` for several calls whose costs are compared, taken in turns.
+
+    Round after round each call runs once, in order, so that every call meets the same states
+    of the machine (a busy spell, the allocator's heap after a large call) rather than one call
+    all of them. Returns ``{name: (result, seconds, peak)}`` with the first round's result, the
+    median seconds and the largest peak, as :func:`measured`.
+    """
+    runs = {name: [] for name in calls}
+    for _ in range(max(1, int(repeats))):
+        for name, fn in calls.items():
+            runs[name].append(_measured_once(fn))
+    return {
+        name: (r[0][0], statistics.median(x[1] for x in r), max(x[2] for x in r))
+        for name, r in runs.items()
+    }
+
+
 def _measured_once(fn):
     """One run of :func:`measured`: result, seconds, peak MiB above the start."""
     release_memory()

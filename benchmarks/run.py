@@ -22,8 +22,8 @@ on the held-out cells:
   median per-cell-type MMD and the profile diagnostics (library size, detected features,
   per-feature statistics);
 * cost: training wall-clock, translation and generation throughput and peak memory, each also
-  as the ratio SCDX / peer (translation and generation run ``TIMING_REPEATS`` times each: the
-  median seconds, the largest peak).
+  as the ratio SCDX / peer (translation and generation run ``TIMING_REPEATS`` times each, the
+  models compared taking turns: the median seconds, the largest peak).
 
 Writes ``benchmarks/results/benchmark_<dataset>.json`` and the page ``docs/benchmarks/<dataset>.md``
 with its PNG figures in ``docs/benchmarks/<dataset>/``, stamped with the commit, the hardware and
@@ -56,6 +56,7 @@ from _common import (
     generation_request,
     labels_of,
     measured,
+    measured_together,
     provenance,
     read,
     retrain_diffusion,
@@ -245,9 +246,10 @@ def run_translation(scdx, peer, train, test, mods, labels_key, args, record) -> 
     per_feature = {}
     for source, target in translation_directions(mods):
         direction = f"{source}->{target}"
-        timings, predictions = {}, {}
-        for name, call in predictors(scdx, peer, train, test, source, target, args).items():
-            predictions[name], *timings[name] = measured(call, TIMING_REPEATS)
+        calls = predictors(scdx, peer, train, test, source, target, args)
+        runs = measured_together(calls, TIMING_REPEATS)
+        predictions = {name: result for name, (result, *_) in runs.items()}
+        timings = {name: cost for name, (_, *cost) in runs.items()}
         controls, seconds, peak = measured(
             lambda s=source, t=target: translation_controls(
                 train[s].X, train[t].X, test[s].X, s, t
@@ -297,17 +299,18 @@ def run_generation(scdx, peer, train, test, mods, labels_key, args, record) -> d
     """Score SCDX's generated cells, the peer's samples and the real-vs-real floor."""
     train_labels, test_labels = labels_of(train, labels_key), labels_of(test, labels_key)
     request, reference = generation_request(train, test, labels_key)
-    generated, seconds, peak = measured(
-        lambda: scdx.generate(**request, sampler="dpm++2m", n_steps=args.generation_steps, seed=0),
-        TIMING_REPEATS,
-    )
-    samples, peer_seconds, peer_peak = measured(
-        lambda: peer_samples(peer, test, mods), TIMING_REPEATS
-    )
+    peer_set = f"{peer_name(mods)} posterior samples"
+    calls = {
+        SCDX_NAME: lambda: scdx.generate(
+            **request, sampler="dpm++2m", n_steps=args.generation_steps, seed=0
+        ),
+        peer_set: lambda: peer_samples(peer, test, mods),
+    }
+    runs = measured_together(calls, TIMING_REPEATS)
+    generated, samples = runs[SCDX_NAME][0], runs[peer_set][0]
+    timings = {name: cost for name, (_, *cost) in runs.items()}
     rows = reference_sample(train.n_obs, reference, train_labels, seed=0)
     ceiling = scdx.posterior_predictive_sample(test, seed=0)
-    peer_set = f"{peer_name(mods)} posterior samples"
-    timings = {SCDX_NAME: (seconds, peak), peer_set: (peer_seconds, peer_peak)}
     labels = {SCDX_NAME: labels_of(generated, labels_key), peer_set: test_labels,
               CEILING_NAME: test_labels}  # fmt: skip
     if train_labels is not None:
@@ -377,7 +380,7 @@ def main() -> None:
         "n_features": {m: int(mdata[m].n_vars) for m in mods}, "labels_key": labels_key,
         "peer": peer, "results_file": shown(json_path), "settings": vars(args),
         "date": time.strftime("%Y-%m-%d"), "generation_protocol": GROUPED,
-        "timing_repeats": TIMING_REPEATS,
+        "timing_repeats": TIMING_REPEATS, "timing_in_turns": True,
         "translation_sample_steps": SAMPLERS["dpm++2m"].default_steps,
         **provenance("run.py"),
     })  # fmt: skip

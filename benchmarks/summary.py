@@ -180,7 +180,8 @@ def summary(payloads: list[dict]) -> str:
             "**Cost**, as ratios SCDX / peer measured in the same process: training time and "
             "peak memory (above 1: SCDX needs more), throughput in cells/s (above 1: SCDX is "
             "faster; the median of three timed calls where a run's JSON records "
-            "`timing_repeats`, else one call). The peer's generation is posterior sampling of "
+            "`timing_repeats`, else one call, with SCDX and the peer taking turns where it "
+            "records `timing_in_turns`). The peer's generation is posterior sampling of "
             "the test cells (one encoder and decoder pass), SCDX's runs DPM-Solver++ from noise "
             "(its steps are on each data set's page). totalVI's RNA → protein retrains on the "
             "query cells, so it has no comparable throughput.",

@@ -242,3 +242,30 @@ def test_measured_repeats_give_the_median_time_and_the_first_result():
     result, seconds, peak = measured(fn, repeats=3)
     assert result == 1 and len(calls) == 3
     assert 0.01 <= seconds < 0.3 and peak >= 0
+
+
+def test_measured_together_takes_turns_and_gives_each_call_its_median():
+    """Compared calls alternate, round by round; each keeps its first result and median time."""
+    import time
+
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from _common import measured_together
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    order = []
+
+    def call(name, delays):
+        def fn():
+            order.append(name)
+            time.sleep(delays[len([n for n in order if n == name]) - 1])
+            return f"{name}{len(order)}"
+
+        return fn
+
+    runs = measured_together(
+        {"a": call("a", [0.2, 0.0, 0.0]), "b": call("b", [0.0, 0.02, 0.02])}, 3
+    )
+    assert order == ["a", "b"] * 3
+    assert runs["a"][0] == "a1" and runs["b"][0] == "b2"
+    assert runs["a"][1] < 0.1 and 0.02 <= runs["b"][1] < 0.2 and runs["b"][2] >= 0
