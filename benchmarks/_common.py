@@ -149,8 +149,7 @@ def measured(fn, repeats: int = 1):
     the first run's, the seconds the median over the runs (a throughput that one slow run of a
     busy machine does not decide), the peak the largest.
     """
-    runs = [_measured_once(fn) for _ in range(max(1, int(repeats)))]
-    return runs[0][0], statistics.median(r[1] for r in runs), max(r[2] for r in runs)
+    return measured_together({"": fn}, repeats)[""]
 
 
 def measured_together(calls: dict, repeats: int = 1) -> dict:
