@@ -86,3 +86,13 @@ def test_bernoulli_at_depth_opens_the_requested_number_of_peaks(dtype):
     torch.testing.assert_close(
         shifted - logits, (shifted - logits)[:, :1].expand_as(logits), atol=1e-4, rtol=0
     )
+
+
+def test_bernoulli_at_depth_in_place_gives_the_same_logits():
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(100, 800, generator=g) * 2 - 5
+    depth = torch.linspace(3, 300, 100).unsqueeze(-1)
+    shifted = BernoulliLikelihood.at_depth(logits, depth, block=32)
+    in_place = logits.clone()
+    assert BernoulliLikelihood.at_depth(in_place, depth, block=32, out=in_place) is in_place
+    torch.testing.assert_close(in_place, shifted, atol=0, rtol=0)

@@ -189,7 +189,11 @@ class BernoulliLikelihood(nn.Module):
     @staticmethod
     @torch.no_grad()
     def at_depth(
-        logits: torch.Tensor, depth: torch.Tensor, block: int = 256, tolerance: float = 0.1
+        logits: torch.Tensor,
+        depth: torch.Tensor,
+        block: int = 256,
+        tolerance: float = 0.1,
+        out: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Shift each cell's ``logits`` by one offset so that ``depth`` peaks are open on average.
 
@@ -198,9 +202,10 @@ class BernoulliLikelihood(nn.Module):
         is kept and only the cell's number of open peaks changes. ``depth`` ``(cells, 1)`` is
         clamped to ``[1, peaks - 1]`` and met within ``tolerance`` peaks (a Bernoulli draw
         of ``d`` expected open peaks varies by about ``sqrt(d)``). Rows are processed ``block``
-        at a time, so the temporaries stay small at hundreds of thousands of peaks.
+        at a time, so the temporaries stay small at hundreds of thousands of peaks. ``out``
+        (e.g. ``logits`` itself, to shift them in place) receives the shifted logits.
         """
-        out = torch.empty_like(logits)
+        out = torch.empty_like(logits) if out is None else out
         target = depth.reshape(-1, 1).to(logits.dtype).clamp(1.0, logits.shape[-1] - 1.0)
         buffer = torch.empty_like(logits[:block])  # reused: no allocation per iteration
         for start in range(0, logits.shape[0], block):

@@ -486,8 +486,10 @@ class SCDXModule(BaseModuleClass):
             )
             if given_latent and self.depth.fitted(m):
                 depth = self.depth.sample(m, z[m])
-            if lik.binary:
-                out[m] = lik.distribution(lg if depth is None else lik.at_depth(lg, depth)).sample()
+            if lik.binary:  # in place: the logits are this call's own (one block, not three)
+                if depth is not None:
+                    lik.at_depth(lg, depth, out=lg)
+                out[m] = torch.bernoulli(lg.sigmoid_())  # Bernoulli(logits=lg).sample()
             else:
                 library = self.sample_library(m, labels) if depth is None else depth.to(lg)
                 out[m] = lik.distribution(lg, library).sample()
