@@ -37,6 +37,7 @@ def test_scipy_csr_keeps_the_nonzero_entries(shape):
     dense[:1] = 0.0  # an empty row
     got = scipy_csr(dense)
     assert sparse.isspmatrix_csr(got) and got.dtype == np.float32 and got.shape == shape
+    assert got.indices.dtype == got.indptr.dtype == np.int32  # half of torch's int64
     got.check_format(full_check=True)
     np.testing.assert_array_equal(got.toarray(), dense.numpy().astype(np.float32))
     assert got.nnz == int((dense != 0).sum())

@@ -67,7 +67,14 @@ def scipy_csr(values: torch.Tensor) -> sparse.csr_matrix:
     with warnings.catch_warnings():  # "sparse CSR support is in beta": only its arrays are read
         warnings.filterwarnings("ignore", "Sparse CSR tensor support", UserWarning)
         rows = values.to_sparse_csr()
+    # torch's indices are int64; int32 holds them whenever the block allows (half the memory)
+    fits = max(values.shape[-1], rows.values().numel()) < np.iinfo(np.int32).max
+    index = np.int32 if fits else np.int64
     return sparse.csr_matrix(
-        (rows.values().numpy(), rows.col_indices().numpy(), rows.crow_indices().numpy()),
+        (
+            rows.values().numpy(),
+            rows.col_indices().numpy().astype(index),
+            rows.crow_indices().numpy().astype(index),
+        ),
         shape=tuple(values.shape),
     )
