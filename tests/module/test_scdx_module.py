@@ -288,6 +288,18 @@ def test_decode_normalized_gives_the_decoders_probabilities_and_expected_counts(
     z = {"rna": torch.randn(4, 3), "atac": torch.randn(4, 2)}
     with torch.no_grad():
         logits = module.decode_logits(z)
-    values = module.decode_normalized(z, expected="counts")  # ATAC: made in place of its logits
+    values = module.decode_normalized(z, expected="counts")  # made in place of the logits
     torch.testing.assert_close(values["atac"], torch.sigmoid(logits["atac"]))
     torch.testing.assert_close(values["rna"], torch.softmax(logits["rna"], -1) * 1e4)
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_normalized_in_place_equals_the_fresh_result(binary):
+    from scdx_scvi.module._likelihoods import BernoulliLikelihood, CountLikelihood
+
+    likelihood = BernoulliLikelihood() if binary else CountLikelihood(5)
+    logits = torch.randn(4, 5) * 3
+    fresh = likelihood.normalized(logits, 1e4)
+    scratch = logits.clone()
+    assert likelihood.normalized(scratch, 1e4, overwrite=True) is scratch
+    torch.testing.assert_close(scratch, fresh)

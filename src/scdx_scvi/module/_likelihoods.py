@@ -81,9 +81,18 @@ class CountLikelihood(nn.Module):
             mu=scale * library, theta=self.log_theta.exp(), scale=scale, validate_args=False
         )
 
-    def normalized(self, logits: torch.Tensor, library_size: float | torch.Tensor) -> torch.Tensor:
-        """Return the expected counts at ``library_size`` (1 gives proportions)."""
-        return torch.softmax(logits, dim=-1) * library_size
+    def normalized(
+        self, logits: torch.Tensor, library_size: float | torch.Tensor, overwrite: bool = False
+    ) -> torch.Tensor:
+        """Return the expected counts at ``library_size`` (1 gives proportions).
+
+        With ``overwrite`` (the caller's own logits, outside autograd) they replace the logits,
+        so that no second block of cells x features is allocated.
+        """
+        if not overwrite:
+            return torch.softmax(logits, dim=-1).mul_(library_size)
+        logits.sub_(logits.amax(dim=-1, keepdim=True)).exp_()  # the softmax, step by step
+        return logits.mul_(library_size / logits.sum(dim=-1, keepdim=True))
 
     def expected_log1p(
         self, logits: torch.Tensor, library: torch.Tensor, library_size: float
@@ -226,10 +235,17 @@ class BernoulliLikelihood(nn.Module):
         return out
 
     def normalized(
-        self, logits: torch.Tensor, library_size: float | torch.Tensor | None = None
+        self,
+        logits: torch.Tensor,
+        library_size: float | torch.Tensor | None = None,
+        overwrite: bool = False,
     ) -> torch.Tensor:
-        """Return the accessibility probabilities."""
-        return torch.sigmoid(logits)
+        """Return the accessibility probabilities.
+
+        With ``overwrite`` (the caller's own logits, outside autograd) they replace the logits,
+        so that no second block of cells x peaks is allocated.
+        """
+        return logits.sigmoid_() if overwrite else torch.sigmoid(logits)
 
 
 class _BinaryCrossEntropy(torch.autograd.Function):

@@ -489,7 +489,7 @@ class SCDXModule(BaseModuleClass):
             if lik.binary:  # in place: the logits are this call's own (one block, not three)
                 if depth is not None:
                     lik.at_depth(lg, depth, out=lg)
-                out[m] = torch.bernoulli(lg.sigmoid_())  # Bernoulli(logits=lg).sample()
+                out[m] = torch.bernoulli(lik.normalized(lg, overwrite=True))
             else:
                 library = self.sample_library(m, labels) if depth is None else depth.to(lg)
                 out[m] = lik.distribution(lg, library).sample()
@@ -520,10 +520,8 @@ class SCDXModule(BaseModuleClass):
             if expected == "log1p" and not likelihood.binary:
                 log1p = likelihood.expected_log1p(v, library_size, library_size)
                 out[m] = torch.expm1(log1p)
-            elif likelihood.binary:  # in place: the logits are this call's own
-                out[m] = v.sigmoid_()
-            else:
-                out[m] = likelihood.normalized(v, library_size)
+            else:  # the logits are this call's own
+                out[m] = likelihood.normalized(v, library_size, overwrite=True)
         return out
 
     def _decoder_batch(self, batch: int | None, n_cells: int) -> torch.Tensor:
