@@ -57,6 +57,21 @@ def test_adamw_is_fused_on_cpu_and_falls_back_elsewhere():
     assert not adamw([on_cpu, on_meta], lr=1e-3).defaults["fused"]
 
 
+def test_adamw_frees_the_gradients_after_each_step():
+    """The step drops the gradients it used; the update is the one AdamW makes without that."""
+    start = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    weights = [torch.nn.Parameter(start.clone()) for _ in range(2)]
+    ours, plain = adamw([weights[0]], lr=0.1), torch.optim.AdamW([weights[1]], lr=0.1, fused=True)
+    for _ in range(3):
+        for w, optimizer in ((weights[0], ours), (weights[1], plain)):
+            assert w.grad is None or optimizer is plain
+            optimizer.zero_grad()
+            w.pow(2).sum().backward()
+            optimizer.step()
+    assert weights[0].grad is None and weights[1].grad is not None
+    torch.testing.assert_close(weights[0], weights[1], rtol=0, atol=0)
+
+
 def test_reference_rate_puts_the_dispersions_with_the_network():
     net = torch.nn.Linear(3, 2)
     theta = torch.nn.Parameter(torch.zeros(4))

@@ -24,7 +24,19 @@ def adamw(params: Iterable, **kwargs) -> torch.optim.AdamW:
     fused = bool(tensors) and all(
         p.device.type in FUSED_DEVICES and p.is_floating_point() for p in tensors
     )
-    return torch.optim.AdamW(params, fused=fused or None, **kwargs)
+    optimizer = torch.optim.AdamW(params, fused=fused or None, **kwargs)
+    optimizer.register_step_post_hook(_free_gradients)
+    return optimizer
+
+
+def _free_gradients(optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+    """Drop the gradients once the step has used them (``zero_grad(set_to_none=True)``).
+
+    Lightning zeroes them only after the next training forward pass, so without this the
+    last gradients (one copy of the weights) would stay allocated through that forward pass
+    and through every validation loop, on top of their activations.
+    """
+    optimizer.zero_grad(set_to_none=True)
 
 
 def autoencoder_optimizer(
