@@ -16,15 +16,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from scdx_scvi._constants import MODULE_KEYS
-from scdx_scvi.module._likelihoods import LOG1P_TARGET_SUM
+from ._validation import measured, scored, validation_minibatches
 
 #: Noise levels tried, evenly spaced over ``[0, condition_noise]``.
 N_LEVELS = 9
-#: Validation cells used at most (the first ones).
-MAX_CELLS = 1024
-#: Values of one decoded minibatch at most (64 MiB of float32), whatever the number of features.
-MAX_VALUES = 2**24
 
 
 class _PearsonSums:
@@ -51,37 +46,22 @@ class _PearsonSums:
         return float(r.clamp(-1, 1).mean())
 
 
-def _comparable(likelihood, logits: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-    """Return the translation and the measurement on the scale the benchmarks score them.
-
-    Counts: log1p of values per 10k (the measurement normalised by its own library);
-    accessibility: the probability and the binarised measurement.
-    """
-    if x.layout != torch.strided:
-        x = x.to_dense()
-    if likelihood.binary:
-        return likelihood.normalized(logits), likelihood.observed(x)
-    library = x.sum(dim=-1, keepdim=True).clamp(min=1.0)
-    measured = torch.log1p(x / library * LOG1P_TARGET_SUM)
-    return torch.log1p(likelihood.normalized(logits, LOG1P_TARGET_SUM)), measured
-
-
 @torch.no_grad()
 def fit_condition_timesteps(model, indices: Sequence[int]) -> dict[str, dict[int, float]]:
     """Choose, per source modality, the timestep at which it enters the denoiser at sampling.
 
     Each modality in turn is the only source: the other modalities of up to
-    :data:`MAX_CELLS` validation cells (``indices``) are translated from it with the
-    conditional mean (:class:`~scdx_scvi.diffusion.MeanSampler`, null label, as
-    :meth:`~scdx_scvi.model.SCDX.get_translated_modality` does by default), with the source given
-    at each of :data:`N_LEVELS` timesteps over ``[0, condition_noise]``, and compared with the
-    measured values: the mean per-feature Pearson correlation, on log1p values per 10k for
-    counts and on the binarised accessibility for ATAC. The timestep with the highest
-    correlation (averaged over the targets; the smallest of equals) is kept in the diffusion's
-    ``condition_timesteps``. Without ``condition_noise`` (or conditional training) nothing
-    changes; with fewer than three validation cells that have the source and a target, the
-    source gets ``condition_noise // 2``.
-    Cells are read in minibatches of at most 256 cells and :data:`MAX_VALUES` decoded values.
+    :data:`~scdx_scvi.model._validation.MAX_CELLS` validation cells (``indices``) are
+    translated from it with the conditional mean (:class:`~scdx_scvi.diffusion.MeanSampler`,
+    null label, as :meth:`~scdx_scvi.model.SCDX.get_translated_modality` does by default),
+    with the source given at each of :data:`N_LEVELS` timesteps over ``[0, condition_noise]``,
+    and compared with the measured values: the mean per-feature Pearson correlation, on log1p
+    values per 10k for counts and on the binarised accessibility for ATAC. The timestep with
+    the highest correlation (averaged over the targets; the smallest of equals) is kept in the
+    diffusion's ``condition_timesteps``. Without ``condition_noise`` (or conditional training)
+    nothing changes; with fewer than three validation cells that have the source and a target,
+    the source gets ``condition_noise // 2``.
+    Cells are read by :func:`~scdx_scvi.model._validation.validation_minibatches`.
 
     Returns
     -------
@@ -94,18 +74,7 @@ def fit_condition_timesteps(model, indices: Sequence[int]) -> dict[str, dict[int
         return {}
     grid = np.unique(np.linspace(0, top, N_LEVELS).round().astype(int)).tolist()
     sums = {}
-    module.eval()
-    cells = np.asarray(indices, dtype=int)[:MAX_CELLS]
-    batch_size = max(1, min(256, MAX_VALUES // max(module.n_features.values())))
-    loader = model._make_data_loader(adata=model.adata, indices=cells, batch_size=batch_size)
-    for tensors in loader if len(cells) else ():
-        inputs = module._get_inference_input(tensors)
-        out = module.inference(**inputs)
-        z, observed = out[MODULE_KEYS.Z], out[MODULE_KEYS.OBSERVED]
-        device = next(iter(z.values())).device
-        x = {m: v.to(device) for m, v in inputs[MODULE_KEYS.X].items()}
-        batch_index = inputs[MODULE_KEYS.BATCH_INDEX]
-        batch_index = None if batch_index is None else batch_index.to(device)
+    for z, observed, x, batch_index in validation_minibatches(model, indices):
         for i, source in enumerate(diffusion.modalities):
             for s in grid:
                 diffusion.condition_timesteps[i] = s
@@ -116,7 +85,8 @@ def fit_condition_timesteps(model, indices: Sequence[int]) -> dict[str, dict[int
                         continue
                     cov = None if batch_index is None else batch_index[both]
                     logits = module.decode_logits({target: z_target[both]}, cov)[target]
-                    pair = _comparable(module.likelihoods[target], logits, x[target][both])
+                    likelihood = module.likelihoods[target]
+                    pair = scored(likelihood, logits), measured(likelihood, x[target][both])
                     sums.setdefault((source, s, target), _PearsonSums()).add(*pair)
     scores = {}
     for i, source in enumerate(diffusion.modalities):

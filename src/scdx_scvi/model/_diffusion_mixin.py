@@ -36,6 +36,7 @@ from ._sampling import (
     resolve_seed,
     seeded,
 )
+from ._translation_spread import fit_translation_spread
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +111,11 @@ class LatentDiffusionMixin:
         well. With ``condition_noise`` (noisy conditions), the timestep at which each source
         modality enters the denoiser at translation is then chosen on the validation cells:
         the one whose translations correlate best with what was measured (user guide, "Noisy
-        conditions"; the scores are in ``model.condition_timestep_scores_``). History:
+        conditions"; the scores are in ``model.condition_timestep_scores_``). Last, the spread
+        of sampled translations is calibrated on the same cells: one factor per direction on
+        each sample's distance from the conditional mean, the one whose intervals cover the
+        validation cells' targets closest to their levels (user guide, "Calibration of sampled
+        translations"; ``model.translation_spread_scores_``). History:
         ``model.diffusion_history``.
 
         Parameters
@@ -222,6 +227,7 @@ class LatentDiffusionMixin:
             )
         self.diffusion_steps_ = getattr(self, "diffusion_steps_", 0) + steps
         self.condition_timestep_scores_ = fit_condition_timesteps(self, self.validation_indices)
+        self.translation_spread_scores_ = fit_translation_spread(self, self.validation_indices)
         self.is_diffusion_trained_ = True
 
     def _invalidate_diffusion(self) -> None:

@@ -130,6 +130,7 @@ class TranslationMixin:
         sampler: Literal["mean", "dpm++2m", "ddim", "ddpm"] = "mean",
         n_steps: int | None = None,
         n_samples: int = 1,
+        spread: Literal["calibrated", "learned"] = "calibrated",
         labels: str | Sequence[str] | None = None,
         batch: str | None = None,
         guidance_strength: float = 3.0,
@@ -187,10 +188,16 @@ class TranslationMixin:
             schedule for the zero-shot methods; ``sampler="mean"`` always makes one).
         n_samples
             Independent translations per cell. With more than one, ``X`` is their mean and
-            ``layers["variance"]`` their per-cell, per-feature variance: the spread of the
-            learned conditional, close to calibrated on training cells but narrower than the
-            error on new cells (a lower bound on the uncertainty; user guide, "Calibration of
-            sampled translations").
+            ``layers["variance"]`` their per-cell, per-feature variance (see ``spread``).
+        spread
+            How far sampled translations (a ``sampler`` other than ``"mean"``) lie from the
+            conditional mean. ``"calibrated"`` (default): each sample's distance from it is
+            multiplied by the factor of its direction that ``train_diffusion`` fitted on
+            validation cells, so that intervals of the samples cover new cells' targets about
+            as often as their level says (one more denoiser evaluation per sample).
+            ``"learned"``: the diffusion's own spread, close to calibrated on the training
+            cells but narrower than the error on new ones (user guide, "Calibration of sampled
+            translations").
         labels
             Optional cell types of the query cells (a column of its ``obs`` or one label per
             cell) to condition on; ``None`` uses the null label (the model was trained with
@@ -255,6 +262,7 @@ class TranslationMixin:
         n_samples = check_int(n_samples, "n_samples")
         draw = self._translation_sampler(method, sampler, n_samples, guidance_strength, clip_x0)
         check_choice(return_type, "return_type", ("anndata", "numpy"))
+        check_choice(spread, "spread", ("calibrated", "learned"))
         n_steps = self.module.diffusion.resolve_steps(
             draw, check_int(n_steps, "n_steps", optional=True)
         )
@@ -296,7 +304,7 @@ class TranslationMixin:
                     targets, draw, labels=rows_of(codes, rows), batch=code, n_samples=n_samples,
                     library_size=library_size, expected=expected,
                     count_labels=rows_of(library_codes, rows),
-                    n_steps=n_steps, generator=generator, progress=progress,
+                    n_steps=n_steps, generator=generator, progress=progress, spread=spread,
                 )  # fmt: skip
                 for key, values in out.items():
                     for m, v in values.items():
@@ -309,6 +317,7 @@ class TranslationMixin:
             "sampler": sampler if method == "learned" else "ddpm",
             "n_steps": n_steps,
             "n_samples": n_samples,
+            "spread": spread,
             "source_modality": sources,
             "seed": seed,
             "library_size": library_size,

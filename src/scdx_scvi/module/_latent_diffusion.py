@@ -68,6 +68,11 @@ class LatentDiffusion(nn.Module):
       given at its timestep ``condition_timesteps`` as the mean of its noised version,
       :math:`\sqrt{\bar\alpha_s} x_0^{src}` (one evaluation, deterministic);
       :meth:`~scdx_scvi.model.SCDX.train_diffusion` chooses it on validation cells.
+    * **calibrated spread**: a translation sampled from a denoiser fitted to a few hundred or
+      thousand cells is narrower around its conditional mean than that mean's error on new
+      cells. ``translation_spread[source, target]`` widens (or narrows) each sample's distance
+      from the conditional mean by one factor per direction;
+      :meth:`~scdx_scvi.model.SCDX.train_diffusion` fits it on validation cells (1 until then).
     * **Gaussian residual** (``gaussian_residual=True``): the network predicts the residual of
       :math:`\hat\varepsilon` over the optimal predictor for Gaussian data with the latents'
       variance :math:`s^2`, :math:`\sqrt{1-\bar\alpha_t}\,x_t / (\bar\alpha_t s^2 + 1 -
@@ -199,12 +204,24 @@ class LatentDiffusion(nn.Module):
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
         # timestep at which each modality is given as a condition when sampling (0: clean)
         self.register_buffer("condition_timesteps", torch.zeros(len(latent_dims), dtype=torch.long))
+        # factor on a sampled translation's distance from the conditional mean, [source, target]
+        n = len(latent_dims)
+        self.register_buffer("translation_spread", torch.ones(n, n))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # models saved before ``condition_timesteps`` existed give their conditions clean
-        key = prefix + "condition_timesteps"
-        state_dict.setdefault(key, torch.zeros_like(self.condition_timesteps))
+        # models saved before these buffers existed: clean conditions, the learned spread
+        for name, fill in (("condition_timesteps", 0), ("translation_spread", 1)):
+            state_dict.setdefault(prefix + name, torch.full_like(getattr(self, name), fill))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def spread_factor(self, sources: Iterable[str], target: str) -> float:
+        """Return the factor on ``target``'s distance from its conditional mean given ``sources``.
+
+        With several sources, the smallest of their single-source factors (each was fitted
+        with one source; more sources determine the target at least as well as the best one).
+        """
+        j = self.modalities.index(target)
+        return min(float(self.translation_spread[self.modalities.index(m), j]) for m in sources)
 
     # ------------------------------------------------------------------ latent scaling
 
@@ -481,6 +498,7 @@ class LatentDiffusion(nn.Module):
         generator: torch.Generator | None = None,
         clip_x0: float | Literal["auto"] | None = "auto",
         progress: bool = False,
+        spread: Literal["calibrated", "learned"] = "calibrated",
     ) -> dict[str, Tensor]:
         """Sample autoencoder latents with the EMA denoiser: scale, sample, unscale.
 
@@ -507,6 +525,11 @@ class LatentDiffusion(nn.Module):
             Clamp of the predicted clean latent, for a sampler given by name.
         progress
             Show a progress bar over the steps.
+        spread
+            With a ``condition`` and a sampler that draws (not a point estimate, not
+            zero-shot): ``"calibrated"`` moves each sample away from the conditional mean
+            (:class:`~scdx_scvi.diffusion.MeanSampler`, one more evaluation) by the factor
+            :meth:`spread_factor`; ``"learned"`` returns the samples as drawn.
 
         Returns
         -------
@@ -539,6 +562,18 @@ class LatentDiffusion(nn.Module):
         )
         noise = sample_noise(free, n, generator)
         x0 = sampler(eps_fn, noise, self.schedule, n_steps, generator, scaled or None, progress)
+        if spread not in ("calibrated", "learned"):
+            raise ValueError(f"`spread` must be 'calibrated' or 'learned', got {spread!r}.")
+        factors = {m: self.spread_factor(scaled, m) for m in free} if scaled else {}
+        if (
+            spread == "calibrated"
+            and not (sampler.point_estimate or sampler.zero_shot)
+            and any(f != 1.0 for f in factors.values())
+        ):
+            mean = get_sampler("mean", clip_x0=sampler.clip_x0)(
+                eps_fn, noise, self.schedule, None, generator, scaled, False
+            )
+            x0 = {m: mean[m] + factors[m] * (x0[m] - mean[m]) for m in free}
         latents = self.unscale({m: x0[m] for m in free})
         for m, v in latents.items():
             bad = int((~torch.isfinite(v)).any(dim=-1).sum())

@@ -598,7 +598,8 @@ class SCDXModule(BaseModuleClass):
             Label codes whose library-size priors the counts of the first sample are drawn with
             (global RNG); ``None``: no counts.
         **sampling
-            ``n_steps``, ``generator``, ``progress`` of :meth:`LatentDiffusion.sample`.
+            ``n_steps``, ``generator``, ``progress``, ``spread`` of
+            :meth:`LatentDiffusion.sample`.
 
         Returns
         -------
