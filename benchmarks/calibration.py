@@ -28,8 +28,7 @@ from _common import RESULTS, Results, provenance, read, split
 
 from scdx_scvi import SCDX
 from scdx_scvi.metrics import interval_coverage, translation_directions
-
-SPREADS = ("calibrated", "learned")
+from scdx_scvi.module._latent_diffusion import SPREADS
 
 
 def main() -> None:

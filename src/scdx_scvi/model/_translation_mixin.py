@@ -19,6 +19,7 @@ from scdx_scvi.data import align_features, stack_rows
 from scdx_scvi.data._checks import check_indices
 from scdx_scvi.data._sparse import scipy_csr, torch_csr
 from scdx_scvi.diffusion import SAMPLERS, Sampler
+from scdx_scvi.module._latent_diffusion import SPREADS, Spread
 from scdx_scvi.module._scdx_module import EXPECTED_VALUES, ExpectedValue
 
 from ._checks import check_choice, check_int, check_positive
@@ -130,7 +131,7 @@ class TranslationMixin:
         sampler: Literal["mean", "dpm++2m", "ddim", "ddpm"] = "mean",
         n_steps: int | None = None,
         n_samples: int = 1,
-        spread: Literal["calibrated", "learned"] = "calibrated",
+        spread: Spread = "calibrated",
         labels: str | Sequence[str] | None = None,
         batch: str | None = None,
         guidance_strength: float = 3.0,
@@ -262,7 +263,7 @@ class TranslationMixin:
         n_samples = check_int(n_samples, "n_samples")
         draw = self._translation_sampler(method, sampler, n_samples, guidance_strength, clip_x0)
         check_choice(return_type, "return_type", ("anndata", "numpy"))
-        check_choice(spread, "spread", ("calibrated", "learned"))
+        check_choice(spread, "spread", SPREADS)
         n_steps = self.module.diffusion.resolve_steps(
             draw, check_int(n_steps, "n_steps", optional=True)
         )

@@ -22,6 +22,9 @@ from scdx_scvi.nn import DCAUNet
 LatentScaling = Literal["scalar", "per_dim"]
 Denoiser = Literal["faithful", "improved"]
 Prediction = Literal["epsilon", "v"]
+Spread = Literal["calibrated", "learned"]
+#: How far sampled translations lie from the conditional mean (see :meth:`LatentDiffusion.sample`).
+SPREADS = ("calibrated", "learned")
 
 #: Average per-dimension standard deviation of the latents under ``latent_scaling="scalar"``
 #: (the reference's scaling).
@@ -498,7 +501,7 @@ class LatentDiffusion(nn.Module):
         generator: torch.Generator | None = None,
         clip_x0: float | Literal["auto"] | None = "auto",
         progress: bool = False,
-        spread: Literal["calibrated", "learned"] = "calibrated",
+        spread: Spread = "calibrated",
     ) -> dict[str, Tensor]:
         """Sample autoencoder latents with the EMA denoiser: scale, sample, unscale.
 
@@ -540,6 +543,8 @@ class LatentDiffusion(nn.Module):
         RuntimeError
             If a sampled latent is not finite.
         """
+        if spread not in SPREADS:
+            raise ValueError(f"`spread` must be one of {SPREADS}, got {spread!r}.")
         if isinstance(sampler, str):
             sampler = self.make_sampler(sampler, clip_x0)
         scaled = self.scale(condition or {})
@@ -562,8 +567,6 @@ class LatentDiffusion(nn.Module):
         )
         noise = sample_noise(free, n, generator)
         x0 = sampler(eps_fn, noise, self.schedule, n_steps, generator, scaled or None, progress)
-        if spread not in ("calibrated", "learned"):
-            raise ValueError(f"`spread` must be 'calibrated' or 'learned', got {spread!r}.")
         factors = {m: self.spread_factor(scaled, m) for m in free} if scaled else {}
         if (
             spread == "calibrated"
