@@ -194,11 +194,12 @@ class TranslationMixin:
             How far sampled translations (a ``sampler`` other than ``"mean"``) lie from the
             conditional mean. ``"calibrated"`` (default): each sample's distance from it is
             multiplied by the factor of its direction that ``train_diffusion`` fitted on
-            validation cells, so that intervals of the samples cover new cells' targets about
-            as often as their level says (one more denoiser evaluation per sample).
-            ``"learned"``: the diffusion's own spread, close to calibrated on the training
-            cells but narrower than the error on new ones (user guide, "Calibration of sampled
-            translations").
+            validation cells: the one whose intervals held their targets closest to their
+            levels (one more denoiser evaluation per sample). ``"learned"``: the diffusion's
+            own spread, close to calibrated on the training cells but narrower than the error
+            on new ones. On held-out cells of the shared data sets, 90 % intervals of 20
+            samples held the target 56-89 % of the time calibrated, 48-85 % learned (user
+            guide, "Calibration of sampled translations").
         labels
             Optional cell types of the query cells (a column of its ``obs`` or one label per
             cell) to condition on; ``None`` uses the null label (the model was trained with
