@@ -18,6 +18,15 @@ def trained():
     return train_tiny(("rna", "atac"))
 
 
+@pytest.fixture
+def diffusion(trained):
+    """The trained model's diffusion, its fitted spread restored after the test."""
+    diffusion = trained[0].module.diffusion
+    fitted = diffusion.translation_spread.clone()
+    yield diffusion
+    diffusion.translation_spread.copy_(fitted)
+
+
 def test_the_factor_whose_coverage_is_nearest_the_levels_is_chosen():
     coverage = np.tile(np.array(LEVELS) - 0.3, (len(FACTORS), 1))
     coverage[FACTORS.index(2.0)] = np.array(LEVELS) + 0.01
@@ -44,70 +53,49 @@ def test_train_diffusion_fits_one_factor_per_direction_on_validation_cells(train
     assert torch.diagonal(diffusion.translation_spread).eq(1.0).all()
 
 
-def test_calibrated_samples_lie_the_factor_farther_from_the_conditional_mean(trained):
+def test_calibrated_samples_lie_the_factor_farther_from_the_conditional_mean(trained, diffusion):
     model, mdata = trained
-    diffusion = model.module.diffusion
     z = model.get_latent_representation(mdata, modality="rna", indices=np.arange(12))
     condition = {"rna": torch.as_tensor(z)}
-    fitted = diffusion.translation_spread.clone()
-    try:
-        diffusion.translation_spread[0, 1] = 2.5
+    diffusion.translation_spread[0, 1] = 2.5
 
-        def draw(spread):
-            generator = torch.Generator().manual_seed(4)
-            return diffusion.sample("dpm++2m", condition=condition, n_steps=4,
-                                    generator=generator, spread=spread)["atac"]  # fmt: skip
+    def draw(spread):
+        generator = torch.Generator().manual_seed(4)
+        return diffusion.sample("dpm++2m", condition=condition, n_steps=4,
+                                generator=generator, spread=spread)["atac"]  # fmt: skip
 
-        mean = diffusion.sample("mean", condition=condition)["atac"]
-        learned, calibrated = draw("learned"), draw("calibrated")
-        torch.testing.assert_close(calibrated - mean, 2.5 * (learned - mean))
-        # the point estimate is not moved
-        torch.testing.assert_close(
-            diffusion.sample("mean", condition=condition, spread="calibrated")["atac"], mean
-        )
-        diffusion.translation_spread.fill_(1.0)  # factor 1: the learned samples themselves
-        torch.testing.assert_close(draw("calibrated"), learned)
-    finally:
-        diffusion.translation_spread.copy_(fitted)
+    mean = diffusion.sample("mean", condition=condition)["atac"]
+    learned, calibrated = draw("learned"), draw("calibrated")
+    torch.testing.assert_close(calibrated - mean, 2.5 * (learned - mean))
+    # the point estimate is not moved
+    torch.testing.assert_close(
+        diffusion.sample("mean", condition=condition, spread="calibrated")["atac"], mean
+    )
+    diffusion.translation_spread.fill_(1.0)  # factor 1: the learned samples themselves
+    torch.testing.assert_close(draw("calibrated"), learned)
 
 
-def test_translated_variance_grows_with_the_factor(trained):
+def test_translated_variance_grows_with_the_factor(trained, diffusion):
     model, mdata = trained
-    fitted = model.module.diffusion.translation_spread.clone()
     options = {"sampler": "dpm++2m", "n_steps": 4, "seed": 1, "n_samples": 4,
                "indices": np.arange(20)}  # fmt: skip
-    try:
-        model.module.diffusion.translation_spread[0, 1] = 3.0
-        learned = model.get_translated_modality(mdata, "rna", "atac", spread="learned", **options)
-        wide = model.get_translated_modality(mdata, "rna", "atac", **options)
-    finally:
-        model.module.diffusion.translation_spread.copy_(fitted)
+    diffusion.translation_spread[0, 1] = 3.0
+    learned = model.get_translated_modality(mdata, "rna", "atac", spread="learned", **options)
+    wide = model.get_translated_modality(mdata, "rna", "atac", **options)
     assert wide.uns["scdx_translation"]["spread"] == "calibrated"
     assert wide.layers["variance"].mean() > 2 * learned.layers["variance"].mean()
     with pytest.raises(ValueError, match="spread"):
         model.get_translated_modality(mdata, "rna", "atac", spread="wide", **options)
 
 
-def test_the_spread_is_saved_and_models_without_it_load_with_the_learned_spread(trained):
-    model, _ = trained
-    diffusion = model.module.diffusion
+def test_the_spread_is_saved_and_models_without_it_load_with_the_learned_spread(diffusion):
     state = diffusion.state_dict()
     assert "translation_spread" in state
     del state["translation_spread"]
-    fitted = diffusion.translation_spread.clone()
-    try:
-        diffusion.load_state_dict(state)
-        assert diffusion.translation_spread.eq(1.0).all()
-    finally:
-        diffusion.translation_spread.copy_(fitted)
+    diffusion.load_state_dict(state)
+    assert diffusion.translation_spread.eq(1.0).all()
 
 
-def test_without_validation_cells_every_factor_is_one(trained):
-    model, _ = trained
-    diffusion = model.module.diffusion
-    fitted = diffusion.translation_spread.clone()
-    try:
-        assert fit_translation_spread(model, []) == {}
-        assert diffusion.translation_spread.eq(1.0).all()
-    finally:
-        diffusion.translation_spread.copy_(fitted)
+def test_without_validation_cells_every_factor_is_one(trained, diffusion):
+    assert fit_translation_spread(trained[0], []) == {}
+    assert diffusion.translation_spread.eq(1.0).all()

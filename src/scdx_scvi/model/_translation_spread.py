@@ -92,15 +92,16 @@ def fit_translation_spread(model, indices: Sequence[int], seed: int = 0) -> dict
                     return scored(likelihood, module.decode_logits({target: latent}, cov)[target])
 
                 truth = decode(z[target][both])
+                centred = centre[both]
+                deviations = [(draw[target] - centre)[both] for draw in draws]
                 jitter = torch.rand(truth.shape, generator=generator, device=truth.device)
                 key = (source, target)
                 hits.setdefault(key, torch.zeros(len(FACTORS), len(LEVELS), dtype=torch.float64))
                 counts[key] = counts.get(key, 0) + truth.numel()
                 for i, factor in enumerate(FACTORS):
                     below = torch.zeros_like(truth)
-                    for draw in draws:
-                        values = decode(centre[both] + factor * (draw[target] - centre)[both])
-                        below += values < truth
+                    for deviation in deviations:
+                        below += decode(centred + factor * deviation) < truth
                     # randomised PIT: uniform on (0, 1) when the truth is one more draw
                     pit = ((below + jitter) / (N_DRAWS + 1)).double().cpu()
                     inside = (pit - 0.5).abs().unsqueeze(-1) <= half_widths

@@ -567,16 +567,13 @@ class LatentDiffusion(nn.Module):
         )
         noise = sample_noise(free, n, generator)
         x0 = sampler(eps_fn, noise, self.schedule, n_steps, generator, scaled or None, progress)
-        factors = {m: self.spread_factor(scaled, m) for m in free} if scaled else {}
-        if (
-            spread == "calibrated"
-            and not (sampler.point_estimate or sampler.zero_shot)
-            and any(f != 1.0 for f in factors.values())
-        ):
-            mean = get_sampler("mean", clip_x0=sampler.clip_x0)(
-                eps_fn, noise, self.schedule, None, generator, scaled, False
-            )
-            x0 = {m: mean[m] + factors[m] * (x0[m] - mean[m]) for m in free}
+        if spread == "calibrated" and scaled and not (sampler.point_estimate or sampler.zero_shot):
+            factors = {m: self.spread_factor(scaled, m) for m in free}
+            if any(f != 1.0 for f in factors.values()):
+                mean = get_sampler("mean", clip_x0=sampler.clip_x0)(
+                    eps_fn, noise, self.schedule, None, generator, scaled, False
+                )
+                x0 = {m: mean[m] + factors[m] * (x0[m] - mean[m]) for m in free}
         latents = self.unscale({m: x0[m] for m in free})
         for m, v in latents.items():
             bad = int((~torch.isfinite(v)).any(dim=-1).sum())
