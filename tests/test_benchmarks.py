@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scdx_scvi.metrics import FLOOR_NAMES
+from scdx_scvi.metrics import FLOOR_NAMES, REFERENCE_NAME
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 DATA = BENCHMARKS.parents[1] / "shared" / "data"
@@ -220,6 +220,23 @@ def test_dispersion_quick(tmp_path):
             assert 0.0 <= row[m]["classifier_auc"] <= 1.0
             assert 0.0 <= row[m]["real_vs_real_auc"] <= 1.0
             assert row[m]["dispersion_quantiles"]["5%"] <= row[m]["dispersion_quantiles"]["95%"]
+
+
+@pytest.mark.slow
+def test_autoencoder_dropout_quick(tmp_path):
+    out = tmp_path / "dropout.json"
+    run_script(
+        "autoencoder_dropout.py", "--dataset", "scvi_pbmc_cite_tests", "--dropout-rate", "0", "0.1",
+        "--max-epochs", "2", "--generation-seeds", "1", "--out", str(out),
+    )  # fmt: skip
+    rows = json.loads(out.read_text())["results"]
+    assert [r["dropout_rate"] for r in rows] == [0.0, 0.1]
+    for row in rows:
+        assert set(row["floor"]) == {"rna->protein", "protein->rna"}
+        for m in ("rna", "protein"):
+            assert -1.0 <= row["reconstruction"][m] <= 1.0
+            assert set(row["draw_auc"][m]) == {"held-out draws", "training draws", REFERENCE_NAME}
+            assert all(0.0 <= v <= 1.0 for v in row["draw_auc"][m].values())
 
 
 def test_measured_repeats_give_the_median_time_and_the_first_result():
