@@ -18,7 +18,8 @@ matrix would take instead. The model is ``SCDX(mdata)`` with the package default
 epoch on the same data, minibatch and process, for the ratio, twice: as MultiVI runs by
 default, and with freed memory retained as SCDX's autoencoder stage does by default
 (:func:`scdx_scvi.train.retained_freed_memory`; ``retained_freed_memory`` in the rows says
-whether the setting applied).
+whether the setting applied). ``--no-retained-memory`` trains SCDX's autoencoder stage with the
+allocator left as it is.
 
 Usage::
 
@@ -208,6 +209,11 @@ def main() -> None:
     )
     parser.add_argument("--atac-hidden", default=None, help="ATAC widths, e.g. 256,256 (preset's)")
     parser.add_argument("--steps", type=int, default=10, help="dpm++2m steps of generation")
+    parser.add_argument(
+        "--no-retained-memory",
+        action="store_true",
+        help="train_autoencoder(retain_freed_memory=False): the allocator left as it is",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     parser.add_argument("--out", default=None)
@@ -263,7 +269,8 @@ def main() -> None:
         }  # fmt: skip
         phases = {
             "autoencoder": lambda model=model: model.train_autoencoder(
-                max_epochs=1, batch_size=args.batch_size, enable_progress_bar=False
+                max_epochs=1, batch_size=args.batch_size, enable_progress_bar=False,
+                retain_freed_memory=not args.no_retained_memory,
             ),
             "diffusion": lambda model=model: model.train_diffusion(
                 max_steps=args.diffusion_steps, early_stopping=False, enable_progress_bar=False
@@ -281,7 +288,9 @@ def main() -> None:
                    "high_water_mib": rss_mib("VmHWM")}  # fmt: skip
             if phase == "autoencoder":
                 row.update(
-                    epochs=1, batch_size=args.batch_size, retained_freed_memory=retains_memory
+                    epochs=1,
+                    batch_size=args.batch_size,
+                    retained_freed_memory=retains_memory and not args.no_retained_memory,
                 )
             elif phase == "diffusion":
                 steps = int(model.trainer.global_step)

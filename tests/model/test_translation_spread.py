@@ -5,12 +5,17 @@ import pytest
 import torch
 from helpers import train_tiny
 
+from scdx_scvi.model import _translation_spread as spread
 from scdx_scvi.model._translation_spread import (
     FACTORS,
     LEVELS,
+    MAX_SCORED_VALUES,
+    MIN_CELLS,
     choose_factor,
     fit_translation_spread,
+    n_fit_cells,
 )
+from scdx_scvi.model._validation import MAX_CELLS, validation_minibatches
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +104,28 @@ def test_the_spread_is_saved_and_models_without_it_load_with_the_learned_spread(
 def test_without_validation_cells_every_factor_is_one(trained, diffusion):
     assert fit_translation_spread(trained[0], []) == {}
     assert diffusion.translation_spread.eq(1.0).all()
+
+
+def test_the_cells_read_are_bounded_by_decoded_values():
+    assert n_fit_cells(2_000) == MAX_CELLS
+    assert n_fit_cells(25_734) == MAX_CELLS  # the widest shared data set is read whole
+    assert n_fit_cells(200_000) == MAX_SCORED_VALUES // 200_000 == 167
+    assert n_fit_cells(10**8) == MIN_CELLS
+
+
+def test_the_fit_reads_fewer_cells_when_features_are_many(trained, diffusion, monkeypatch):
+    model, _ = trained
+    widest = max(model.module.n_features.values())
+    monkeypatch.setattr(spread, "MIN_CELLS", 1)
+    monkeypatch.setattr(spread, "MAX_SCORED_VALUES", 5 * widest)
+    read = []
+
+    def counting(*args, **kwargs):
+        for batch in validation_minibatches(*args, **kwargs):
+            read.append(len(next(iter(batch[0].values()))))
+            yield batch
+
+    monkeypatch.setattr(spread, "validation_minibatches", counting)
+    assert len(model.validation_indices) > 5
+    fit_translation_spread(model, model.validation_indices)
+    assert sum(read) == 5

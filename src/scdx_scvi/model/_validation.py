@@ -24,9 +24,9 @@ MAX_VALUES = 2**24
 
 
 def validation_minibatches(
-    model, indices: Sequence[int], copies: int = 1
+    model, indices: Sequence[int], copies: int = 1, max_cells: int = MAX_CELLS
 ) -> Iterator[tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor], Tensor | None]]:
-    """Yield ``(z, observed, x, batch_index)`` for up to :data:`MAX_CELLS` of ``indices``.
+    """Yield ``(z, observed, x, batch_index)`` for the first ``max_cells`` of ``indices``.
 
     ``z`` are the autoencoder latents, ``observed`` which modalities each cell has, ``x`` the
     raw values and ``batch_index`` the batch codes (``None`` without a batch covariate), all on
@@ -35,7 +35,7 @@ def validation_minibatches(
     """
     module = model.module
     module.eval()
-    cells = np.asarray(indices, dtype=int)[:MAX_CELLS]
+    cells = np.asarray(indices, dtype=int)[:max_cells]
     if not len(cells):
         return
     width = max(module.n_features.values()) * max(1, copies)
