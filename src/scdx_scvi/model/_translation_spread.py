@@ -59,17 +59,16 @@ def fit_translation_spread(model, indices: Sequence[int], seed: int = 0) -> dict
     Each modality in turn is the only source: the other modalities of the first
     :func:`n_fit_cells` validation cells (``indices``) are translated :data:`N_DRAWS` times
     (:data:`SAMPLER` with its default steps, null label) and once with the conditional mean.
-    For every factor of :data:`FACTORS`, the draws' distances
-    from the mean are multiplied by it and decoded (log1p values per 10k for counts,
-    probabilities for ATAC), and each value of the cell's own target decoded the same way (its
-    reconstruction, what a perfect translation would give) is ranked among its draws. If the
-    truth were one more draw, its randomised rank (probability integral transform) would be
-    uniform, and the central interval of each level in :data:`LEVELS` would hold it that share
-    of the time, whatever the number of draws and however skewed they are. The factor whose
-    coverage, over every cell and feature, is closest to the levels
-    (:func:`choose_factor`) is kept for that source and target. Without a learned conditional
-    (``condition_prob=0``) or with fewer than three validation cells that have both, the factor
-    stays 1.
+    For every factor of :data:`FACTORS`, the draws' distances from the mean are multiplied by
+    it and decoded (log1p values per 10k for counts, probabilities for ATAC), and each value of
+    the cell's own target decoded the same way (its reconstruction, what a perfect translation
+    would give) is ranked among its draws. If the truth were one more draw, its randomised rank
+    (probability integral transform) would be uniform, and the central interval of each level
+    in :data:`LEVELS` would hold it that share of the time, whatever the number of draws and
+    however skewed they are. The factor whose coverage, over every cell and feature, is closest
+    to the levels (:func:`choose_factor`) is kept for that source and target. Without a learned
+    conditional (``condition_prob=0``) or with fewer than three validation cells that have both,
+    the factor stays 1.
 
     Returns
     -------
