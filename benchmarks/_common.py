@@ -21,6 +21,7 @@ import torch
 
 from scdx_scvi import SCDX
 from scdx_scvi.metrics import held_out_mask, label_composition
+from scdx_scvi.metrics._tasks import HEADLINE, translation_scores
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -35,6 +36,12 @@ def split(mdata: md.MuData) -> tuple[md.MuData, md.MuData]:
     """Training and test cells of the canonical split (:func:`scdx_scvi.metrics.held_out_mask`)."""
     test = held_out_mask(mdata.n_obs)
     return mdata[~test].copy(), mdata[test].copy()
+
+
+def headline(observed, predicted, target: str) -> float:
+    """Return the headline translation metric of ``predicted`` against the raw ``observed``."""
+    scores, _ = translation_scores(observed, predicted, target)
+    return scores[HEADLINE[target]]
 
 
 def _cpu_name() -> str:

@@ -22,16 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import scvi
-from _common import condition_timesteps, open_results, read, retrain_diffusion, split
+from _common import condition_timesteps, headline, open_results, read, retrain_diffusion, split
 
 from scdx_scvi import SCDX
 from scdx_scvi.metrics import translation_directions
-from scdx_scvi.metrics._tasks import translation_scores
-
-
-def headline(observed, predicted, target: str) -> float:
-    scores, _ = translation_scores(observed, predicted, target)
-    return scores["auroc_per_peak" if target == "atac" else "pearson_per_feature"]
 
 
 def main() -> None:
