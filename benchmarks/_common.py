@@ -38,6 +38,11 @@ def split(mdata: md.MuData) -> tuple[md.MuData, md.MuData]:
     return mdata[~test].copy(), mdata[test].copy()
 
 
+def kinds(mdata: md.MuData) -> dict[str, str]:
+    """Modality kind of each ``mdata.mod`` name of the shared data sets."""
+    return {name: ("protein" if name in ("protein", "prot", "adt") else name) for name in mdata.mod}
+
+
 def headline(observed, predicted, target: str) -> float:
     """Return the headline translation metric of ``predicted`` against the raw ``observed``."""
     scores, _ = translation_scores(observed, predicted, target)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import scvi
 import torch
-from _common import RESULTS, Results, measured, provenance, read
+from _common import RESULTS, Results, kinds, measured, provenance, read
 
 from scdx_scvi import SCDX
 from scdx_scvi.metrics import (
@@ -47,11 +47,6 @@ CONFIGS = {
     # half the weights per peak: less memory and time, for a lower RNA -> ATAC AUROC
     "narrow ATAC": {"n_hidden": {"atac": (256, 256)}},
 }
-
-
-def kinds(mdata) -> dict[str, str]:
-    """Modality kind of each ``mdata.mod`` name of the shared data sets."""
-    return {name: ("protein" if name in ("protein", "prot", "adt") else name) for name in mdata.mod}
 
 
 def main() -> None:

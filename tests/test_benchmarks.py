@@ -286,3 +286,18 @@ def test_measured_together_takes_turns_and_gives_each_call_its_median():
     assert order == ["a", "b"] * 3
     assert runs["a"][0] == "a1" and runs["b"][0] == "b2"
     assert runs["a"][1] < 0.1 and 0.02 <= runs["b"][1] < 0.2 and runs["b"][2] >= 0
+
+
+@pytest.mark.slow
+def test_translation_gap_quick(tmp_path):
+    """``translation_gap.py`` scores every row of each direction, the floor included."""
+    out = tmp_path / "gap.json"
+    run_script(
+        "translation_gap.py", "--quick", "--dataset", "scvi_pbmc_cite_tests", "--out", str(out)
+    )
+    rows = json.loads(out.read_text())["results"]
+    for direction in ("protein->rna", "rna->protein"):
+        names = {r["row"] for r in rows if r["direction"] == direction}
+        assert {"translation", *FLOOR_NAMES, "ridge target latent, decoded"} <= names
+        assert "own target latent, decoded" in names
+    assert all(-1 <= r["score"] <= 1 for r in rows)
