@@ -299,5 +299,5 @@ def test_translation_gap_quick(tmp_path):
     for direction in ("protein->rna", "rna->protein"):
         names = {r["row"] for r in rows if r["direction"] == direction}
         assert {"translation", *FLOOR_NAMES, "ridge target latent, decoded"} <= names
-        assert "own target latent, decoded" in names
+        assert {"decoder-aware linear map, decoded", "own target latent, decoded"} <= names
     assert all(-1 <= r["score"] <= 1 for r in rows)
