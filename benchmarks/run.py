@@ -120,6 +120,7 @@ def parse_args() -> argparse.Namespace:
         "--generation-steps", type=int, default=None, help="dpm++2m steps (default: the package's)"
     )
     parser.add_argument("--n-comps", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0, help="scvi-tools seed of the training")
     parser.add_argument(
         "--generation-seeds", type=int, default=len(GENERATION_SEEDS),
         help="draws of the generation scores (subsample, embedding, folds)",
@@ -364,7 +365,7 @@ def draw_figures(generation: dict, per_feature: dict, folder: Path) -> list[Path
 def main() -> None:
     args = parse_args()
     warnings.filterwarnings("ignore")
-    scvi.settings.seed = 0
+    scvi.settings.seed = args.seed
     mdata = read(args.dataset)
     train, test = split(mdata)
     mods = [m for m in ("rna", "atac", "protein") if m in mdata.mod]
