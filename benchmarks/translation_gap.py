@@ -17,8 +17,8 @@ and each direction's held-out translation (the default conditional mean) is scor
 
 If the decoded ridge latent also stays below the floor, the decoder path, not the denoiser,
 bounds the translation; if the decoder-aware map reaches it, what is lost is the fit in latent
-space. Every decoded value is the default expected ``log1p`` value per 10k
-counts (accessibility probabilities for ATAC), scored by the benchmarks' headline metric.
+space. Every decoded value is the default expected ``log1p`` value per 10k counts
+(accessibility probabilities for ATAC), scored by the benchmarks' headline metric.
 
 Usage::
 
