@@ -20,6 +20,7 @@ import scvi
 import torch
 
 from scdx_scvi import SCDX
+from scdx_scvi._constants import MODALITY_ALIASES
 from scdx_scvi.metrics import held_out_mask, label_composition
 from scdx_scvi.metrics._tasks import HEADLINE, translation_scores
 
@@ -39,8 +40,13 @@ def split(mdata: md.MuData) -> tuple[md.MuData, md.MuData]:
 
 
 def kinds(mdata: md.MuData) -> dict[str, str]:
-    """Modality kind of each ``mdata.mod`` name of the shared data sets."""
-    return {name: ("protein" if name in ("protein", "prot", "adt") else name) for name in mdata.mod}
+    """Modality kind of each ``mdata.mod`` name, by the package's aliases (``MODALITY_ALIASES``)."""
+    return {
+        name: kind
+        for kind, aliases in MODALITY_ALIASES.items()
+        for name in mdata.mod
+        if name in aliases
+    }
 
 
 def headline(observed, predicted, target: str) -> float:

@@ -107,7 +107,8 @@ def main() -> None:
         z = torch.as_tensor(z, dtype=torch.float32)
         batch_index = module._decoder_batch(None, len(z))
         with torch.no_grad():
-            return module.decode_normalized({target: z}, batch_index, 1e4, "log1p")[target].numpy()
+            values = module.decode_normalized({target: z}, batch_index, expected="log1p")
+        return values[target].numpy()
 
     for source, target in translation_directions(kind.values()):
         truth = test[name_of[target]].X
