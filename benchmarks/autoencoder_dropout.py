@@ -1,8 +1,8 @@
-"""Stage-1 dropout against held-out reconstruction, the cross-modal floor and draw realism.
+"""Stage-1 options against held-out reconstruction, the cross-modal floor and draw realism.
 
-For each ``--dropout-rate``, stage 1 of ``SCDX(mdata)`` (every other option the package's
-default; the batch registered where the data have one) is trained on the training cells of the
-canonical split, and scored on the held-out cells by:
+For each ``--dropout-rate`` and each ``--protein-likelihood``, stage 1 of ``SCDX(mdata)`` (every
+other option the package's default; the batch registered where the data have one) is trained on
+the training cells of the canonical split, and scored on the held-out cells by:
 
 * held-out reconstruction, the headline translation metric of each modality;
 * the floor of each source latent: kNN and ridge regression from it to the other modality
@@ -11,16 +11,20 @@ canonical split, and scored on the held-out cells by:
   sets of reconstruction draws against the held-out cells: the held-out cells' own draws (how
   the encoder and decoder generalise) and the draws of as many training cells (what decoding
   the training cells' latents gives, the ceiling of a diffusion that reproduces them), with
-  real training cells beside them (the real-vs-real floor).
+  real training cells beside them (the real-vs-real floor), and the median library size of
+  each set over the held-out cells'.
 
 Usage::
 
     python benchmarks/autoencoder_dropout.py --dataset eccite_citefuse --dropout-rate 0 0.1
+    python benchmarks/autoencoder_dropout.py --dataset eccite_citefuse --dropout-rate 0 \
+        --protein-likelihood nb nb_mixture --out benchmarks/results/protein_likelihood_eccite.json
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 
 import numpy as np
 import scvi
@@ -42,6 +46,9 @@ def main() -> None:
     parser.add_argument("--dataset", default="eccite_citefuse")
     parser.add_argument("--dropout-rate", type=float, nargs="+", default=[0.0, 0.1])
     parser.add_argument(
+        "--protein-likelihood", nargs="+", default=["nb"], choices=["nb", "nb_mixture"]
+    )
+    parser.add_argument(
         "--max-epochs", type=int, default=None, help="stage-1 epochs (default: by data size)"
     )
     parser.add_argument("--generation-seeds", type=int, default=3)
@@ -54,11 +61,11 @@ def main() -> None:
     results: Results = open_results(__file__, args, train, test)
     batch_key = "batch" if "batch" in mdata.obs else None
     seeds = GENERATION_SEEDS[: args.generation_seeds]
-    for rate in args.dropout_rate:
+    for rate, likelihood in itertools.product(args.dropout_rate, args.protein_likelihood):
         scvi.settings.seed = 0
         data = train.copy()
         SCDX.setup_mudata(data, batch_key=batch_key)
-        model = SCDX(data, dropout_rate=rate)
+        model = SCDX(data, dropout_rate=rate, protein_likelihood=likelihood)
         _, seconds, _ = measured(
             lambda m=model: m.train_autoencoder(
                 max_epochs=args.max_epochs, enable_progress_bar=False
@@ -69,11 +76,13 @@ def main() -> None:
         predicted = model.get_normalized_modalities(test, library_size=1e4)
         row = {
             "dropout_rate": rate,
+            "protein_likelihood": likelihood,
             "seconds": seconds,
             "autoencoder_epochs": model.epochs_trained["autoencoder"],
             "reconstruction": {m: headline(observed[m], predicted[m], m) for m in model.modalities},
             "floor": {},
             "draw_auc": {},
+            "draw_library_ratio": {},
         }
         latents = {
             m: (
@@ -106,6 +115,9 @@ def main() -> None:
                 observed[m], sets, m, seeds=seeds, paired=("held-out draws",)
             )
             row["draw_auc"][m] = {name: s["classifier_auc"] for name, s in scores.items()}
+            row["draw_library_ratio"][m] = {
+                name: s["diagnostics"]["library_size_median_ratio"] for name, s in scores.items()
+            }
         results.record(row)
 
 

@@ -115,6 +115,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--diffusion-steps", type=int, default=None, help="maximum steps" + default)
     parser.add_argument("--lr", type=float, default=None, help="diffusion learning rate" + default)
     parser.add_argument("--latent-scaling", default=None, choices=["scalar", "per_dim"])
+    parser.add_argument("--protein-likelihood", default=None, choices=["nb", "nb_mixture"])
     parser.add_argument("--peer-epochs", type=int, default=100)
     parser.add_argument(
         "--generation-steps", type=int, default=None, help="dpm++2m steps (default: the package's)"
@@ -158,7 +159,8 @@ def train_scdx(train: md.MuData, args, labels_key: str | None) -> tuple[SCDX, di
     data = train.copy()
     SCDX.setup_mudata(data, labels_key=labels_key)
     options = {"architecture": args.architecture, "n_channels": args.n_channels,
-               "latent_scaling": args.latent_scaling}  # fmt: skip
+               "latent_scaling": args.latent_scaling,
+               "protein_likelihood": args.protein_likelihood}  # fmt: skip
     options = {key: value for key, value in options.items() if value is not None}
     model = SCDX(data, configuration=args.configuration, **options)
     # model.train() in its two stages, each timed: the configuration's budget unless given

@@ -316,3 +316,34 @@ def test_posterior_predictive_sample_draws_counts_at_the_observed_depth(
     drawn = np.asarray(draws["rna"].sum(axis=1)).ravel()
     assert np.corrcoef(observed, drawn)[0, 1] > 0.5
     assert model.posterior_predictive_sample(indices=[0, 2])["rna"].shape[0] == 2
+
+
+def test_protein_mixture_likelihood_trains_translates_generates_and_reloads(tmp_path):
+    from helpers import train_tiny
+
+    from scdx_scvi.module import CountMixtureLikelihood
+
+    model, mdata = train_tiny(("rna", "protein"), protein_likelihood="nb_mixture")
+    assert isinstance(model.module.likelihoods["protein"], CountMixtureLikelihood)
+    assert model.options["protein_likelihood"] == "nb_mixture"
+    assert SCDX(mdata).options["protein_likelihood"] == "nb"  # the default and the reference
+    n_proteins = mdata["protein_expression"].n_vars
+    protein = model.get_normalized_protein(library_size="observed", return_numpy=True)
+    totals = np.asarray(mdata["protein_expression"].X.sum(axis=1)).ravel()
+    np.testing.assert_allclose(protein.sum(axis=1), totals, rtol=1e-4)
+    draws = model.posterior_predictive_sample(indices=[0, 1, 2], seed=0)
+    assert draws["protein"].shape == (3, n_proteins)
+    translated = model.get_translated_modality(mdata["rna"], "rna", "protein", seed=0)
+    assert translated.shape == (mdata.n_obs, n_proteins)
+    assert np.isfinite(
+        np.asarray(translated.X.todense() if hasattr(translated.X, "todense") else translated.X)
+    ).all()
+    cells = model.generate(labels={"label_0": 5}, seed=0)
+    assert cells["protein_expression"].shape == (5, n_proteins)
+    model.save(tmp_path / "model")
+    loaded = SCDX.load(tmp_path / "model", adata=mdata, accelerator="cpu")
+    np.testing.assert_allclose(
+        loaded.get_normalized_protein(library_size="observed", return_numpy=True),
+        protein,
+        rtol=1e-5,
+    )

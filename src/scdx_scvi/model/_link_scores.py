@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from scipy import sparse
 from torch import Tensor
 
@@ -81,11 +80,6 @@ def translated_logits(
     return module.decode_logits({target: z_target}, *_covariates(module, n, device))[target]
 
 
-def log_values(likelihood, logits: Tensor) -> Tensor:
-    """Log of the normalised values: log proportions (counts) or log probabilities (ATAC)."""
-    return F.logsigmoid(logits) if likelihood.binary else F.log_softmax(logits, dim=-1)
-
-
 def gradient_rows(
     module,
     x_source: sparse.csr_matrix,
@@ -128,7 +122,7 @@ def gradient_rows(
                 encoded = _encoder_input(lik, x, shift)
                 z = module.encoders[source](encoded, *_covariates(module, x.shape[0], device))
                 logits = translated_logits(module, source, z, target, clip_x0)
-                out = log_values(target_lik, logits)[:, columns].sum(0)
+                out = target_lik.log_normalized(logits)[:, columns].sum(0)
                 (grad,) = torch.autograd.grad(out, shift, cotangents, is_grads_batched=True)
             total += grad[:, 0].double()
         return (total / n_cells).T.cpu().numpy()

@@ -48,7 +48,7 @@ from ._translation_mixin import TranslationMixin
 
 if TYPE_CHECKING:
     from scdx_scvi.module._latent_diffusion import Denoiser, LatentScaling, Prediction
-    from scdx_scvi.module._likelihoods import EncoderInput
+    from scdx_scvi.module._likelihoods import EncoderInput, ProteinLikelihood
     from scdx_scvi.module._presets import Architecture, Configuration
     from scdx_scvi.module._scdx_module import GenerationDepth, ReconstructionWeights
 
@@ -193,6 +193,11 @@ class SCDX(
         sets: see the user guide). ``"label"`` (the reference) uses the per-label log-normal
         and draws ATAC from the decoder's probabilities as they are
         (:class:`~scdx_scvi.module.SCDXModule`).
+    protein_likelihood
+        How protein counts are modelled: ``"nb"`` (the reference), one negative binomial per
+        protein as for RNA; ``"nb_mixture"``, a background and a foreground negative binomial
+        per protein, as totalVI's (:class:`~scdx_scvi.module.CountMixtureLikelihood`). See the
+        user guide for their measurements.
     diffusion_batch
         Condition the diffusion on the batch too (needs a registered ``batch_key``).
     denoiser_kwargs
@@ -243,6 +248,7 @@ class SCDX(
         gaussian_residual: bool | None = None,
         prediction: Prediction | None = None,
         generation_depth: GenerationDepth | None = None,
+        protein_likelihood: ProteinLikelihood | None = None,
         diffusion_batch: bool = False,
         denoiser_kwargs: dict | None = None,
     ):
@@ -309,6 +315,7 @@ class SCDX(
             cross_reconstruction=options["cross_reconstruction"],
             latent_agreement=options["latent_agreement"],
             generation_depth=options["generation_depth"],
+            protein_likelihood=options["protein_likelihood"],
             diffusion_kwargs={
                 "denoiser": denoiser,
                 "n_channels": n_channels,

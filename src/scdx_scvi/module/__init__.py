@@ -2,7 +2,7 @@
 
 from ._depth import LatentDepth
 from ._latent_diffusion import LatentDiffusion
-from ._likelihoods import BernoulliLikelihood, CountLikelihood
+from ._likelihoods import BernoulliLikelihood, CountLikelihood, CountMixtureLikelihood
 from ._presets import (
     MODEL_CONFIGURATIONS,
     PRESETS,
@@ -19,6 +19,7 @@ __all__ = [
     "AutoencoderPreset",
     "BernoulliLikelihood",
     "CountLikelihood",
+    "CountMixtureLikelihood",
     "LatentDepth",
     "LatentDiffusion",
     "SCDXModule",

@@ -13,11 +13,12 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from scvi.distributions import NegativeBinomial
+from scvi.distributions import NegativeBinomial, NegativeBinomialMixture
 from torch import nn
 from torch.distributions import Bernoulli
 
 EncoderInput = Literal["counts", "log1p"]
+ProteinLikelihood = Literal["nb", "nb_mixture"]
 
 #: Target library size of the ``"log1p"`` encoder input (log1p of counts per 10,000).
 LOG1P_TARGET_SUM = 1e4
@@ -42,6 +43,8 @@ class CountLikelihood(nn.Module):
     """
 
     binary = False
+    #: Decoder logits per feature.
+    outputs_per_feature = 1
 
     def __init__(self, n_features: int, encoder_input: EncoderInput = "counts"):
         super().__init__()
@@ -94,6 +97,16 @@ class CountLikelihood(nn.Module):
         logits.sub_(logits.amax(dim=-1, keepdim=True)).exp_()  # the softmax, step by step
         return logits.mul_(library_size / logits.sum(dim=-1, keepdim=True))
 
+    def log_normalized(self, logits: torch.Tensor) -> torch.Tensor:
+        """Return the log of the expected proportions (:meth:`normalized` at 1), differentiably."""
+        return F.log_softmax(logits, dim=-1)
+
+    def components(
+        self, logits: torch.Tensor, library: float | torch.Tensor
+    ) -> list[tuple[torch.Tensor | float, torch.Tensor]]:
+        """Return the ``(weight, mean)`` of each negative binomial component at ``library``."""
+        return [(1.0, torch.softmax(logits, dim=-1) * library)]
+
     def expected_log1p(
         self, logits: torch.Tensor, library: torch.Tensor, library_size: float
     ) -> torch.Tensor:
@@ -116,16 +129,86 @@ class CountLikelihood(nn.Module):
         library_size
             Counts per cell of the normalised scale (1e4: counts per 10k).
         """
-        mu = torch.softmax(logits, dim=-1) * library
-        scale = library_size / torch.as_tensor(library, dtype=mu.dtype, device=mu.device)
-        scale = scale.reshape(-1, 1).expand(mu.shape[0], 1)
+        parts = self.components(logits, library)
+        first = parts[0][1]
+        scale = library_size / torch.as_tensor(library, dtype=first.dtype, device=first.device)
+        scale = scale.reshape(-1, 1).expand(first.shape[0], 1)
         theta = self.log_theta.exp()
-        out = torch.empty_like(mu)
-        rows = max(1, LOG1P_BLOCK // max(mu.shape[1], 1))  # bounds the temporaries
-        for start in range(0, mu.shape[0], rows):
-            block = slice(start, start + rows)
-            out[block] = _nb_expected_log1p(mu[block], theta, scale[block])
+        out = torch.zeros_like(first)
+        rows = max(1, LOG1P_BLOCK // max(first.shape[1], 1))  # bounds the temporaries
+        for weight, mu in parts:
+            for start in range(0, mu.shape[0], rows):
+                block = slice(start, start + rows)
+                term = _nb_expected_log1p(mu[block], theta, scale[block])
+                out[block] += term if isinstance(weight, float) else term.mul_(weight[block])
         return out
+
+
+class CountMixtureLikelihood(CountLikelihood):
+    """Mixture of a background and a foreground negative binomial per feature, as totalVI's.
+
+    For protein (ADT) counts, where a cell's count of a protein it does not express is
+    unspecific background and the counts of the proteins it expresses lie well above it. The
+    decoder gives three logits per feature: the background proportions ``r`` (a softmax), the
+    foreground's excess over the background ``f = 1 + softplus(.)`` and the probability ``w``
+    of the background component (a sigmoid). With ``q = r (w + (1 - w) f)`` normalised to sum
+    to 1, the component means are ``r / sum(q) * library`` and ``f`` times that, so that the
+    expected counts are ``q / sum(q) * library``, as for :class:`CountLikelihood`. Both
+    components share one dispersion per feature (totalVI's default).
+
+    Parameters
+    ----------
+    n_features
+        Number of features (proteins).
+    encoder_input
+        As for :class:`CountLikelihood`.
+    """
+
+    outputs_per_feature = 3
+
+    def _parts(self, logits: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Return the background proportions ``r``, the ratio ``f``, ``w`` and ``sum(q)``."""
+        back, excess, mixing = logits.chunk(3, dim=-1)
+        r = torch.softmax(back, dim=-1)
+        f = 1.0 + F.softplus(excess)
+        w = torch.sigmoid(mixing)
+        total = (r * (w + (1.0 - w) * f)).sum(dim=-1, keepdim=True)
+        return r, f, w, total
+
+    def distribution(self, logits: torch.Tensor, library: torch.Tensor) -> NegativeBinomialMixture:
+        """Return the background/foreground mixture for decoder ``logits`` and ``library``."""
+        r, f, _, total = self._parts(logits)
+        back = r / total * library
+        return _Mixture(
+            mu1=back,
+            mu2=back * f,
+            theta1=self.log_theta.exp(),
+            mixture_logits=logits.chunk(3, dim=-1)[2],
+            validate_args=False,
+        )
+
+    def normalized(
+        self, logits: torch.Tensor, library_size: float | torch.Tensor, overwrite: bool = False
+    ) -> torch.Tensor:
+        """Return the expected counts at ``library_size`` (1 gives proportions).
+
+        ``overwrite`` is accepted for the caller's convenience; the result is a new tensor
+        (a third of the logits' width).
+        """
+        r, f, w, total = self._parts(logits)
+        return r * (w + (1.0 - w) * f) / total * library_size
+
+    def log_normalized(self, logits: torch.Tensor) -> torch.Tensor:
+        """Return the log of the expected proportions, differentiably."""
+        return torch.log(self.normalized(logits, 1.0))
+
+    def components(
+        self, logits: torch.Tensor, library: float | torch.Tensor
+    ) -> list[tuple[torch.Tensor | float, torch.Tensor]]:
+        """Return the background and foreground ``(weight, mean)`` at ``library``."""
+        r, f, w, total = self._parts(logits)
+        back = r / total * library
+        return [(w, back), (1.0 - w, back * f)]
 
 
 def _nb_expected_log1p(mu: torch.Tensor, theta: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -148,6 +231,24 @@ def _nb_expected_log1p(mu: torch.Tensor, theta: torch.Tensor, scale: torch.Tenso
     return head + tail * torch.maximum(value, torch.log1p(scale * LOG1P_TERMS))
 
 
+class _Mixture(NegativeBinomialMixture):
+    """scvi-tools' negative binomial mixture, each draw choosing its own component.
+
+    scvi-tools 1.4 draws the component once per cell and feature and shares it between the
+    ``sample_shape`` draws, so that several draws of a cell are not independent.
+    """
+
+    @torch.no_grad()
+    def sample(self, sample_shape: torch.Size | tuple | None = None) -> torch.Tensor:
+        """Draw counts: a component per draw, then its negative binomial (gamma-Poisson)."""
+        shape = torch.Size(sample_shape or ())
+        background = torch.bernoulli(self.mixture_probs.expand(shape + self.mu1.shape))
+        mu = torch.where(background.bool(), self.mu1, self.mu2)
+        theta = self.theta1.expand_as(mu)
+        rate = torch.distributions.Gamma(theta, theta / mu.clamp(min=1e-8)).sample()
+        return torch.poisson(rate.clamp(max=1e8))
+
+
 class BernoulliLikelihood(nn.Module):
     """Bernoulli on binarised values (``x > 0``), probability ``sigmoid(logits)``.
 
@@ -156,6 +257,7 @@ class BernoulliLikelihood(nn.Module):
     """
 
     binary = True
+    outputs_per_feature = 1
 
     def observed(self, x: torch.Tensor) -> torch.Tensor:
         """Return the binarised accessibility."""
@@ -247,6 +349,10 @@ class BernoulliLikelihood(nn.Module):
         """
         return logits.sigmoid_() if overwrite else torch.sigmoid(logits)
 
+    def log_normalized(self, logits: torch.Tensor) -> torch.Tensor:
+        """Return the log accessibility probabilities, differentiably."""
+        return F.logsigmoid(logits)
+
 
 class _BinaryCrossEntropy(torch.autograd.Function):
     """Per-row sum of the binary cross-entropy of ``logits`` against 0/1 ``target``.
@@ -274,10 +380,31 @@ class _BinaryCrossEntropy(torch.autograd.Function):
         return out.to(ctx.logits_dtype), None
 
 
-def make_likelihood(modality: str, n_features: int, encoder_input: EncoderInput) -> nn.Module:
-    """Return the likelihood of ``modality`` (``"rna"``, ``"atac"`` or ``"protein"``)."""
+def likelihood_class(modality: str, protein_likelihood: ProteinLikelihood = "nb") -> type:
+    """Return the likelihood class of ``modality`` (``"rna"``, ``"atac"`` or ``"protein"``).
+
+    ``protein_likelihood`` chooses protein's: ``"nb"`` (:class:`CountLikelihood`) or
+    ``"nb_mixture"`` (:class:`CountMixtureLikelihood`).
+    """
+    if protein_likelihood not in ("nb", "nb_mixture"):
+        raise ValueError(
+            f"protein_likelihood must be 'nb' or 'nb_mixture', got {protein_likelihood!r}."
+        )
     if modality == "atac":
-        return BernoulliLikelihood()
+        return BernoulliLikelihood
+    if modality == "protein" and protein_likelihood == "nb_mixture":
+        return CountMixtureLikelihood
     if modality in ("rna", "protein"):
-        return CountLikelihood(n_features, encoder_input=encoder_input)
+        return CountLikelihood
     raise ValueError(f"Unknown modality {modality!r}; expected 'rna', 'atac' or 'protein'.")
+
+
+def make_likelihood(
+    modality: str,
+    n_features: int,
+    encoder_input: EncoderInput,
+    protein_likelihood: ProteinLikelihood = "nb",
+) -> nn.Module:
+    """Return the likelihood of ``modality`` (see :func:`likelihood_class`)."""
+    cls = likelihood_class(modality, protein_likelihood)
+    return cls() if cls.binary else cls(n_features, encoder_input=encoder_input)

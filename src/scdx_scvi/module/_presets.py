@@ -76,6 +76,7 @@ MODEL_CONFIGURATIONS: dict[str, dict] = {
         "gaussian_residual": True,
         "prediction": "v",
         "generation_depth": "latent_atac",
+        "protein_likelihood": "nb",
     },
     "reference": {
         "architecture": "default",
@@ -96,6 +97,7 @@ MODEL_CONFIGURATIONS: dict[str, dict] = {
         "gaussian_residual": False,
         "prediction": "epsilon",
         "generation_depth": "label",
+        "protein_likelihood": "nb",
     },
 }
 

@@ -17,7 +17,7 @@ from scdx_scvi.nn import MLP
 
 from ._depth import LatentDepth
 from ._latent_diffusion import LatentDiffusion
-from ._likelihoods import EncoderInput, make_likelihood
+from ._likelihoods import EncoderInput, ProteinLikelihood, likelihood_class, make_likelihood
 
 #: Values of ``generation_depth`` (see :class:`SCDXModule`).
 GenerationDepth = Literal["label", "latent", "latent_atac"]
@@ -56,8 +56,8 @@ class SCDXModule(BaseModuleClass):
     Every modality has its own deterministic MLP encoder (features -> latent) and decoder
     (latent -> features); there are no joint layers, so a cell has one latent vector per
     modality. RNA and protein are decoded as ``softmax * library`` with a negative binomial
-    likelihood (one dispersion per feature); ATAC is decoded as a Bernoulli on binarised
-    accessibility.
+    likelihood (one dispersion per feature; protein optionally as a background/foreground
+    mixture); ATAC is decoded as a Bernoulli on binarised accessibility.
 
     Parameters
     ----------
@@ -110,6 +110,10 @@ class SCDXModule(BaseModuleClass):
         linear in the cell's latent (:class:`LatentDepth`), ATAC logits being shifted to that
         number of open peaks; ``"latent_atac"`` does so for ATAC only and keeps the per-label
         libraries of count modalities.
+    protein_likelihood
+        ``"nb"`` (the reference): protein counts as RNA's, a negative binomial per protein;
+        ``"nb_mixture"``: a background and a foreground negative binomial per protein, as
+        totalVI's (:class:`~scdx_scvi.module.CountMixtureLikelihood`).
     diffusion_kwargs
         Options of :class:`~scdx_scvi.module.LatentDiffusion` (denoiser, latent scaling, ...).
     """
@@ -130,6 +134,7 @@ class SCDXModule(BaseModuleClass):
         cross_reconstruction: float = 0.0,
         latent_agreement: float = 0.0,
         generation_depth: GenerationDepth = "label",
+        protein_likelihood: ProteinLikelihood = "nb",
         diffusion_kwargs: Mapping | None = None,
     ):
         super().__init__()
@@ -173,10 +178,13 @@ class SCDXModule(BaseModuleClass):
             self.encoders[m] = MLP(
                 n_features[m], self.n_latent[m], hidden, cat_list, norm, dropout_rate
             )
+            n_out = n_features[m] * likelihood_class(m, protein_likelihood).outputs_per_feature
             self.decoders[m] = MLP(
-                self.n_latent[m], n_features[m], hidden[::-1], cat_list, norm, dropout_rate
+                self.n_latent[m], n_out, hidden[::-1], cat_list, norm, dropout_rate
             )
-            self.likelihoods[m] = make_likelihood(m, n_features[m], encoder_input)
+            self.likelihoods[m] = make_likelihood(
+                m, n_features[m], encoder_input, protein_likelihood
+            )
             if not self.likelihoods[m].binary:
                 # log-normal prior of the library size per label, fitted on training cells
                 self.register_buffer(f"library_log_mean_{m}", torch.zeros(max(n_labels, 1)))
