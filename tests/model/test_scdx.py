@@ -199,6 +199,7 @@ def test_reference_configuration_sets_every_reference_value(make_mudata, setup_k
     assert diffusion.denoiser.n_channels == 128 and diffusion.denoiser.cross_attention_type == "dca"
     assert len(diffusion.denoiser.source_input) == 0
     assert module.generation_depth == "label"
+    assert model.options["protein_likelihood"] == "nb"
     assert SCDX(mdata).module.generation_depth == "latent_atac"
     # an explicit option still overrides the configuration
     model = SCDX(mdata, configuration="reference", n_channels=32)
@@ -319,14 +320,16 @@ def test_posterior_predictive_sample_draws_counts_at_the_observed_depth(
 
 
 def test_protein_mixture_likelihood_trains_translates_generates_and_reloads(tmp_path):
+    """The default protein likelihood through every path that decodes protein."""
     from helpers import train_tiny
 
     from scdx_scvi.module import CountMixtureLikelihood
 
-    model, mdata = train_tiny(("rna", "protein"), protein_likelihood="nb_mixture")
+    model, mdata = train_tiny(("rna", "protein"))  # the default protein likelihood
     assert isinstance(model.module.likelihoods["protein"], CountMixtureLikelihood)
     assert model.options["protein_likelihood"] == "nb_mixture"
-    assert SCDX(mdata).options["protein_likelihood"] == "nb"  # the default and the reference
+    reference = SCDX(mdata, configuration="reference")
+    assert type(reference.module.likelihoods["protein"]).__name__ == "CountLikelihood"
     n_proteins = mdata["protein_expression"].n_vars
     protein = model.get_normalized_protein(library_size="observed", return_numpy=True)
     totals = np.asarray(mdata["protein_expression"].X.sum(axis=1)).ravel()

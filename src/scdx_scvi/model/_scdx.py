@@ -84,12 +84,13 @@ class SCDX(
     r"""Multimodal latent diffusion with Dual Cross Attention (scDiffusion-X) :cite:p:`Luo2026`.
 
     Stage 1 is a multimodal autoencoder: one deterministic encoder/decoder pair per modality
-    compresses RNA, ATAC and/or protein into one latent vector per modality. RNA and protein are
-    decoded as ``softmax * library`` with a negative binomial likelihood, ATAC as a Bernoulli on
-    binarised accessibility. Stage 2 is a DDPM over the scaled latents whose denoiser (a U-Net
-    with Dual Cross Attention between the modality streams) learns their joint distribution,
-    conditioned on the cell type; :meth:`generate` samples new paired cells from it and
-    :meth:`get_translated_modality` translates one modality into another.
+    compresses RNA, ATAC and/or protein into one latent vector per modality. RNA is decoded as
+    ``softmax * library`` with a negative binomial likelihood, protein as a background/foreground
+    mixture of two (``protein_likelihood``), ATAC as a Bernoulli on binarised accessibility.
+    Stage 2 is a DDPM over the scaled latents whose denoiser (a U-Net with Dual Cross Attention
+    between the modality streams) learns their joint distribution, conditioned on the cell type;
+    :meth:`generate` samples new paired cells from it and :meth:`get_translated_modality`
+    translates one modality into another.
 
     Every option below defaults to the value of the chosen ``configuration``: ``"scdx"``, the
     best measured configuration (the user guide gives the study behind each value), or
@@ -194,10 +195,10 @@ class SCDX(
         and draws ATAC from the decoder's probabilities as they are
         (:class:`~scdx_scvi.module.SCDXModule`).
     protein_likelihood
-        How protein counts are modelled: ``"nb"`` (the reference), one negative binomial per
-        protein as for RNA; ``"nb_mixture"``, a background and a foreground negative binomial
-        per protein, as totalVI's (:class:`~scdx_scvi.module.CountMixtureLikelihood`). See the
-        user guide for their measurements.
+        How protein counts are modelled: ``"nb_mixture"``, a background and a foreground
+        negative binomial per protein, as totalVI's
+        (:class:`~scdx_scvi.module.CountMixtureLikelihood`), or ``"nb"`` (the reference), one
+        negative binomial per protein as for RNA. See the user guide for their measurements.
     diffusion_batch
         Condition the diffusion on the batch too (needs a registered ``batch_key``).
     denoiser_kwargs

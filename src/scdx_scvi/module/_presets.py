@@ -76,7 +76,7 @@ MODEL_CONFIGURATIONS: dict[str, dict] = {
         "gaussian_residual": True,
         "prediction": "v",
         "generation_depth": "latent_atac",
-        "protein_likelihood": "nb",
+        "protein_likelihood": "nb_mixture",
     },
     "reference": {
         "architecture": "default",
