@@ -158,12 +158,12 @@ for source, target in translation_directions(["rna", "protein"]):
 pd.DataFrame(table).round(3)
 
 # %% [markdown]
-# On this simulated experiment SCDX is ahead of every control protein → RNA per gene (0.241
-# against 0.225 for ridge regression on its own protein latent and 0.218 on the raw proteins),
-# and level with ridge regression per cell there (0.661 against 0.664). RNA → protein it is
-# **level with the controls, not ahead**: 0.689 per protein against 0.693 for ridge regression
-# and 0.672 for kNN on the raw RNA, and 0.871 per cell against 0.882 for ridge. Where a panel is
+# On this simulated experiment SCDX is ahead of every control protein → RNA per gene (0.242
+# against 0.226 for ridge regression on its own protein latent and 0.218 on the raw proteins),
+# and level with ridge regression per cell there (0.665 against 0.664). RNA → protein it is
+# **level with the controls, not ahead**: 0.691 per protein against 0.693 for ridge regression
+# and 0.672 for kNN on the raw RNA, and 0.877 per cell against 0.882 for ridge. Where a panel is
 # predicted from RNA alone and nothing else is needed, check a ridge regression on the same
 # training cells first (`translation_controls` fits it in one call). SCDX's translation is above
-# both regressions on its own RNA latent (kNN 0.674, ridge 0.640), so it uses what its latent
+# both regressions on its own RNA latent (kNN 0.673, ridge 0.649), so it uses what its latent
 # carries; what separates it from ridge on the raw RNA is lost in the encoder.
