@@ -68,7 +68,8 @@ def snareseq_rows(args) -> list[dict]:
     train, test = split(read(args.dataset))
     options = argparse.Namespace(
         configuration="scdx", architecture=None, n_channels=None, latent_scaling=None,
-        ae_epochs=2 if args.quick else None, diffusion_steps=20 if args.quick else None, lr=None,
+        protein_likelihood=None, ae_epochs=2 if args.quick else None,
+        diffusion_steps=20 if args.quick else None, lr=None,
     )  # fmt: skip
     scdx, info = train_scdx(train, options, "cell_type")
     rows = [{"task": "training", "model": SCDX_NAME, "seconds": info["seconds"],

@@ -167,23 +167,24 @@ class CountMixtureLikelihood(CountLikelihood):
     outputs_per_feature = 3
 
     def _parts(self, logits: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Return the background proportions ``r``, the ratio ``f``, ``w`` and ``sum(q)``."""
+        """Return ``r / sum(q)``, ``f``, ``w``, ``q / sum(q)`` and the mixing logits."""
         back, excess, mixing = logits.chunk(3, dim=-1)
         r = torch.softmax(back, dim=-1)
         f = 1.0 + F.softplus(excess)
         w = torch.sigmoid(mixing)
-        total = (r * (w + (1.0 - w) * f)).sum(dim=-1, keepdim=True)
-        return r, f, w, total
+        q = r * (w + (1.0 - w) * f)
+        total = q.sum(dim=-1, keepdim=True)
+        return r / total, f, w, q / total, mixing
 
     def distribution(self, logits: torch.Tensor, library: torch.Tensor) -> NegativeBinomialMixture:
         """Return the background/foreground mixture for decoder ``logits`` and ``library``."""
-        r, f, _, total = self._parts(logits)
-        back = r / total * library
+        r, f, _, _, mixing = self._parts(logits)
+        back = r * library
         return _Mixture(
             mu1=back,
             mu2=back * f,
             theta1=self.log_theta.exp(),
-            mixture_logits=logits.chunk(3, dim=-1)[2],
+            mixture_logits=mixing,
             validate_args=False,
         )
 
@@ -195,8 +196,7 @@ class CountMixtureLikelihood(CountLikelihood):
         ``overwrite`` is accepted for the caller's convenience; the result is a new tensor
         (a third of the logits' width).
         """
-        r, f, w, total = self._parts(logits)
-        return r * (w + (1.0 - w) * f) / total * library_size
+        return self._parts(logits)[3] * library_size
 
     def log_normalized(self, logits: torch.Tensor) -> torch.Tensor:
         """Return the log of the expected proportions, differentiably."""
@@ -206,8 +206,8 @@ class CountMixtureLikelihood(CountLikelihood):
         self, logits: torch.Tensor, library: float | torch.Tensor
     ) -> list[tuple[torch.Tensor | float, torch.Tensor]]:
         """Return the background and foreground ``(weight, mean)`` at ``library``."""
-        r, f, w, total = self._parts(logits)
-        back = r / total * library
+        r, f, w, _, _ = self._parts(logits)
+        back = r * library
         return [(w, back), (1.0 - w, back * f)]
 
 
