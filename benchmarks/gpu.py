@@ -43,7 +43,7 @@ from _common import (
     read,
     split,
 )
-from run import SCDX_NAME, peer_samples, train_peer, train_scdx
+from run import SCDX_NAME, parse_args, peer_samples, train_peer, train_scdx
 from scaling import cell_types, paired_mudata, peer_epoch, simulate_atac, simulate_rna
 from translation import multivi_translate
 
@@ -66,11 +66,8 @@ def cpu_record(name: str) -> dict:
 def snareseq_rows(args) -> list[dict]:
     """Train both models on snareseq_mop and time training, translation and generation."""
     train, test = split(read(args.dataset))
-    options = argparse.Namespace(
-        configuration="scdx", architecture=None, n_channels=None, latent_scaling=None,
-        protein_likelihood=None, ae_epochs=2 if args.quick else None,
-        diffusion_steps=20 if args.quick else None, lr=None,
-    )  # fmt: skip
+    # run.py's own training options and defaults, so that every option it passes is set
+    options = parse_args(["--ae-epochs", "2", "--diffusion-steps", "20"] if args.quick else [])
     scdx, info = train_scdx(train, options, "cell_type")
     rows = [{"task": "training", "model": SCDX_NAME, "seconds": info["seconds"],
              "peak_mib": info["peak_mib"], "autoencoder_epochs": info["autoencoder_epochs"],

@@ -100,7 +100,8 @@ TIMING_REPEATS = 3
 # ----------------------------------------------------------------------------- set-up
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line (or ``argv``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="snareseq_mop")
     parser.add_argument("--labels-key", default="cell_type", help="'' for none")
@@ -138,7 +139,7 @@ def parse_args() -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--out", default=None, help="one folder for the JSON, page and figures")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.quick:
         if args.dataset == "snareseq_mop":
             args.dataset = "neurips2021_bmmc_multiome_starter"

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from anndata import AnnData
+from mudata import MuData
 from scipy import sparse
+
+from scdx_scvi._constants import MODALITIES
 
 from ._validate import check_unique_names, check_values, read_rows
 
@@ -87,3 +90,39 @@ def align_features(
             n_missing, len(features), modality, where,
         )  # fmt: skip
     return aligned, n_missing
+
+
+def check_training_features(
+    mdata: MuData, modality_names: Mapping[str, str], feature_names: Mapping[str, np.ndarray]
+) -> None:
+    """Refuse a MuData whose modalities or features differ from the training data's.
+
+    ``modality_names`` maps each modality (``"rna"``) to its name in ``mdata.mod``;
+    ``feature_names`` gives the training features of each modality, in their order.
+    """
+    for m, mod in modality_names.items():
+        if mod not in mdata.mod:
+            raise ValueError(
+                f"The model was trained with modality {mod!r} ({m}); the MuData has "
+                f"{list(mdata.mod.keys())}."
+            )
+        expected = feature_names[m]
+        found = mdata.mod[mod].var_names.to_numpy().astype(str)
+        if len(found) != len(expected) or not np.array_equal(found, expected):
+            raise ValueError(_feature_mismatch_message(m, mod, expected, found))
+
+
+def _feature_mismatch_message(modality: str, mod: str, expected, found) -> str:
+    noun = MODALITIES[modality].feature_noun
+    if len(found) != len(expected):
+        detail = f"the model has {len(expected)} {noun}s, the MuData {len(found)}"
+    elif set(found) == set(expected):
+        detail = f"the same {noun}s in a different order"
+    else:
+        i = int(np.flatnonzero(found != expected)[0])
+        detail = f"{noun} {i} is {str(found[i])!r} where the model has {str(expected[i])!r}"
+    return (
+        f"The {mod!r} features of the MuData do not match the model's: {detail}. Subset and "
+        "order them as in training, e.g. build the MuData from "
+        f"`mdata.mod[{mod!r}][:, model.feature_names_[{modality!r}]]`."
+    )

@@ -24,6 +24,7 @@ from scdx_scvi._compat import (
 from scdx_scvi._constants import MODALITIES
 from scdx_scvi.data import check_mudata, data_modalities, resolve_modalities
 from scdx_scvi.data._checks import check_indices, check_mapping_keys
+from scdx_scvi.data._query import check_training_features
 from scdx_scvi.data._validate import check_reserved_columns
 from scdx_scvi.module import (
     MODEL_CONFIGURATIONS,
@@ -533,7 +534,7 @@ class SCDX(
         if copy_if_view and adata.is_view:
             logger.info("Received a view of a MuData; working on a copy.")
             adata = adata.copy()
-        self._check_features(adata)
+        check_training_features(adata, self._modality_names, self.feature_names_)
         setup_args = self.registry_[_SETUP_ARGS_KEY]
         modalities = setup_args["modalities"]
         check_mudata(
@@ -576,18 +577,6 @@ class SCDX(
         adata = self._validate_anndata(adata)
         indices = check_indices(indices, adata.n_obs)
         return adata, indices, check_int(batch_size, "batch_size", optional=True)
-
-    def _check_features(self, mdata: MuData) -> None:
-        for m, mod in self._modality_names.items():
-            if mod not in mdata.mod:
-                raise ValueError(
-                    f"The model was trained with modality {mod!r} ({m}); the MuData has "
-                    f"{list(mdata.mod.keys())}."
-                )
-            expected = self.feature_names_[m]
-            found = mdata.mod[mod].var_names.to_numpy().astype(str)
-            if len(found) != len(expected) or not np.array_equal(found, expected):
-                raise ValueError(_feature_mismatch_message(m, mod, expected, found))
 
     # ------------------------------------------------------------------ training
 
@@ -789,19 +778,3 @@ class SCDX(
             max_steps=max_steps_diffusion, accelerator=accelerator, devices=devices,
             **{**trainer_kwargs, **(diffusion_kwargs or {})},
         )  # fmt: skip
-
-
-def _feature_mismatch_message(modality: str, mod: str, expected, found) -> str:
-    noun = MODALITIES[modality].feature_noun
-    if len(found) != len(expected):
-        detail = f"the model has {len(expected)} {noun}s, the MuData {len(found)}"
-    elif set(found) == set(expected):
-        detail = f"the same {noun}s in a different order"
-    else:
-        i = int(np.flatnonzero(found != expected)[0])
-        detail = f"{noun} {i} is {str(found[i])!r} where the model has {str(expected[i])!r}"
-    return (
-        f"The {mod!r} features of the MuData do not match the model's: {detail}. Subset and "
-        "order them as in training, e.g. build the MuData from "
-        f"`mdata.mod[{mod!r}][:, model.feature_names_[{modality!r}]]`."
-    )
