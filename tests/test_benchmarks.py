@@ -301,3 +301,21 @@ def test_translation_gap_quick(tmp_path):
         assert {"translation", *FLOOR_NAMES, "ridge target latent, decoded"} <= names
         assert {"decoder-aware linear map, decoded", "own target latent, decoded"} <= names
     assert all(-1 <= r["score"] <= 1 for r in rows)
+
+
+@pytest.mark.slow
+def test_count_draws_quick(tmp_path):
+    """``count_draws.py`` scores every way of drawing counts beside the floor and the ceiling."""
+    out = tmp_path / "draws.json"
+    run_script(
+        "count_draws.py", "--quick", "--dataset", "neurips2021_bmmc_cite_starter", "--out", str(out)
+    )
+    floors, *rows = json.loads(out.read_text())["results"]
+    assert floors["variant"] is None and "atac" not in floors
+    for m in ("rna", "protein"):
+        assert 0 <= floors[m]["real_vs_real_auc"] <= 1
+        assert 0 <= floors[m]["reconstruction_draws_auc"] <= 1
+    assert [r["variant"] for r in rows] == [
+        "likelihood", "given_library", "poisson", "dispersion_x0.5", "dispersion_x2"
+    ]  # fmt: skip
+    assert all(0 <= r[m]["classifier_auc"] <= 1 for r in rows for m in ("rna", "protein"))
