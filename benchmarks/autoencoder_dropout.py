@@ -1,8 +1,9 @@
 """Stage-1 options against held-out reconstruction, the cross-modal floor and draw realism.
 
-For each ``--dropout-rate`` and each ``--protein-likelihood``, stage 1 of ``SCDX(mdata)`` (every
-other option the package's default; the batch registered where the data have one) is trained on
-the training cells of the canonical split, and scored on the held-out cells by:
+For each ``--dropout-rate``, ``--protein-likelihood``, ``--encoder-input`` and
+``--reconstruction-weights``, stage 1 of ``SCDX(mdata)`` (every other option the package's
+default; the batch registered where the data have one) is trained on the training cells of the
+canonical split, and scored on the held-out cells by:
 
 * held-out reconstruction, the headline translation metric of each modality;
 * the floor of each source latent: kNN and ridge regression from it to the other modality
@@ -19,6 +20,8 @@ Usage::
     python benchmarks/autoencoder_dropout.py --dataset eccite_citefuse --dropout-rate 0 0.1
     python benchmarks/autoencoder_dropout.py --dataset eccite_citefuse --dropout-rate 0 \
         --protein-likelihood nb nb_mixture --out benchmarks/results/protein_likelihood_eccite.json
+    python benchmarks/autoencoder_dropout.py --dataset eccite_citefuse --dropout-rate 0 \
+        --protein-likelihood nb_mixture --encoder-input counts log1p
 """
 
 from __future__ import annotations
@@ -49,6 +52,12 @@ def main() -> None:
         "--protein-likelihood", nargs="+", default=["nb"], choices=["nb", "nb_mixture"]
     )
     parser.add_argument(
+        "--encoder-input", nargs="+", default=["counts"], choices=["counts", "log1p"]
+    )
+    parser.add_argument(
+        "--reconstruction-weights", nargs="+", default=["sum"], choices=["sum", "per_feature"]
+    )
+    parser.add_argument(
         "--max-epochs", type=int, default=None, help="stage-1 epochs (default: by data size)"
     )
     parser.add_argument("--generation-seeds", type=int, default=3)
@@ -61,11 +70,17 @@ def main() -> None:
     results: Results = open_results(__file__, args, train, test)
     batch_key = "batch" if "batch" in mdata.obs else None
     seeds = GENERATION_SEEDS[: args.generation_seeds]
-    for rate, likelihood in itertools.product(args.dropout_rate, args.protein_likelihood):
+    options = itertools.product(
+        args.dropout_rate, args.protein_likelihood, args.encoder_input, args.reconstruction_weights
+    )
+    for rate, likelihood, encoder_input, weights in options:
         scvi.settings.seed = 0
         data = train.copy()
         SCDX.setup_mudata(data, batch_key=batch_key)
-        model = SCDX(data, dropout_rate=rate, protein_likelihood=likelihood)
+        model = SCDX(
+            data, dropout_rate=rate, protein_likelihood=likelihood, encoder_input=encoder_input,
+            reconstruction_weights=weights,
+        )  # fmt: skip
         _, seconds, _ = measured(
             lambda m=model: m.train_autoencoder(
                 max_epochs=args.max_epochs, enable_progress_bar=False
@@ -77,6 +92,8 @@ def main() -> None:
         row = {
             "dropout_rate": rate,
             "protein_likelihood": likelihood,
+            "encoder_input": encoder_input,
+            "reconstruction_weights": weights,
             "seconds": seconds,
             "autoencoder_epochs": model.epochs_trained["autoencoder"],
             "reconstruction": {m: headline(observed[m], predicted[m], m) for m in model.modalities},

@@ -227,10 +227,12 @@ def test_autoencoder_dropout_quick(tmp_path):
     out = tmp_path / "dropout.json"
     run_script(
         "autoencoder_dropout.py", "--dataset", "scvi_pbmc_cite_tests", "--dropout-rate", "0", "0.1",
-        "--max-epochs", "2", "--generation-seeds", "1", "--out", str(out),
+        "--encoder-input", "log1p", "--max-epochs", "2", "--generation-seeds", "1",
+        "--out", str(out),
     )  # fmt: skip
     rows = json.loads(out.read_text())["results"]
     assert [r["dropout_rate"] for r in rows] == [0.0, 0.1]
+    assert all(r["encoder_input"] == "log1p" and r["reconstruction_weights"] == "sum" for r in rows)
     for row in rows:
         assert set(row["floor"]) == {"rna->protein", "protein->rna"}
         for m in ("rna", "protein"):
