@@ -1,9 +1,9 @@
 """Stage-1 options against held-out reconstruction, the cross-modal floor and draw realism.
 
-For each ``--dropout-rate``, ``--protein-likelihood``, ``--encoder-input`` and
-``--reconstruction-weights``, stage 1 of ``SCDX(mdata)`` (every other option the package's
-default; the batch registered where the data have one) is trained on the training cells of the
-canonical split, and scored on the held-out cells by:
+For each ``--dropout-rate``, ``--protein-likelihood``, ``--encoder-input``,
+``--reconstruction-weights`` and ``--architecture``, stage 1 of ``SCDX(mdata)`` (every other
+option the package's default; the batch registered where the data have one) is trained on the
+training cells of the canonical split, and scored on the held-out cells by:
 
 * held-out reconstruction, the headline translation metric of each modality;
 * the floor of each source latent: kNN and ridge regression from it to the other modality
@@ -58,6 +58,9 @@ def main() -> None:
         "--reconstruction-weights", nargs="+", default=["sum"], choices=["sum", "per_feature"]
     )
     parser.add_argument(
+        "--architecture", nargs="+", default=["small"], choices=["small", "default", "large"]
+    )
+    parser.add_argument(
         "--max-epochs", type=int, default=None, help="stage-1 epochs (default: by data size)"
     )
     parser.add_argument("--generation-seeds", type=int, default=3)
@@ -71,15 +74,16 @@ def main() -> None:
     batch_key = "batch" if "batch" in mdata.obs else None
     seeds = GENERATION_SEEDS[: args.generation_seeds]
     options = itertools.product(
-        args.dropout_rate, args.protein_likelihood, args.encoder_input, args.reconstruction_weights
-    )
-    for rate, likelihood, encoder_input, weights in options:
+        args.dropout_rate, args.protein_likelihood, args.encoder_input,
+        args.reconstruction_weights, args.architecture,
+    )  # fmt: skip
+    for rate, likelihood, encoder_input, weights, architecture in options:
         scvi.settings.seed = 0
         data = train.copy()
         SCDX.setup_mudata(data, batch_key=batch_key)
         model = SCDX(
             data, dropout_rate=rate, protein_likelihood=likelihood, encoder_input=encoder_input,
-            reconstruction_weights=weights,
+            reconstruction_weights=weights, architecture=architecture,
         )  # fmt: skip
         _, seconds, _ = measured(
             lambda m=model: m.train_autoencoder(
@@ -94,6 +98,7 @@ def main() -> None:
             "protein_likelihood": likelihood,
             "encoder_input": encoder_input,
             "reconstruction_weights": weights,
+            "architecture": architecture,
             "seconds": seconds,
             "autoencoder_epochs": model.epochs_trained["autoencoder"],
             "reconstruction": {m: headline(observed[m], predicted[m], m) for m in model.modalities},
