@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="eccite_citefuse")
     parser.add_argument("--load-dir", default=None, help="run.py --save-dir of the model")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--n-comps", type=int, default=50)
     parser.add_argument("--out", default=None)
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (run.py --quick)")
