@@ -1,9 +1,10 @@
 """Stage-1 options against held-out reconstruction, the cross-modal floor and draw realism.
 
 For each ``--dropout-rate``, ``--protein-likelihood``, ``--encoder-input``,
-``--reconstruction-weights`` and ``--architecture``, stage 1 of ``SCDX(mdata)`` (every other
-option the package's default; the batch registered where the data have one) is trained on the
-training cells of the canonical split, and scored on the held-out cells by:
+``--reconstruction-weights``, ``--architecture`` and ``--early-stopping``, stage 1 of
+``SCDX(mdata)`` (every other option the package's default; the batch registered where the data
+have one) is trained on the training cells of the canonical split, and scored on the held-out
+cells by:
 
 * held-out reconstruction, the headline translation metric of each modality;
 * the floor of each source latent: kNN and ridge regression from it to the other modality
@@ -60,6 +61,7 @@ def main() -> None:
     parser.add_argument(
         "--architecture", nargs="+", default=["small"], choices=["small", "default", "large"]
     )
+    parser.add_argument("--early-stopping", nargs="+", default=["on"], choices=["on", "off"])
     parser.add_argument(
         "--max-epochs", type=int, default=None, help="stage-1 epochs (default: by data size)"
     )
@@ -75,9 +77,9 @@ def main() -> None:
     seeds = GENERATION_SEEDS[: args.generation_seeds]
     options = itertools.product(
         args.dropout_rate, args.protein_likelihood, args.encoder_input,
-        args.reconstruction_weights, args.architecture,
+        args.reconstruction_weights, args.architecture, args.early_stopping,
     )  # fmt: skip
-    for rate, likelihood, encoder_input, weights, architecture in options:
+    for rate, likelihood, encoder_input, weights, architecture, stopping in options:
         scvi.settings.seed = 0
         data = train.copy()
         SCDX.setup_mudata(data, batch_key=batch_key)
@@ -86,8 +88,10 @@ def main() -> None:
             reconstruction_weights=weights, architecture=architecture,
         )  # fmt: skip
         _, seconds, _ = measured(
-            lambda m=model: m.train_autoencoder(
-                max_epochs=args.max_epochs, enable_progress_bar=False
+            lambda m=model, stop=stopping == "on": m.train_autoencoder(
+                max_epochs=args.max_epochs,
+                early_stopping=stop,
+                enable_progress_bar=False,
             )
         )
         names = model.modality_names
@@ -99,6 +103,7 @@ def main() -> None:
             "encoder_input": encoder_input,
             "reconstruction_weights": weights,
             "architecture": architecture,
+            "early_stopping": stopping == "on",
             "seconds": seconds,
             "autoencoder_epochs": model.epochs_trained["autoencoder"],
             "reconstruction": {m: headline(observed[m], predicted[m], m) for m in model.modalities},
