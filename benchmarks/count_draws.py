@@ -12,7 +12,10 @@ training cells: what the decoder and its likelihood give for cells the model has
 * ``given_library``: the same gamma rates rescaled to sum to the drawn library, then Poisson, so
   that each cell's total is its library size up to Poisson noise;
 * ``poisson``: Poisson at the decoded means (no overdispersion);
-* ``dispersion_x0.5`` / ``dispersion_x2``: the fitted inverse dispersions halved / doubled.
+* ``dispersion_x0.5`` / ``dispersion_x2``: the fitted inverse dispersions halved / doubled;
+* ``training_cells``: the package's draw with ``generation_depth="training_cells"``: each cell
+  takes the library sizes of one training cell of its label instead of drawing them from the
+  per-label log-normal.
 
 Accessibility is drawn as the package draws it in every variant.
 
@@ -39,7 +42,14 @@ from scdx_scvi import SCDX
 from scdx_scvi.metrics import REFERENCE_NAME, generation_score_set, reference_sample
 from scdx_scvi.metrics._tasks import GENERATION_SEEDS
 
-VARIANTS = ("likelihood", "given_library", "poisson", "dispersion_x0.5", "dispersion_x2")
+VARIANTS = (
+    "likelihood",
+    "given_library",
+    "poisson",
+    "dispersion_x0.5",
+    "dispersion_x2",
+    "training_cells",
+)
 RECONSTRUCTION = "training cells' reconstruction draws"
 
 
@@ -68,8 +78,13 @@ def draw(px, library: torch.Tensor, variant: str) -> torch.Tensor:
 @contextlib.contextmanager
 def drawn_as(model: SCDX, variant: str) -> Iterator[None]:
     """Within the block, the model's count likelihoods draw in the way ``variant`` says."""
-    if variant == "likelihood":
-        yield
+    if variant in ("likelihood", "training_cells"):
+        module, depth = model.module, model.module.generation_depth
+        module.generation_depth = "training_cells" if variant == "training_cells" else depth
+        try:
+            yield
+        finally:
+            module.generation_depth = depth
         return
     counts = [lik for lik in model.module.likelihoods.values() if not lik.binary]
     originals = [lik.distribution for lik in counts]
@@ -89,6 +104,20 @@ def drawn_as(model: SCDX, variant: str) -> Iterator[None]:
     finally:
         for lik in counts:
             del lik.distribution  # the class's method again
+
+
+def keep_training_libraries(model: SCDX, train) -> None:
+    """Keep the training cells' library sizes in a model saved before ``train_diffusion`` did."""
+    if model.module.training_depths.fitted():
+        return
+    rows = np.asarray(model.train_indices)
+    codes = np.asarray(model.adata_manager.get_from_registry("labels")).reshape(-1)[rows]
+    names = model.modality_names
+    model.module.training_depths.fit(
+        torch.as_tensor(codes if model.module.n_labels else np.zeros_like(codes)),
+        {m: torch.as_tensor(np.asarray(train[names[m]].X[rows].sum(axis=1)).ravel())
+         for m in model.module.training_depths.modalities},
+    )  # fmt: skip
 
 
 def main() -> None:
@@ -111,6 +140,7 @@ def main() -> None:
     labels_key = defaults.labels_key if defaults.labels_key in mdata.obs else None
     if args.load_dir:
         model = SCDX.load(Path(args.load_dir) / f"{args.dataset}_scdx", adata=train.copy())
+        keep_training_libraries(model, train)
     else:
         model, _ = train_scdx(train, defaults, labels_key)
     train_labels, test_labels = labels_of(train, labels_key), labels_of(test, labels_key)

@@ -318,6 +318,10 @@ def test_count_draws_quick(tmp_path):
         assert 0 <= floors[m]["real_vs_real_auc"] <= 1
         assert 0 <= floors[m]["reconstruction_draws_auc"] <= 1
     assert [r["variant"] for r in rows] == [
-        "likelihood", "given_library", "poisson", "dispersion_x0.5", "dispersion_x2"
+        "likelihood", "given_library", "poisson", "dispersion_x0.5", "dispersion_x2",
+        "training_cells",
     ]  # fmt: skip
     assert all(0 <= r[m]["classifier_auc"] <= 1 for r in rows for m in ("rna", "protein"))
+    # the training cells' library sizes reach the generated cells (the others share the draw)
+    library = {r["variant"]: r["protein"]["diagnostics"]["library_size_median"] for r in rows}
+    assert library["training_cells"] != library["likelihood"]

@@ -222,7 +222,7 @@ def test_depth_model_is_fitted_on_training_latents_and_used_by_generate():
     # each setting changes the depth of the modalities it names (RNA is drawn first: the
     # ATAC draws then also differ where the RNA draws consumed the generator differently)
     drawn = {}
-    for depth in ("latent_atac", "label", "latent"):
+    for depth in ("latent_atac", "label", "latent", "training_cells"):
         module.generation_depth = depth
         drawn[depth] = model.generate(labels={"label_0": 6}, seed=5)
     module.generation_depth = "latent_atac"
@@ -230,6 +230,14 @@ def test_depth_model_is_fitted_on_training_latents_and_used_by_generate():
     assert (drawn["latent_atac"][rna].X != drawn["label"][rna].X).nnz == 0
     assert (drawn["latent_atac"][atac].X != drawn["label"][atac].X).nnz > 0
     assert (drawn["latent_atac"][rna].X != drawn["latent"][rna].X).nnz > 0
+    assert (drawn["latent_atac"][rna].X != drawn["training_cells"][rna].X).nnz > 0
+    # the training cells' library sizes, in training order, with their label codes
+    kept = module.training_depths
+    rna_totals = np.asarray(mdata[rna].X.sum(axis=1)).ravel()[train]
+    np.testing.assert_allclose(kept.libraries[:, 0].numpy(), rna_totals, rtol=1e-6)
+    categories = list(model.adata_manager.get_state_registry("labels").categorical_mapping)
+    codes = [categories.index(x) for x in mdata.obs["labels"].to_numpy()[train]]
+    assert kept.labels.tolist() == codes
 
 
 def test_unconditional_model_and_improved_denoiser():

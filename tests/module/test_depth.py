@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scdx_scvi.module import BernoulliLikelihood, LatentDepth
+from scdx_scvi.module import BernoulliLikelihood, LatentDepth, TrainingDepths
 
 
 def _depths(n: int = 4000, seed: int = 0):
@@ -69,6 +69,44 @@ def test_latent_depth_loads_a_state_saved_before_it_existed():
     assert fresh.depth.fitted("rna") and torch.isnan(fresh.depth.range_rna).all()
     far = torch.tensor([[40.0, -40.0, 0.0]])
     assert float(fresh.depth.sample("rna", far).log()) > float(model.range_rna[1]) + 10
+
+
+def test_training_depths_take_one_training_cell_of_the_label_for_every_modality():
+    nan = float("nan")
+    model = TrainingDepths(["rna", "protein"])
+    assert not model.fitted()
+    labels = torch.tensor([0, 0, 1, 1, 1])
+    rna = torch.tensor([100.0, 200.0, 300.0, 400.0, 500.0])
+    protein = torch.tensor([10.0, 20.0, 30.0, nan, 50.0])  # cell 3 lacks protein
+    model.fit(labels, {"rna": rna, "protein": protein})
+    assert model.fitted()
+    torch.manual_seed(0)
+    drawn = model.sample(torch.tensor([0] * 200 + [1] * 200 + [2] * 200))  # no cell has label 2
+    pairs = torch.cat([drawn["rna"], drawn["protein"]], -1)
+    assert pairs.shape == (600, 2)
+    pairs_of = {tuple(p) for p in pairs.tolist()}
+    assert {tuple(p) for p in pairs[:200].tolist()} == {(100.0, 10.0), (200.0, 20.0)}
+    assert {tuple(p) for p in pairs[200:400].tolist()} == {(300.0, 30.0), (500.0, 50.0)}
+    assert {tuple(p) for p in pairs[400:].tolist()} == {(100.0, 10.0), (200.0, 20.0),
+                                                        (300.0, 30.0), (500.0, 50.0)}  # fmt: skip
+    assert pairs_of <= {(100.0, 10.0), (200.0, 20.0), (300.0, 30.0), (500.0, 50.0)}
+    # a label none of whose cells has every modality draws each modality on its own
+    model.fit(torch.tensor([0, 0]), {"rna": torch.tensor([1.0, nan]),
+                                     "protein": torch.tensor([nan, 2.0])})  # fmt: skip
+    drawn = model.sample(torch.zeros(5, dtype=torch.long))
+    assert drawn["rna"].eq(1.0).all() and drawn["protein"].eq(2.0).all()
+
+
+def test_training_depths_load_with_their_saved_size_and_stay_empty_in_older_states():
+    model = TrainingDepths(["rna"])
+    model.fit(torch.tensor([0, 1, 1]), {"rna": torch.tensor([5.0, 6.0, 7.0])})
+    fresh = TrainingDepths(["rna"])
+    fresh.load_state_dict(model.state_dict())
+    torch.testing.assert_close(fresh.libraries, model.libraries)
+    assert fresh.labels.tolist() == [0, 1, 1]
+    older = TrainingDepths(["rna"])
+    older.load_state_dict({})  # saved before the buffers existed: strict, left unfitted
+    assert not older.fitted()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

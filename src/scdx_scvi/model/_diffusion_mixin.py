@@ -173,6 +173,11 @@ class LatentDiffusionMixin:
             {m: labels[training[m]] for m in library},
             labels[train_idx],
             {m: v[training[m]] for m, v in z.items()},
+            {  # every training cell's library sizes, NaN where it lacks the modality
+                m: torch.where(observed[m][train_idx], v[train_idx].float(), torch.nan)
+                for m, v in library.items()
+                if not self.module.likelihoods[m].binary
+            },
         )
         scaled = diffusion.scale(z)
         datamodule = LatentDataModule(
@@ -285,7 +290,8 @@ class LatentDiffusionMixin:
         turned into observations: RNA and protein counts from the negative binomial, ATAC from
         the Bernoulli, at depths chosen by the model's ``generation_depth`` (library sizes from
         the log-normal fitted per label on training cells, as the reference does; with
-        ``"latent_atac"`` the number of open peaks drawn given each cell's ATAC latent). Work
+        ``"latent_atac"`` the number of open peaks drawn given each cell's ATAC latent; with
+        ``"training_cells"`` that and the library sizes of a training cell of the label). Work
         is done in chunks of ``batch_size`` cells and each chunk is stored sparse, so memory is
         bounded whatever ``n_cells`` is.
 

@@ -192,7 +192,9 @@ class SCDX(
         is linear in its ATAC latent, fitted on the training cells, and shifts the ATAC
         probabilities to it; RNA and protein library sizes come from a per-label log-normal.
         ``"latent"`` draws the library sizes given the latent too (worse on small CITE-seq
-        sets: see the user guide). ``"label"`` (the reference) uses the per-label log-normal
+        sets: see the user guide). ``"training_cells"`` draws ATAC as ``"latent_atac"`` and
+        gives each generated cell the RNA and protein library sizes of one training cell of its
+        label. ``"label"`` (the reference) uses the per-label log-normal
         and draws ATAC from the decoder's probabilities as they are
         (:class:`~scdx_scvi.module.SCDXModule`).
     protein_likelihood

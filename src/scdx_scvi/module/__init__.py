@@ -1,6 +1,6 @@
 """PyTorch modules (the scvi-tools ``BaseModuleClass`` side of SCDX)."""
 
-from ._depth import LatentDepth
+from ._depth import LatentDepth, TrainingDepths
 from ._latent_diffusion import LatentDiffusion
 from ._likelihoods import BernoulliLikelihood, CountLikelihood, CountMixtureLikelihood
 from ._presets import (
@@ -23,5 +23,6 @@ __all__ = [
     "LatentDepth",
     "LatentDiffusion",
     "SCDXModule",
+    "TrainingDepths",
     "default_max_epochs",
 ]

@@ -1,8 +1,8 @@
-"""Sequencing depth of generated cells, drawn given their latents."""
+"""Sequencing depth of generated cells: drawn given their latents, or taken from training cells."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -88,3 +88,74 @@ class LatentDepth(nn.Module):
         if torch.isfinite(low):  # models saved before the range was kept draw unbounded
             log_depth = log_depth.clamp(low, high)
         return torch.exp(log_depth).unsqueeze(-1)
+
+
+class TrainingDepths(nn.Module):
+    """Library sizes of training cells, for generated cells to take those of a cell of their label.
+
+    Each generated cell takes the library sizes of one training cell of its label, drawn with
+    replacement, for every count modality at once: the library sizes of generated cells then
+    follow the training cells' distribution whatever its shape (a per-label log-normal misses
+    a skewed or bimodal one, e.g. several cell types under one label or none), and the cell's
+    RNA and protein depths keep their correlation (two log-normals draw them independently).
+    Cells lacking a modality (mosaic data) are not drawn for the modalities they have unless no
+    cell of the label has them all; a label without training cells draws from every cell.
+
+    The buffers are empty until :meth:`fit` is called (and in models saved before they
+    existed): :meth:`fitted` says so.
+
+    Parameters
+    ----------
+    modalities
+        The count modalities (RNA, protein) whose library sizes are kept.
+    """
+
+    def __init__(self, modalities: Sequence[str]):
+        super().__init__()
+        self.modalities = tuple(modalities)
+        self.register_buffer("labels", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("libraries", torch.zeros(0, len(self.modalities)))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name, buffer in self.named_buffers(recurse=False):
+            saved = state_dict.setdefault(prefix + name, buffer)  # older models: left empty
+            self._buffers[name] = buffer.new_empty(saved.shape)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def fitted(self) -> bool:
+        """Whether training cells' library sizes are kept."""
+        return self.labels.numel() > 0
+
+    @torch.no_grad()
+    def fit(self, labels: torch.Tensor, libraries: Mapping[str, torch.Tensor]) -> None:
+        """Keep the label codes ``(cells,)`` and library sizes ``{modality: (cells,)}``.
+
+        A library size is NaN where the cell lacks the modality.
+        """
+        values = torch.stack([libraries[m].reshape(-1).float() for m in self.modalities], -1)
+        self.labels = labels.reshape(-1).long().to(self.labels.device)
+        self.libraries = values.to(self.libraries.device)
+
+    def sample(self, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Draw library sizes ``{modality: (cells, 1)}`` for label codes ``labels`` (global RNG)."""
+        codes = labels.reshape(-1).long().to(self.labels.device)
+        observed = torch.isfinite(self.libraries)
+        out = self.libraries.new_empty(len(codes), len(self.modalities))
+        for code in codes.unique():
+            chosen = codes == code
+            same = self.labels == code
+            if not same.any():
+                same = torch.ones_like(same)
+            if (same & observed.all(-1)).any():  # one training cell for every modality
+                out[chosen] = self.libraries[_draw(same & observed.all(-1), int(chosen.sum()))]
+                continue
+            for j in range(len(self.modalities)):
+                pool = same & observed[:, j] if (same & observed[:, j]).any() else observed[:, j]
+                out[chosen, j] = self.libraries[_draw(pool, int(chosen.sum())), j]
+        return {m: out[:, j : j + 1] for j, m in enumerate(self.modalities)}
+
+
+def _draw(pool: torch.Tensor, n: int) -> torch.Tensor:
+    """``n`` row indices drawn uniformly, with replacement, from the rows where ``pool`` holds."""
+    rows = torch.nonzero(pool).reshape(-1)
+    return rows[torch.randint(len(rows), (n,), device=rows.device)]

@@ -15,12 +15,12 @@ from scdx_scvi._constants import MODALITIES, MODULE_KEYS
 from scdx_scvi.diffusion import Sampler
 from scdx_scvi.nn import MLP
 
-from ._depth import LatentDepth
+from ._depth import LatentDepth, TrainingDepths
 from ._latent_diffusion import LatentDiffusion
 from ._likelihoods import EncoderInput, ProteinLikelihood, likelihood_class, make_likelihood
 
 #: Values of ``generation_depth`` (see :class:`SCDXModule`).
-GenerationDepth = Literal["label", "latent", "latent_atac"]
+GenerationDepth = Literal["label", "latent", "latent_atac", "training_cells"]
 GENERATION_DEPTHS = get_args(GenerationDepth)
 #: Values of ``expected`` (see :meth:`SCDXModule.decode_normalized`).
 ExpectedValue = Literal["counts", "log1p"]
@@ -109,7 +109,9 @@ class SCDXModule(BaseModuleClass):
         as they are; ``"latent"`` draws every modality's depth from a log-normal whose mean is
         linear in the cell's latent (:class:`LatentDepth`), ATAC logits being shifted to that
         number of open peaks; ``"latent_atac"`` does so for ATAC only and keeps the per-label
-        libraries of count modalities.
+        libraries of count modalities; ``"training_cells"`` draws ATAC as ``"latent_atac"`` and
+        gives each generated cell the library sizes of a training cell of its label, for every
+        count modality at once (:class:`TrainingDepths`).
     protein_likelihood
         ``"nb"`` (the reference): protein counts as RNA's, a negative binomial per protein;
         ``"nb_mixture"``: a background and a foreground negative binomial per protein, as
@@ -192,6 +194,9 @@ class SCDXModule(BaseModuleClass):
         self.n_labels = n_labels
         self.register_buffer("label_counts", torch.zeros(max(n_labels, 1)))
         self.depth = LatentDepth(self.n_latent)
+        self.training_depths = TrainingDepths(
+            [m for m in self.modalities if not self.likelihoods[m].binary]
+        )
         self.diffusion = LatentDiffusion(
             self.n_latent,
             n_labels=n_labels,
@@ -418,11 +423,13 @@ class SCDXModule(BaseModuleClass):
         library_labels: Mapping[str, torch.Tensor],
         labels: torch.Tensor,
         latents: Mapping[str, torch.Tensor] | None = None,
+        cell_libraries: Mapping[str, torch.Tensor] | None = None,
     ) -> None:
         """Fit the depth models of generated cells.
 
-        The per-label log-normal of each count modality's library size and, given
-        ``latents``, the latent depth model (:class:`LatentDepth`) of every modality. Also
+        The per-label log-normal of each count modality's library size, given ``latents`` the
+        latent depth model (:class:`LatentDepth`) of every modality, and given
+        ``cell_libraries`` the training cells' library sizes (:class:`TrainingDepths`). Also
         records the number of training cells per label (``label_counts``), the default label
         proportions of generated cells.
 
@@ -439,6 +446,9 @@ class SCDXModule(BaseModuleClass):
             Label codes of all training cells ``(cells,)``.
         latents
             Latents ``{modality: (cells_m, d_m)}`` of the same cells as ``library``.
+        cell_libraries
+            Library sizes ``{modality: (cells,)}`` of every training cell, in the order of
+            ``labels``, NaN where the cell lacks the modality (count modalities only).
         """
         labels = labels.reshape(-1).long()
         if self.n_labels:
@@ -447,6 +457,9 @@ class SCDXModule(BaseModuleClass):
             self.label_counts.fill_(labels.numel())
         for m, z in (latents or {}).items():
             self.depth.fit(m, z, library[m])
+        if cell_libraries is not None:
+            codes = labels if self.n_labels else torch.zeros_like(labels)
+            self.training_depths.fit(codes, cell_libraries)
         for m, lib in library.items():
             if self.likelihoods[m].binary:
                 continue
@@ -480,17 +493,21 @@ class SCDXModule(BaseModuleClass):
 
         Depths follow ``generation_depth``: where it is drawn given the latent (and the depth
         model is fitted), each cell's library size or number of open peaks is drawn given its
-        latent; otherwise count libraries come from the per-label prior and accessibility from
-        the decoder's probabilities. Draws use the global RNG: wrap the call in
+        latent; with ``"training_cells"`` (and the training libraries kept) count libraries are
+        a training cell's; otherwise count libraries come from the per-label prior and
+        accessibility from the decoder's probabilities. Draws use the global RNG: wrap the call in
         :func:`torch.random.fork_rng` for reproducible, side-effect-free sampling.
         """
         logits = self.decode_logits(z, batch_index)
+        taken = self.generation_depth == "training_cells" and self.training_depths.fitted()
+        codes = labels if self.n_labels else torch.zeros_like(labels)
+        libraries = self.training_depths.sample(codes) if taken else {}
         out = {}
         for m, lg in logits.items():
             lik = self.likelihoods[m]
-            depth = None
+            depth = libraries.get(m)
             given_latent = self.generation_depth == "latent" or (
-                self.generation_depth == "latent_atac" and lik.binary
+                self.generation_depth in ("latent_atac", "training_cells") and lik.binary
             )
             if given_latent and self.depth.fitted(m):
                 depth = self.depth.sample(m, z[m])
