@@ -8,16 +8,19 @@ training cells' own reconstruction draws (``posterior_predictive_sample`` of the
 training cells: what the decoder and its likelihood give for cells the model has seen):
 
 * ``likelihood``: the package's draw, each count from its negative binomial (or mixture), whose
-  expected total is the cell's drawn library size;
+  expected total is the cell's drawn library size (drawn as the model's ``generation_depth``
+  says);
 * ``given_library``: the same gamma rates rescaled to sum to the drawn library, then Poisson, so
   that each cell's total is its library size up to Poisson noise;
 * ``poisson``: Poisson at the decoded means (no overdispersion);
 * ``dispersion_x0.5`` / ``dispersion_x2``: the fitted inverse dispersions halved / doubled;
-* ``training_cells``: the package's draw with ``generation_depth="training_cells"``: each cell
-  takes the library sizes of one training cell of its label instead of drawing them from the
-  per-label log-normal.
+* ``lognormal_libraries`` / ``training_cells``: the package's draw with the library sizes
+  drawn from the per-label log-normal (``generation_depth="latent_atac"``) / taken from one
+  training cell of the label (``"training_cells"``), whatever the model's ``generation_depth``.
 
-Accessibility is drawn as the package draws it in every variant.
+Accessibility is drawn as the package draws it in every variant. With two count modalities
+(CITE-seq) each set also records the Spearman correlation of the cells' log library sizes in the
+two (``library_correlation``), of the held-out and the floor's training cells in the first row.
 
 Usage::
 
@@ -37,6 +40,7 @@ import torch
 from _common import Results, generation_request, labels_of, open_results, read, split
 from run import parse_args as run_args
 from run import train_scdx
+from scipy.stats import spearmanr
 
 from scdx_scvi import SCDX
 from scdx_scvi.metrics import REFERENCE_NAME, generation_score_set, reference_sample
@@ -48,6 +52,7 @@ VARIANTS = (
     "poisson",
     "dispersion_x0.5",
     "dispersion_x2",
+    "lognormal_libraries",
     "training_cells",
 )
 RECONSTRUCTION = "training cells' reconstruction draws"
@@ -78,9 +83,10 @@ def draw(px, library: torch.Tensor, variant: str) -> torch.Tensor:
 @contextlib.contextmanager
 def drawn_as(model: SCDX, variant: str) -> Iterator[None]:
     """Within the block, the model's count likelihoods draw in the way ``variant`` says."""
-    if variant in ("likelihood", "training_cells"):
+    depths = {"lognormal_libraries": "latent_atac", "training_cells": "training_cells"}
+    if variant == "likelihood" or variant in depths:
         module, depth = model.module, model.module.generation_depth
-        module.generation_depth = "training_cells" if variant == "training_cells" else depth
+        module.generation_depth = depths.get(variant, depth)
         try:
             yield
         finally:
@@ -104,6 +110,14 @@ def drawn_as(model: SCDX, variant: str) -> Iterator[None]:
     finally:
         for lik in counts:
             del lik.distribution  # the class's method again
+
+
+def library_correlation(counts: list) -> float | None:
+    """Spearman correlation of the cells' library sizes in the first two of ``counts``."""
+    if len(counts) < 2:
+        return None
+    first, second = (np.asarray(x.sum(axis=1)).ravel() for x in counts[:2])
+    return float(spearmanr(first, second)[0])
 
 
 def keep_training_libraries(model: SCDX, train) -> None:
@@ -167,7 +181,13 @@ def main() -> None:
             "reconstruction_draws_auc": scores[RECONSTRUCTION]["classifier_auc"],
             "reconstruction_draws_diagnostics": scores[RECONSTRUCTION].get("diagnostics"),
         }
-    results.record({"variant": None, **floors})
+    correlations = {
+        "library_correlation": library_correlation([test[n].X for n in scored.values()]),
+        "library_correlation_training": library_correlation(
+            [train[n].X[rows] for n in scored.values()]
+        ),
+    }
+    results.record({"variant": None, **floors, **correlations})
     for seed in args.seeds:
         for variant in args.variants:
             with drawn_as(model, variant):
@@ -176,6 +196,9 @@ def main() -> None:
                 )
             labels = {"generated": labels_of(generated, labels_key)} if labels_key else None
             row = {"variant": variant, "seed": seed}
+            row["library_correlation"] = library_correlation(
+                [generated[n].X for n in scored.values()]
+            )
             for m, name in scored.items():
                 scores = generation_score_set(
                     test[name].X, {"generated": generated[name].X}, m, test_labels, labels,

@@ -319,9 +319,12 @@ def test_count_draws_quick(tmp_path):
         assert 0 <= floors[m]["reconstruction_draws_auc"] <= 1
     assert [r["variant"] for r in rows] == [
         "likelihood", "given_library", "poisson", "dispersion_x0.5", "dispersion_x2",
-        "training_cells",
+        "lognormal_libraries", "training_cells",
     ]  # fmt: skip
     assert all(0 <= r[m]["classifier_auc"] <= 1 for r in rows for m in ("rna", "protein"))
-    # the training cells' library sizes reach the generated cells (the others share the draw)
+    # the package's default takes the training cells' library sizes; the log-normal differs
     library = {r["variant"]: r["protein"]["diagnostics"]["library_size_median"] for r in rows}
-    assert library["training_cells"] != library["likelihood"]
+    assert library["training_cells"] == library["likelihood"] != library["lognormal_libraries"]
+    for r in [floors, *rows]:  # RNA and protein library sizes: a rank correlation
+        assert -1 <= r["library_correlation"] <= 1
+    assert -1 <= floors["library_correlation_training"] <= 1

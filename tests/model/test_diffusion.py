@@ -208,7 +208,7 @@ def test_library_prior_is_fitted_per_label_on_training_cells():
 def test_depth_model_is_fitted_on_training_latents_and_used_by_generate():
     model, mdata = _shared_model()
     module = model.module
-    assert module.generation_depth == "latent_atac"
+    assert module.generation_depth == "training_cells"
     train = model.train_indices
     for m in model.modalities:
         assert module.depth.fitted(m)
@@ -225,7 +225,7 @@ def test_depth_model_is_fitted_on_training_latents_and_used_by_generate():
     for depth in ("latent_atac", "label", "latent", "training_cells"):
         module.generation_depth = depth
         drawn[depth] = model.generate(labels={"label_0": 6}, seed=5)
-    module.generation_depth = "latent_atac"
+    module.generation_depth = "training_cells"
     rna, atac = SYNTHETIC_NAMES["rna"], SYNTHETIC_NAMES["atac"]
     assert (drawn["latent_atac"][rna].X != drawn["label"][rna].X).nnz == 0
     assert (drawn["latent_atac"][atac].X != drawn["label"][atac].X).nnz > 0

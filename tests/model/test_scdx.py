@@ -200,7 +200,7 @@ def test_reference_configuration_sets_every_reference_value(make_mudata, setup_k
     assert len(diffusion.denoiser.source_input) == 0
     assert module.generation_depth == "label"
     assert model.options["protein_likelihood"] == "nb"
-    assert SCDX(mdata).module.generation_depth == "latent_atac"
+    assert SCDX(mdata).module.generation_depth == "training_cells"
     # an explicit option still overrides the configuration
     model = SCDX(mdata, configuration="reference", n_channels=32)
     assert model.module.diffusion.denoiser.n_channels == model.options["n_channels"] == 32

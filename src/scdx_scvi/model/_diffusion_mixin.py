@@ -288,10 +288,10 @@ class LatentDiffusionMixin:
 
         Latents are sampled with the EMA denoiser, unscaled, decoded by the autoencoder and
         turned into observations: RNA and protein counts from the negative binomial, ATAC from
-        the Bernoulli, at depths chosen by the model's ``generation_depth`` (library sizes from
-        the log-normal fitted per label on training cells, as the reference does; with
-        ``"latent_atac"`` the number of open peaks drawn given each cell's ATAC latent; with
-        ``"training_cells"`` that and the library sizes of a training cell of the label). Work
+        the Bernoulli, at depths chosen by the model's ``generation_depth`` (by default the
+        number of open peaks drawn given each cell's ATAC latent and the library sizes of a
+        training cell of the label; the reference draws library sizes from a log-normal fitted
+        per label on training cells). Work
         is done in chunks of ``batch_size`` cells and each chunk is stored sparse, so memory is
         bounded whatever ``n_cells`` is.
 

@@ -188,14 +188,14 @@ class SCDX(
         reference).
     generation_depth
         Depth of generated cells (and of counts drawn by ``sample_counts=True`` translations).
-        ``"latent_atac"`` draws each cell's number of open peaks from a log-normal whose mean
-        is linear in its ATAC latent, fitted on the training cells, and shifts the ATAC
-        probabilities to it; RNA and protein library sizes come from a per-label log-normal.
-        ``"latent"`` draws the library sizes given the latent too (worse on small CITE-seq
-        sets: see the user guide). ``"training_cells"`` draws ATAC as ``"latent_atac"`` and
-        gives each generated cell the RNA and protein library sizes of one training cell of its
-        label. ``"label"`` (the reference) uses the per-label log-normal
-        and draws ATAC from the decoder's probabilities as they are
+        ``"training_cells"`` draws each cell's number of open peaks from a log-normal whose
+        mean is linear in its ATAC latent, fitted on the training cells, and shifts the ATAC
+        probabilities to it; its RNA and protein library sizes are those of one training cell
+        of its label, so that they keep the training cells' distribution and their correlation
+        with each other. ``"latent_atac"`` draws RNA and protein library sizes from a per-label
+        log-normal instead, ``"latent"`` given the latent (worse on small CITE-seq sets: see
+        the user guide). ``"label"`` (the reference) uses the per-label log-normal and draws
+        ATAC from the decoder's probabilities as they are
         (:class:`~scdx_scvi.module.SCDXModule`).
     protein_likelihood
         How protein counts are modelled: ``"nb_mixture"``, a background and a foreground

@@ -75,7 +75,7 @@ MODEL_CONFIGURATIONS: dict[str, dict] = {
         "condition_noise": 500,
         "gaussian_residual": True,
         "prediction": "v",
-        "generation_depth": "latent_atac",
+        "generation_depth": "training_cells",
         "protein_likelihood": "nb_mixture",
     },
     "reference": {
