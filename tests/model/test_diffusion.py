@@ -240,6 +240,23 @@ def test_depth_model_is_fitted_on_training_latents_and_used_by_generate():
     assert kept.labels.tolist() == codes
 
 
+def test_a_model_without_kept_training_libraries_warns_and_draws_the_log_normal():
+    model, _ = _shared_model()
+    kept = model.module.training_depths
+    labels, libraries = kept.labels, kept.libraries
+    try:
+        kept.labels, kept.libraries = labels[:0], libraries[:0]  # as saved before they were kept
+        with pytest.warns(UserWarning, match="run `train_diffusion\\(\\)` again"):
+            older = model.generate(labels={"label_0": 6}, seed=5)
+        model.module.generation_depth = "latent_atac"
+        log_normal = model.generate(labels={"label_0": 6}, seed=5)
+    finally:
+        kept.labels, kept.libraries = labels, libraries
+        model.module.generation_depth = "training_cells"
+    for mod in older.mod:
+        assert (older[mod].X != log_normal[mod].X).nnz == 0
+
+
 def test_unconditional_model_and_improved_denoiser():
     scvi.settings.seed = 0
     mods = ("rna", "protein")

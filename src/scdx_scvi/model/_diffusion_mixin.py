@@ -335,6 +335,17 @@ class LatentDiffusionMixin:
         every cell.
         """
         check_diffusion_trained(self)
+        if self.module.generation_depth == "training_cells" and not (
+            self.module.training_depths.fitted()
+        ):
+            warnings.warn(
+                "This model's diffusion was trained before the training cells' library sizes "
+                "were kept, so generated library sizes come from the per-label log-normal (as "
+                "with `generation_depth='latent_atac'`): run `train_diffusion()` again to keep "
+                "them.",
+                UserWarning,
+                stacklevel=2,
+            )
         if sampler not in GENERATION_SAMPLERS:
             why = " (it estimates a mean, it does not draw cells)" if sampler == "mean" else ""
             raise ValueError(
