@@ -291,9 +291,8 @@ class LatentDiffusionMixin:
         the Bernoulli, at depths chosen by the model's ``generation_depth`` (by default the
         number of open peaks drawn given each cell's ATAC latent and the library sizes of a
         training cell of the label; the reference draws library sizes from a log-normal fitted
-        per label on training cells). Work
-        is done in chunks of ``batch_size`` cells and each chunk is stored sparse, so memory is
-        bounded whatever ``n_cells`` is.
+        per label on training cells). Work is done in chunks of ``batch_size`` cells and each
+        chunk is stored sparse, so memory is bounded whatever ``n_cells`` is.
 
         Parameters
         ----------
