@@ -115,6 +115,7 @@ class TrainingDepths(nn.Module):
         self.modalities = tuple(modalities)
         self.register_buffer("labels", torch.zeros(0, dtype=torch.long))
         self.register_buffer("libraries", torch.zeros(0, len(self.modalities)))
+        self._pools: tuple | None = None  # (labels, libraries, rows): see _rows
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         for name, buffer in self.named_buffers(recurse=False):
@@ -136,26 +137,45 @@ class TrainingDepths(nn.Module):
         self.labels = labels.reshape(-1).long().to(self.labels.device)
         self.libraries = values.to(self.libraries.device)
 
+    def _rows(self) -> dict[int, list[torch.Tensor]]:
+        """Per label code (``-1``: every cell), the rows with every modality, then with each.
+
+        Found once for the kept cells (again after :meth:`fit`, loading or moving the module),
+        so that each draw costs the number of drawn cells, not the number of training cells.
+        """
+        if (
+            self._pools is None
+            or self._pools[0] is not self.labels
+            or (self._pools[1] is not self.libraries)
+        ):
+            observed = torch.isfinite(self.libraries)
+            masks = [observed.all(-1), *observed.unbind(-1)]
+
+            def rows(cells: torch.Tensor) -> list[torch.Tensor]:
+                return [torch.nonzero(cells & mask).reshape(-1) for mask in masks]
+
+            pools = {int(c): rows(self.labels == c) for c in self.labels.unique()}
+            pools[-1] = rows(torch.ones_like(observed[:, 0]))
+            self._pools = (self.labels, self.libraries, pools)
+        return self._pools[2]
+
     def sample(self, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Draw library sizes ``{modality: (cells, 1)}`` for label codes ``labels`` (global RNG)."""
         codes = labels.reshape(-1).long().to(self.labels.device)
-        observed = torch.isfinite(self.libraries)
+        pools = self._rows()
         out = self.libraries.new_empty(len(codes), len(self.modalities))
-        for code in codes.unique():
+        for code in codes.unique().tolist():
             chosen = codes == code
-            same = self.labels == code
-            if not same.any():
-                same = torch.ones_like(same)
-            if (same & observed.all(-1)).any():  # one training cell for every modality
-                out[chosen] = self.libraries[_draw(same & observed.all(-1), int(chosen.sum()))]
+            complete, *each = pools.get(code, pools[-1])
+            if len(complete):  # one training cell for every modality
+                out[chosen] = self.libraries[_draw(complete, int(chosen.sum()))]
                 continue
-            for j in range(len(self.modalities)):
-                pool = same & observed[:, j] if (same & observed[:, j]).any() else observed[:, j]
-                out[chosen, j] = self.libraries[_draw(pool, int(chosen.sum())), j]
+            for j, rows in enumerate(each):
+                rows = rows if len(rows) else pools[-1][1 + j]
+                out[chosen, j] = self.libraries[_draw(rows, int(chosen.sum())), j]
         return {m: out[:, j : j + 1] for j, m in enumerate(self.modalities)}
 
 
-def _draw(pool: torch.Tensor, n: int) -> torch.Tensor:
-    """``n`` row indices drawn uniformly, with replacement, from the rows where ``pool`` holds."""
-    rows = torch.nonzero(pool).reshape(-1)
+def _draw(rows: torch.Tensor, n: int) -> torch.Tensor:
+    """``n`` of ``rows``, drawn uniformly with replacement."""
     return rows[torch.randint(len(rows), (n,), device=rows.device)]
