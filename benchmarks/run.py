@@ -195,6 +195,8 @@ def train_scdx(train: md.MuData, args, labels_key: str | None) -> tuple[SCDX, di
         "peak_mib": max(ae_peak, diffusion_peak),
         "autoencoder_seconds": ae_seconds,
         "diffusion_seconds": diffusion_seconds,
+        "autoencoder_peak_mib": ae_peak,
+        "diffusion_peak_mib": diffusion_peak,
         "autoencoder_epochs": ran["autoencoder"],
         "diffusion_epochs": ran["diffusion"],
         "diffusion_steps": ran["diffusion_steps"],
