@@ -458,8 +458,7 @@ class SCDXModule(BaseModuleClass):
         for m, z in (latents or {}).items():
             self.depth.fit(m, z, library[m])
         if cell_libraries is not None:
-            codes = labels if self.n_labels else torch.zeros_like(labels)
-            self.training_depths.fit(codes, cell_libraries)
+            self.training_depths.fit(self.label_codes(labels), cell_libraries)
         for m, lib in library.items():
             if self.likelihoods[m].binary:
                 continue
@@ -475,9 +474,14 @@ class SCDXModule(BaseModuleClass):
                 mean[c] = float(values.mean())
                 std[c] = float(values.std()) if values.numel() > 1 else overall_std
 
+    def label_codes(self, labels: torch.Tensor) -> torch.Tensor:
+        """Label codes ``(cells,)`` of the depth models: ``labels``, or zeros when unlabelled."""
+        labels = labels.reshape(-1).long()
+        return labels if self.n_labels else torch.zeros_like(labels)
+
     def sample_library(self, modality: str, labels: torch.Tensor) -> torch.Tensor:
         """Draw library sizes ``(cells, 1)`` from the per-label log-normal (global RNG)."""
-        codes = labels.reshape(-1).long() if self.n_labels else torch.zeros_like(labels).long()
+        codes = self.label_codes(labels)
         mean = getattr(self, f"library_log_mean_{modality}")[codes]
         std = getattr(self, f"library_log_std_{modality}")[codes]
         return torch.exp(mean + std * torch.randn_like(mean)).unsqueeze(-1)
@@ -500,8 +504,7 @@ class SCDXModule(BaseModuleClass):
         """
         logits = self.decode_logits(z, batch_index)
         taken = self.generation_depth == "training_cells" and self.training_depths.fitted()
-        codes = labels if self.n_labels else torch.zeros_like(labels)
-        libraries = self.training_depths.sample(codes) if taken else {}
+        libraries = self.training_depths.sample(self.label_codes(labels)) if taken else {}
         out = {}
         for m, lg in logits.items():
             lik = self.likelihoods[m]
