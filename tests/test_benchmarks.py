@@ -328,3 +328,20 @@ def test_count_draws_quick(tmp_path):
     for r in [floors, *rows]:  # RNA and protein library sizes: a rank correlation
         assert -1 <= r["library_correlation"] <= 1
     assert -1 <= floors["library_correlation_training"] <= 1
+
+
+@pytest.mark.slow
+def test_rare_types_quick(tmp_path):
+    """``rare_types.py`` scores each type's generated cells beside the held-out cells'."""
+    out = tmp_path / "rare.json"
+    run_script(
+        "rare_types.py", "--quick", "--dataset", "neurips2021_bmmc_cite_starter", "--out", str(out)
+    )
+    held_out, *generated = json.loads(out.read_text())["results"]
+    types = set(held_out["n_train"])
+    assert held_out["set"] == "held-out cells" and set(held_out["recall"]) == {"rna", "protein"}
+    assert [r["guidance_scale"] for r in generated] == [1.0, 2.0]
+    for row in generated:  # every training type generated and scored, in every modality
+        for recall in row["recall"].values():
+            assert set(recall) == types
+            assert all(0.0 <= v <= 1.0 for v in recall.values())
