@@ -70,11 +70,11 @@ def main() -> None:
     train_labels, test_labels = labels_of(train, labels_key), labels_of(test, labels_key)
     types, n_train = np.unique(train_labels, return_counts=True)
     n_test = {str(t): int((test_labels == t).sum()) for t in types}
+    known = np.isin(test_labels, types)  # held-out cells of the types the model can generate
     embeddings, held_out = {}, {}
     for m, name in model.modality_names.items():
         embedding = Embedding(m, args.n_comps).fit(train[name].X)
         embeddings[m] = (embedding, embedding.transform(train[name].X))
-        known = np.isin(test_labels, types)
         held_out[m] = recall_per_type(
             embeddings[m][1], train_labels, embedding.transform(test[name].X[known]),
             test_labels[known],
