@@ -128,7 +128,7 @@ def keep_training_libraries(model: SCDX, train) -> None:
     codes = np.asarray(model.adata_manager.get_from_registry("labels")).reshape(-1)[rows]
     names = model.modality_names
     model.module.training_depths.fit(
-        torch.as_tensor(codes if model.module.n_labels else np.zeros_like(codes)),
+        model.module.label_codes(torch.as_tensor(codes)),
         {m: torch.as_tensor(np.asarray(train[names[m]].X[rows].sum(axis=1)).ravel())
          for m in model.module.training_depths.modalities},
     )  # fmt: skip

@@ -21,6 +21,13 @@ def run_script(script: str, *args: str) -> None:
     subprocess.run([sys.executable, str(BENCHMARKS / script), *args], check=True, cwd=BENCHMARKS)
 
 
+def results_of(tmp_path: Path, script: str, *args: str) -> list[dict]:
+    """Run ``script`` with ``args``, its JSON written to ``tmp_path``; return its result rows."""
+    out = tmp_path / "results.json"
+    run_script(script, *args, "--out", str(out))
+    return json.loads(out.read_text())["results"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("dataset", "other", "peer"),
@@ -144,9 +151,7 @@ def check_summary(folder: Path, dataset: str, other: str) -> None:
 
 @pytest.mark.slow
 def test_scaling_quick(tmp_path):
-    out = tmp_path / "scaling.json"
-    run_script("scaling.py", "--quick", "--peer", "--out", str(out))
-    rows = json.loads(out.read_text())["results"]
+    rows = results_of(tmp_path, "scaling.py", "--quick", "--peer")
     assert [(r["phase"], r["model"]) for r in rows] == [
         ("autoencoder", "SCDX"), ("diffusion", "SCDX"), ("generate", "SCDX"),
         ("autoencoder", "MultiVI"), ("autoencoder", "MultiVI"),
@@ -171,9 +176,7 @@ def test_out_of_core_quick(tmp_path):
 
 @pytest.mark.slow
 def test_gpu_quick_on_cpu(tmp_path):
-    out = tmp_path / "gpu.json"
-    run_script("gpu.py", "--quick", "--allow-cpu", "--out", str(out))
-    rows = json.loads(out.read_text())["results"]
+    rows = results_of(tmp_path, "gpu.py", "--quick", "--allow-cpu")
     tasks = [(r.get("task") or r["phase"], r.get("model"), r.get("direction")) for r in rows]
     assert tasks[:2] == [("training", "SCDX", None), ("training", "MultiVI", None)]
     assert ("translation", "MultiVI", "atac->rna") in tasks
@@ -184,11 +187,9 @@ def test_gpu_quick_on_cpu(tmp_path):
 
 @pytest.mark.slow
 def test_step_cost_quick(tmp_path):
-    out = tmp_path / "step_cost.json"
-    run_script(
-        "step_cost.py", "--n-peaks", "3000", "--n-cells", "200", "--repeats", "1", "--out", str(out)
+    (row,) = results_of(
+        tmp_path, "step_cost.py", "--n-peaks", "3000", "--n-cells", "200", "--repeats", "1"
     )  # fmt: skip
-    (row,) = json.loads(out.read_text())["results"]
     keys = ["forward_backward", "optimizer_loop", "optimizer_foreach", "optimizer_fused",
             "first_layer_dense", "first_layer_sparse"]  # fmt: skip
     keys += ["forward_backward_retained"] if GLIBC else []
@@ -197,9 +198,7 @@ def test_step_cost_quick(tmp_path):
 
 @pytest.mark.slow
 def test_metrics_scaling_quick(tmp_path):
-    out = tmp_path / "metrics_scaling.json"
-    run_script("metrics_scaling.py", "--quick", "--out", str(out))
-    rows = json.loads(out.read_text())["results"]
+    rows = results_of(tmp_path, "metrics_scaling.py", "--quick")
     assert len(rows) == 16 and all(r["seconds"] > 0 and r["n_cells"] == 600 for r in rows)
     assert {r["metric"] for r in rows if "dense_pairwise_mib" in r} == {
         "foscttm", "mmd_rbf", "energy_distance"
@@ -208,12 +207,10 @@ def test_metrics_scaling_quick(tmp_path):
 
 @pytest.mark.slow
 def test_dispersion_quick(tmp_path):
-    out = tmp_path / "dispersion.json"
-    run_script(
-        "dispersion.py", "--dataset", "scvi_pbmc_cite_tests", "--dispersion-lr", "none", "0.1",
-        "--max-epochs", "2", "--generation-seeds", "1", "--out", str(out),
+    rows = results_of(
+        tmp_path, "dispersion.py", "--dataset", "scvi_pbmc_cite_tests", "--dispersion-lr", "none",
+        "0.1", "--max-epochs", "2", "--generation-seeds", "1",
     )  # fmt: skip
-    rows = json.loads(out.read_text())["results"]
     assert [r["dispersion_lr"] for r in rows] == [None, 0.1]
     for row in rows:
         for m in ("rna", "protein"):
@@ -224,13 +221,10 @@ def test_dispersion_quick(tmp_path):
 
 @pytest.mark.slow
 def test_autoencoder_dropout_quick(tmp_path):
-    out = tmp_path / "dropout.json"
-    run_script(
-        "autoencoder_dropout.py", "--dataset", "scvi_pbmc_cite_tests", "--dropout-rate", "0", "0.1",
-        "--encoder-input", "log1p", "--max-epochs", "2", "--generation-seeds", "1",
-        "--out", str(out),
+    rows = results_of(
+        tmp_path, "autoencoder_dropout.py", "--dataset", "scvi_pbmc_cite_tests", "--dropout-rate",
+        "0", "0.1", "--encoder-input", "log1p", "--max-epochs", "2", "--generation-seeds", "1",
     )  # fmt: skip
-    rows = json.loads(out.read_text())["results"]
     assert [r["dropout_rate"] for r in rows] == [0.0, 0.1]
     assert all(r["encoder_input"] == "log1p" and r["reconstruction_weights"] == "sum" for r in rows)
     for row in rows:
@@ -293,11 +287,9 @@ def test_measured_together_takes_turns_and_gives_each_call_its_median():
 @pytest.mark.slow
 def test_translation_gap_quick(tmp_path):
     """``translation_gap.py`` scores every row of each direction, the floor included."""
-    out = tmp_path / "gap.json"
-    run_script(
-        "translation_gap.py", "--quick", "--dataset", "scvi_pbmc_cite_tests", "--out", str(out)
+    rows = results_of(
+        tmp_path, "translation_gap.py", "--quick", "--dataset", "scvi_pbmc_cite_tests"
     )
-    rows = json.loads(out.read_text())["results"]
     for direction in ("protein->rna", "rna->protein"):
         names = {r["row"] for r in rows if r["direction"] == direction}
         assert {"translation", *FLOOR_NAMES, "ridge target latent, decoded"} <= names
@@ -308,11 +300,9 @@ def test_translation_gap_quick(tmp_path):
 @pytest.mark.slow
 def test_count_draws_quick(tmp_path):
     """``count_draws.py`` scores every way of drawing counts beside the floor and the ceiling."""
-    out = tmp_path / "draws.json"
-    run_script(
-        "count_draws.py", "--quick", "--dataset", "neurips2021_bmmc_cite_starter", "--out", str(out)
+    floors, *rows = results_of(
+        tmp_path, "count_draws.py", "--quick", "--dataset", "neurips2021_bmmc_cite_starter"
     )
-    floors, *rows = json.loads(out.read_text())["results"]
     assert floors["variant"] is None and "atac" not in floors
     for m in ("rna", "protein"):
         assert 0 <= floors[m]["real_vs_real_auc"] <= 1
@@ -333,11 +323,9 @@ def test_count_draws_quick(tmp_path):
 @pytest.mark.slow
 def test_rare_types_quick(tmp_path):
     """``rare_types.py`` scores each type's generated cells beside the held-out cells'."""
-    out = tmp_path / "rare.json"
-    run_script(
-        "rare_types.py", "--quick", "--dataset", "neurips2021_bmmc_cite_starter", "--out", str(out)
+    held_out, *generated = results_of(
+        tmp_path, "rare_types.py", "--quick", "--dataset", "neurips2021_bmmc_cite_starter"
     )
-    held_out, *generated = json.loads(out.read_text())["results"]
     types = set(held_out["n_train"])
     assert held_out["set"] == "held-out cells" and set(held_out["recall"]) == {"rna", "protein"}
     assert [r["guidance_scale"] for r in generated] == [1.0, 2.0]

@@ -143,11 +143,8 @@ class TrainingDepths(nn.Module):
         Found once for the kept cells (again after :meth:`fit`, loading or moving the module),
         so that each draw costs the number of drawn cells, not the number of training cells.
         """
-        if (
-            self._pools is None
-            or self._pools[0] is not self.labels
-            or (self._pools[1] is not self.libraries)
-        ):
+        kept = self._pools
+        if kept is None or kept[0] is not self.labels or kept[1] is not self.libraries:
             observed = torch.isfinite(self.libraries)
             masks = [observed.all(-1), *observed.unbind(-1)]
 
