@@ -7,6 +7,7 @@ from scvi import REGISTRY_KEYS
 
 from scdx_scvi.data._sparse import torch_csr
 from scdx_scvi.module import SCDXModule
+from scdx_scvi.module._scdx_module import _SplitRows
 
 
 def _module(**kwargs) -> SCDXModule:
@@ -238,6 +239,34 @@ def test_bernoulli_nll_is_minus_the_log_probability_with_its_gradient():
     (expected_grad,) = torch.autograd.grad((expected * weights).sum(), logits)
     torch.testing.assert_close(nll, expected)
     torch.testing.assert_close(grad, expected_grad)
+
+
+def test_bernoulli_nll_overwriting_its_logits_has_the_same_gradient_once():
+    likelihood = _module().likelihoods["atac"]
+    raw = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    target = (torch.rand(6, 4) > 0.5).double()
+    weights = torch.rand(6, dtype=torch.float64)
+    grads = []
+    for overwrite in (False, True):
+        logits = raw * 2.0  # an intermediate, as the decoder's output in training
+        nll = likelihood.nll(likelihood.distribution(logits), target, overwrite_logits=overwrite)
+        loss = (nll * weights).sum()
+        grads.append(torch.autograd.grad(loss, raw, retain_graph=True)[0])
+    torch.testing.assert_close(grads[1], grads[0])
+    with pytest.raises(RuntimeError, match="overwritten"):
+        torch.autograd.grad(loss, raw)
+
+
+def test_split_rows_passes_gradients_of_one_block_through_without_a_copy():
+    x = torch.randn(6, 4, requires_grad=True)
+    block = torch.randn(6, 4)
+    torch.autograd.backward(_SplitRows.apply(x, [2, 4]), grad_tensors=block.split([2, 4]))
+    assert x.grad.data_ptr() == block.data_ptr()
+    torch.testing.assert_close(x.grad, block)
+    x.grad = None
+    apart = [torch.randn(2, 4), torch.randn(4, 4)]  # separate tensors: concatenated
+    torch.autograd.backward(_SplitRows.apply(x, [2, 4]), grad_tensors=apart)
+    torch.testing.assert_close(x.grad, torch.cat(apart))
 
 
 def test_bernoulli_nll_scores_half_precision_logits_in_float32():

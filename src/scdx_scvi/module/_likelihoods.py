@@ -286,12 +286,16 @@ class BernoulliLikelihood(nn.Module):
         )  # the structure of x, which is valid
         return binary, library, binary
 
-    def nll(self, px: Bernoulli, target: torch.Tensor) -> torch.Tensor:
+    def nll(
+        self, px: Bernoulli, target: torch.Tensor, overwrite_logits: bool = False
+    ) -> torch.Tensor:
         """Return the negative log-likelihood of the binarised ``target`` per cell.
 
         The binary cross-entropy on the logits, summed over peaks (:class:`_BinaryCrossEntropy`).
+        With ``overwrite_logits`` (the training loss, whose logits nothing reads afterwards)
+        the backward pass writes the gradient over ``px.logits``.
         """
-        return _BinaryCrossEntropy.apply(px.logits, target)
+        return _BinaryCrossEntropy.apply(px.logits, target, overwrite_logits)
 
     def distribution(self, logits: torch.Tensor, library: torch.Tensor | None = None) -> Bernoulli:
         """Return the Bernoulli for decoder ``logits`` (the library is not used)."""
@@ -361,23 +365,42 @@ class _BinaryCrossEntropy(torch.autograd.Function):
     :func:`~torch.nn.functional.binary_cross_entropy_with_logits` summed over the last axis,
     with a gradient of ``sigmoid(logits) - target``: one (cells, peaks) temporary forward and
     one backward, where the built-in function makes several (at 10^5 peaks each is hundreds of
-    megabytes per minibatch). Half-precision logits (mixed-precision training) are scored in
-    float32, as autocast does for the built-in function.
+    megabytes per minibatch). With ``overwrite`` the gradient is written over the logits
+    instead, so that the logits and their gradient are never held at once; a second backward
+    pass through the same graph is then refused. Half-precision logits (mixed-precision
+    training) are scored in float32, as autocast does for the built-in function.
     """
 
     @staticmethod
-    def forward(ctx, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx, logits: torch.Tensor, target: torch.Tensor, overwrite: bool = False
+    ) -> torch.Tensor:
         ctx.logits_dtype = logits.dtype
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # 16-bit: upcast
-        ctx.save_for_backward(logits, target)
+        if overwrite:  # not saved for backward: its version check would refuse the overwrite
+            ctx.overwritten = (logits.detach(), target)
+        else:
+            ctx.overwritten = None
+            ctx.save_for_backward(logits, target)
         out = F.softplus(logits).sum(-1)
         return out.sub_(torch.einsum("...j,...j->...", logits, target.to(logits.dtype)))
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        logits, target = ctx.saved_tensors
-        out = torch.sigmoid(logits).sub_(target).mul_(grad.unsqueeze(-1))
-        return out.to(ctx.logits_dtype), None
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        if ctx.overwritten is None:
+            logits, target = ctx.saved_tensors
+            out = torch.sigmoid(logits)
+        else:
+            if not ctx.overwritten:
+                raise RuntimeError(
+                    "The ATAC likelihood's logits were overwritten by their gradient in the "
+                    "first backward pass; run the forward pass again for another one."
+                )
+            logits, target = ctx.overwritten
+            ctx.overwritten = ()
+            out = logits.clone().sigmoid_() if torch.is_grad_enabled() else logits.sigmoid_()
+        out = out.sub_(target).mul_(grad.unsqueeze(-1))
+        return out.to(ctx.logits_dtype), None, None
 
 
 def likelihood_class(modality: str, protein_likelihood: ProteinLikelihood = "nb") -> type:

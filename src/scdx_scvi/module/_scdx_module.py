@@ -50,6 +50,40 @@ def _on_rows(
     return out
 
 
+class _SplitRows(torch.autograd.Function):
+    """``x.split(sizes)`` whose backward pass reuses the gradients' block when it can.
+
+    The built-in split concatenates the parts' gradients into a new tensor. When they already
+    lie one after the other in one block (the ATAC likelihood writes each part's gradient over
+    its logits, see :class:`~scdx_scvi.module._likelihoods._BinaryCrossEntropy`), that block is
+    the gradient of ``x``, and a copy of the largest tensor of a minibatch is saved.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, sizes: list[int]) -> tuple[torch.Tensor, ...]:
+        ctx.shape, ctx.stride = x.shape, x.stride()
+        return x.split(sizes)
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor) -> tuple[torch.Tensor, None]:
+        if _one_block(grads, ctx.stride):
+            first = grads[0]
+            return first.as_strided(ctx.shape, ctx.stride, first.storage_offset()), None
+        return torch.cat(grads), None
+
+
+def _one_block(grads: Sequence[torch.Tensor], stride: tuple[int, ...]) -> bool:
+    """Whether ``grads`` are consecutive row blocks of one tensor of ``stride``."""
+    if any(not g.is_contiguous() or g.stride() != stride for g in grads):
+        return False
+    storage, offset = grads[0].untyped_storage().data_ptr(), grads[0].storage_offset()
+    for g in grads:
+        if g.untyped_storage().data_ptr() != storage or g.storage_offset() != offset:
+            return False
+        offset += g.numel()
+    return True
+
+
 class SCDXModule(BaseModuleClass):
     """Multimodal autoencoder of scDiffusion-X :cite:p:`Luo2026`.
 
@@ -309,7 +343,8 @@ class SCDXModule(BaseModuleClass):
             decoder = self.decoders[b]
             hidden = [_on_rows(decoder.last_hidden, rows, z[a], *cov) for a, rows in sources]
             out = decoder.output(torch.cat(hidden) if len(hidden) > 1 else hidden[0])
-            for (a, _), part in zip(sources, out.split([h.shape[0] for h in hidden]), strict=True):
+            parts = _SplitRows.apply(out, [h.shape[0] for h in hidden])
+            for (a, _), part in zip(sources, parts, strict=True):
                 logits[a, b] = part
         return logits
 
@@ -384,8 +419,14 @@ class SCDXModule(BaseModuleClass):
         )
 
     def _nll(self, m: str, px, target: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-        """Negative log-likelihood per cell of ``target`` under ``px`` (0 where unobserved)."""
-        value = self.likelihoods[m].nll(px, target)
+        """Negative log-likelihood per cell of ``target`` under ``px`` (0 where unobserved).
+
+        The ATAC logits of the decoder are overwritten by their gradient in the backward pass
+        (one block of cells x peaks less; :meth:`BernoulliLikelihood.nll`).
+        """
+        likelihood = self.likelihoods[m]
+        options = {"overwrite_logits": True} if likelihood.binary else {}
+        value = likelihood.nll(px, target, **options)
         return torch.where(observed, value, torch.zeros_like(value))
 
     def _cross_modal_terms(
