@@ -42,3 +42,16 @@ def test_sparse_input_with_covariates_or_no_hidden_layer_is_made_dense():
     torch.testing.assert_close(with_batch(torch_csr(x.numpy(), "cpu"), batch), with_batch(x, batch))
     linear = MLP(40, 3, ()).eval()
     torch.testing.assert_close(linear(torch_csr(x.numpy(), "cpu")), linear(x))
+
+
+@pytest.mark.parametrize("n_cat_list", [None, [1]])
+def test_first_layer_without_covariates_is_the_fclayers_block_without_its_input_copy(n_cat_list):
+    torch.manual_seed(0)
+    mlp = MLP(40, 3, (8, 5), n_cat_list=n_cat_list, norm="batchnorm").train()
+    x = _sparse_rows()
+    cats = [torch.zeros(6, 1, dtype=torch.long)] if n_cat_list else []
+    expected = x
+    for layer in mlp.hidden:  # scvi-tools' FCLayers.forward, which concatenates its input
+        expected = layer(expected, *cats)
+    expected = mlp.output(expected)
+    torch.testing.assert_close(mlp(x, *cats), expected, rtol=0, atol=0)
