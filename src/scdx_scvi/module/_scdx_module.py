@@ -73,14 +73,20 @@ class _SplitRows(torch.autograd.Function):
 
 
 def _one_block(grads: Sequence[torch.Tensor], stride: tuple[int, ...]) -> bool:
-    """Whether ``grads`` are consecutive row blocks of one tensor of ``stride``."""
-    if any(not g.is_contiguous() or g.stride() != stride for g in grads):
-        return False
-    storage, offset = grads[0].untyped_storage().data_ptr(), grads[0].storage_offset()
-    for g in grads:
-        if g.untyped_storage().data_ptr() != storage or g.storage_offset() != offset:
+    """Whether ``grads`` are consecutive row blocks of one tensor of ``stride``.
+
+    Tensors without a storage of their own (under :mod:`torch.func` transforms) are not.
+    """
+    try:
+        if any(not g.is_contiguous() or g.stride() != stride for g in grads):
             return False
-        offset += g.numel()
+        storage, offset = grads[0].untyped_storage().data_ptr(), grads[0].storage_offset()
+        for g in grads:
+            if g.untyped_storage().data_ptr() != storage or g.storage_offset() != offset:
+                return False
+            offset += g.numel()
+    except (NotImplementedError, RuntimeError):
+        return False
     return True
 
 
@@ -343,7 +349,7 @@ class SCDXModule(BaseModuleClass):
             decoder = self.decoders[b]
             hidden = [_on_rows(decoder.last_hidden, rows, z[a], *cov) for a, rows in sources]
             out = decoder.output(torch.cat(hidden) if len(hidden) > 1 else hidden[0])
-            parts = _SplitRows.apply(out, [h.shape[0] for h in hidden])
+            parts = _SplitRows.apply(out, [h.shape[0] for h in hidden]) if hidden[1:] else [out]
             for (a, _), part in zip(sources, parts, strict=True):
                 logits[a, b] = part
         return logits
