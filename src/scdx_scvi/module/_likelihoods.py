@@ -377,27 +377,26 @@ class _BinaryCrossEntropy(torch.autograd.Function):
     ) -> torch.Tensor:
         ctx.logits_dtype = logits.dtype
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # 16-bit: upcast
+        ctx.overwrite = overwrite
         if overwrite:  # not saved for backward: its version check would refuse the overwrite
-            ctx.overwritten = (logits.detach(), target)
+            ctx.kept = (logits.detach(), target)
         else:
-            ctx.overwritten = None
             ctx.save_for_backward(logits, target)
         out = F.softplus(logits).sum(-1)
         return out.sub_(torch.einsum("...j,...j->...", logits, target.to(logits.dtype)))
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        if ctx.overwritten is None:
+        if not ctx.overwrite:
             logits, target = ctx.saved_tensors
             out = torch.sigmoid(logits)
         else:
-            if not ctx.overwritten:
+            if ctx.kept is None:
                 raise RuntimeError(
                     "The ATAC likelihood's logits were overwritten by their gradient in the "
                     "first backward pass; run the forward pass again for another one."
                 )
-            logits, target = ctx.overwritten
-            ctx.overwritten = ()
+            (logits, target), ctx.kept = ctx.kept, None
             out = logits.clone().sigmoid_() if torch.is_grad_enabled() else logits.sigmoid_()
         out = out.sub_(target).mul_(grad.unsqueeze(-1))
         return out.to(ctx.logits_dtype), None, None
