@@ -55,3 +55,31 @@ def test_first_layer_without_covariates_is_the_fclayers_block_without_its_input_
         expected = layer(expected, *cats)
     expected = mlp.output(expected)
     torch.testing.assert_close(mlp(x, *cats), expected, rtol=0, atol=0)
+
+
+def test_reused_transpose_is_made_once_outside_autograd_and_freed_on_exit(monkeypatch):
+    torch.manual_seed(0)
+    mlp = MLP(40, 3, (8, 5), norm="layernorm").eval()
+    rows = torch_csr(_sparse_rows().numpy(), "cpu")
+    with torch.no_grad():
+        expected = mlp(rows)
+    made = []
+    original = MLP._transposed_weight
+
+    def counted(self, linear):
+        out = original(self, linear)
+        made.append(out.data_ptr())
+        return out
+
+    monkeypatch.setattr(MLP, "_transposed_weight", counted)
+    with mlp.reused_transpose():
+        with torch.no_grad():
+            outs = [mlp(rows) for _ in range(3)]
+        assert len(set(made)) == 1  # one copy for every input
+        assert mlp._transposed is not None
+        mlp.zero_grad()
+        mlp(rows).sum().backward()  # under autograd the weight itself is read: gradients flow
+        assert mlp.hidden[0].fc_layers[0][0].weight.grad is not None
+    assert mlp._transposed is None and not mlp._reuse_transposed
+    for out in outs:
+        torch.testing.assert_close(out, expected, rtol=0, atol=0)

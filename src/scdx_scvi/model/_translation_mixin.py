@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import ExitStack
 from typing import Literal
 
 import numpy as np
@@ -298,7 +299,9 @@ class TranslationMixin:
         if sample_counts:
             parts["counts"] = {m: [] for m in targets}
         self.module.eval()
-        with seeded(seed, device) as generator:
+        with seeded(seed, device) as generator, ExitStack() as reuse:
+            for m in x:  # one transposed first weight per encoder for every chunk
+                reuse.enter_context(self.module.encoders[m].reused_transpose())
             for start in range(0, len(obs), batch_size):
                 rows = slice(start, start + batch_size)
                 out = self.module.translate(

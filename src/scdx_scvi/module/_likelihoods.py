@@ -212,23 +212,31 @@ class CountMixtureLikelihood(CountLikelihood):
 
 
 def _nb_expected_log1p(mu: torch.Tensor, theta: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """``E[log1p(scale * x)]``, ``x ~ NB(mu, theta)`` (:meth:`CountLikelihood.expected_log1p`)."""
+    """``E[log1p(scale * x)]``, ``x ~ NB(mu, theta)`` (:meth:`CountLikelihood.expected_log1p`).
+
+    The probabilities of ``x = 0 .. K - 1`` (``K`` = :data:`LOG1P_TERMS`) come from the
+    recurrence ``p(k) = p(k - 1) q (k - 1 + theta) / k``, ``q = mu / (theta + mu)``, in place.
+    The same recurrence gives the tail's first two moments in closed form from the head's mass
+    and its last probability (``sum_{k >= K} k p(k) = mu (tail + (K - 1 + theta) p(K - 1) /
+    theta)``, and the second moment likewise), so the loop sums only the mass and the head.
+    """
     q = mu / (theta + mu)
-    term = torch.exp(theta * torch.log1p(-q))  # P(x = 0)
+    term = torch.exp(theta * torch.log1p(-q))  # p(0)
     mass, head = term.clone(), torch.zeros_like(mu)
-    first, second = torch.zeros_like(mu), torch.zeros_like(mu)
     for k in range(1, LOG1P_TERMS):
-        term = term * ((k - 1 + theta) / k) * q
-        mass += term
-        head += term * torch.log1p(scale * k)
-        first += term * k
-        second += term * k**2
-    tail = (1.0 - mass).clamp(min=0.0)
+        term.mul_((k - 1 + theta) / k).mul_(q)  # p(k)
+        mass.add_(term)
+        head.addcmul_(term, torch.log1p(scale * k))
+    k = LOG1P_TERMS
+    tail = (1.0 - mass).clamp_(min=0.0)
+    last = term.mul_((k - 1 + theta) / theta)  # p(K - 1) (K - 1 + theta) / theta
+    first = mu * (tail + last)  # sum over the tail of k p(k)
+    second = (mu / theta) * ((1 + theta) * first + theta * tail + k * theta * last)
     safe = tail.clamp(min=1e-12)
-    mean = ((mu - first).clamp(min=0.0) / safe).clamp(min=LOG1P_TERMS)
-    var = ((mu + mu**2 * (1 + 1 / theta) - second).clamp(min=0.0) / safe - mean**2).clamp(min=0.0)
+    mean = (first / safe).clamp_(min=k)
+    var = (second / safe - mean**2).clamp_(min=0.0)
     value = torch.log1p(scale * mean) - scale**2 * var / (2 * (1 + scale * mean) ** 2)
-    return head + tail * torch.maximum(value, torch.log1p(scale * LOG1P_TERMS))
+    return head + tail * torch.maximum(value, torch.log1p(scale * k))
 
 
 class _Mixture(NegativeBinomialMixture):
