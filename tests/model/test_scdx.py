@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import sparse
 
 from scdx_scvi import SCDX
 from scdx_scvi.module import default_max_epochs
@@ -105,6 +106,18 @@ def test_getter_options(make_mudata, setup_kwargs, accelerator):
 
     peaks = list(mdata["accessibility"].var_names[:4])
     assert model.get_normalized_accessibility(region_list=peaks).shape == (mdata.n_obs, 4)
+    dense = model.get_normalized_accessibility(region_list=peaks, batch_size=7)
+    thin = model.get_normalized_accessibility(
+        region_list=peaks, batch_size=7, threshold=float(np.median(dense))
+    )
+    assert isinstance(thin.dtypes.iloc[0], pd.SparseDtype) and thin.index.equals(dense.index)
+    kept = dense.to_numpy() >= float(np.median(dense))
+    np.testing.assert_array_equal(thin.sparse.to_dense().to_numpy(), np.where(kept, dense, 0))
+    as_csr = model.get_normalized_accessibility(threshold=0.5, return_numpy=True)
+    assert sparse.isspmatrix_csr(as_csr) and as_csr.shape == (
+        mdata.n_obs,
+        mdata["accessibility"].n_vars,
+    )
     with pytest.raises(ValueError, match="not in the model"):
         model.get_normalized_accessibility(region_list=["no_such_peak"])
     with pytest.raises(ValueError, match="Unknown modality"):

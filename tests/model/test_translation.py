@@ -168,6 +168,29 @@ def test_layers_samples_and_counts(trained):
     assert np.array_equal(values, np.round(values)) and values.sum() > 0
 
 
+def test_threshold_gives_sparse_values_chunk_by_chunk(trained):
+    model, mdata = trained
+    query = _only(mdata, "rna")
+    settings = {**FAST, "n_samples": 2, "batch_size": 7}  # several chunks
+    dense = model.get_translated_modality(query, "rna", "atac", **settings)
+    cut = float(np.median(dense.X))
+    thin = model.get_translated_modality(query, "rna", "atac", threshold=cut, **settings)
+    assert sparse.isspmatrix_csr(thin.X) and sparse.isspmatrix_csr(thin.layers["variance"])
+    assert thin.X.dtype == np.float32 and 0 < thin.X.nnz < np.prod(thin.shape)
+    kept = dense.X >= cut
+    np.testing.assert_array_equal(thin.X.toarray(), np.where(kept, dense.X, 0))
+    np.testing.assert_array_equal(
+        thin.layers["variance"].toarray(), np.where(kept, dense.layers["variance"], 0)
+    )
+    assert thin.uns["scdx_translation"]["threshold"] == cut
+    values = model.get_translated_modality(
+        query, "rna", "atac", threshold=cut, return_type="numpy", **FAST
+    )
+    assert sparse.isspmatrix_csr(values) and values.shape == dense.shape
+    with pytest.raises(ValueError, match="threshold"):
+        model.get_translated_modality(query, threshold=-1.0)
+
+
 def test_registered_cells_indices_and_labels(trained):
     model, mdata = trained
     out = model.get_translated_modality(indices=[3, 1, 4], labels="labels", **FAST)

@@ -95,12 +95,15 @@ class AutoencoderGettersMixin:
         transform_batch: str | int | None,
         batch_size: int | None,
         return_numpy: bool,
-    ) -> pd.DataFrame | np.ndarray:
+        threshold: float | None = None,
+    ) -> pd.DataFrame | np.ndarray | sparse.csr_matrix:
         self._check_if_trained(warn=True)
         if modality not in self.modalities:
             raise ValueError(f"This model has no {modality!r} modality ({list(self.modalities)}).")
         library_size = _check_library_size(library_size)
         check_bool(return_numpy, "return_numpy")
+        if threshold is not None:
+            threshold = check_positive(threshold, "threshold")
         feature_list = check_names(feature_list, _FEATURE_LIST_ARGS[modality])
         adata, indices, batch_size = self._checked_data(adata, indices, batch_size)
         names = pd.Index(self.feature_names_[modality])
@@ -115,7 +118,7 @@ class AutoencoderGettersMixin:
                 )
         batch_code = self._batch_code(transform_batch)
         lik = self.module.likelihoods[modality]
-        rows = RowBuffer(adata.n_obs if indices is None else len(indices))
+        rows, chunks = RowBuffer(adata.n_obs if indices is None else len(indices)), []
         for tensors in self._data_loader(adata, indices, batch_size, (modality,)):
             inference_inputs = self.module._get_inference_input(tensors)
             inf = self.module.inference(**inference_inputs)
@@ -126,12 +129,21 @@ class AutoencoderGettersMixin:
             size = (
                 inf[MODULE_KEYS.LIBRARY][modality] if library_size == "observed" else library_size
             )
-            rows.write({"values": lik.normalized(logits, size)[:, columns]})
-        values = rows.result()["values"].numpy()
+            values = lik.normalized(logits, size)[:, columns]
+            if threshold is None:
+                rows.write({"values": values})
+            else:
+                chunks.append(scipy_csr(values.masked_fill_(values < threshold, 0.0)))
+        if threshold is None:
+            values = rows.result()["values"].numpy()
+        else:
+            values = stack_rows(chunks, len(columns))
         if return_numpy:
             return values
         obs_names = adata.obs_names if indices is None else adata.obs_names[indices]
-        return pd.DataFrame(values, index=obs_names, columns=names[columns])
+        if threshold is None:
+            return pd.DataFrame(values, index=obs_names, columns=names[columns])
+        return pd.DataFrame.sparse.from_spmatrix(values, index=obs_names, columns=names[columns])
 
     def _batch_code(self, transform_batch: str | int | None) -> int | None:
         if transform_batch is None:
@@ -190,9 +202,10 @@ class AutoencoderGettersMixin:
         transform_batch: str | int | None = None,
         batch_size: int | None = None,
         return_numpy: bool = False,
+        threshold: float | None = None,
         *,
         mdata: MuData | None = None,
-    ) -> pd.DataFrame | np.ndarray:
+    ) -> pd.DataFrame | np.ndarray | sparse.csr_matrix:
         """Return the decoded probability that each peak is accessible in each cell.
 
         Parameters
@@ -204,6 +217,10 @@ class AutoencoderGettersMixin:
         %(param_transform_batch)s
         %(param_batch_size)s
         %(param_return_numpy)s
+        threshold
+            Probabilities below it are set to 0 and the result is sparse, built chunk by chunk
+            (a CSR matrix, or a DataFrame of sparse columns), as MultiVI's
+            ``get_accessibility_estimates(threshold=...)``. ``None`` (default): dense.
         %(param_mdata)s
 
         Returns
@@ -212,7 +229,7 @@ class AutoencoderGettersMixin:
         """
         return self._get_normalized(
             "atac", _one_of(adata, mdata), indices, region_list, 1.0, transform_batch,
-            batch_size, return_numpy,
+            batch_size, return_numpy, threshold,
         )  # fmt: skip
 
     @getter_dsp.dedent

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from contextlib import ExitStack
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -146,17 +146,18 @@ class TranslationMixin:
         clip_x0: float | Literal["auto"] | None = "auto",
         return_type: Literal["anndata", "numpy"] = "anndata",
         progress: bool = False,
+        threshold: float | None = None,
         *,
         mdata: MuData | None = None,
-    ) -> AnnData | MuData | np.ndarray | dict[str, np.ndarray]:
+    ) -> AnnData | MuData | np.ndarray | sparse.csr_matrix | dict[str, Any]:
         """Translate cells measured in one modality into another (e.g. RNA -> ATAC).
 
         The source is encoded by its autoencoder, the diffusion samples the target latent
         given the source latent, and the target decoder turns it into normalised values.
         Cells are processed in chunks of ``batch_size`` and written into the output in place:
-        the memory beyond the output is one chunk's. For outputs larger than memory (e.g.
-        accessibility of 10^5 cells x 10^5 peaks), translate ``indices`` a block at a time and
-        write each block out.
+        the memory beyond the output is one chunk's. With ``threshold`` the output is sparse,
+        built chunk by chunk. For outputs larger than memory even so (e.g. accessibility of
+        10^5 cells x 10^5 peaks), translate ``indices`` a block at a time and write each out.
 
         Parameters
         ----------
@@ -241,6 +242,11 @@ class TranslationMixin:
             translated values as an array (a dict of arrays for several targets).
         progress
             Show a progress bar over the sampler steps.
+        threshold
+            Values below it are set to 0 and the translated values are returned as a sparse CSR
+            matrix, chunk by chunk (``layers["variance"]`` keeps the entries of ``X``), as
+            MultiVI's ``get_accessibility_estimates(threshold=...)``: for accessibility, whose
+            dense output is cells x peaks of float32. ``None`` (default): dense values.
         mdata
             Alias of ``adata``.
 
@@ -248,7 +254,7 @@ class TranslationMixin:
         -------
         Translated values: expression per ``library_size`` counts (RNA), accessibility
         probability (ATAC) or protein per ``library_size`` counts (RNA and protein: the
-        expectation that ``expected`` names).
+        expectation that ``expected`` names); sparse with ``threshold``.
 
         Examples
         --------
@@ -272,6 +278,8 @@ class TranslationMixin:
         batch_size = check_int(batch_size, "batch_size")
         library_size = check_positive(library_size, "library_size")
         check_choice(expected, "expected", EXPECTED_VALUES)
+        if threshold is not None:
+            threshold = check_positive(threshold, "threshold")
         seed = resolve_seed(seed)
         x, obs = self._query_sources(adata, sources, layer, indices)
         categories = label_categories(self.registry_, self.module.n_labels)
@@ -291,11 +299,15 @@ class TranslationMixin:
                 return torch_csr(x[m][rows], device)
             return torch.as_tensor(x[m][rows].toarray(), device=device)
 
-        # dense outputs are written in place, chunk by chunk (peak: the output plus one chunk)
-        dense_keys = ("mean",) + ("variance",) * (n_samples > 1)
+        # dense outputs are written in place, chunk by chunk (peak: the output plus one chunk);
+        # thresholded and count outputs are sparse chunks, stacked at the end
+        value_keys = ("mean",) + ("variance",) * (n_samples > 1)
         widths = {m: len(self.feature_names_[m]) for m in targets}
-        parts = {key: {m: np.empty((len(obs), widths[m]), np.float32) for m in targets}
-                 for key in dense_keys}  # fmt: skip
+        parts: dict[str, dict[str, Any]] = {
+            key: {m: [] if threshold else np.empty((len(obs), widths[m]), np.float32)
+                  for m in targets}
+            for key in value_keys
+        }  # fmt: skip
         if sample_counts:
             parts["counts"] = {m: [] for m in targets}
         self.module.eval()
@@ -311,10 +323,13 @@ class TranslationMixin:
                     count_labels=rows_of(library_codes, rows),
                     n_steps=n_steps, generator=generator, progress=progress, spread=spread,
                 )  # fmt: skip
+                below = {m: v < threshold for m, v in out["mean"].items()} if threshold else {}
                 for key, values in out.items():
                     for m, v in values.items():
                         if key == "counts":
                             parts[key][m].append(scipy_csr(v))
+                        elif threshold:
+                            parts[key][m].append(scipy_csr(v.masked_fill_(below[m], 0.0)))
                         else:  # torch's copy is multi-threaded: it first touches the output
                             torch.from_numpy(parts[key][m][rows]).copy_(v)
         info = {
@@ -327,6 +342,7 @@ class TranslationMixin:
             "seed": seed,
             "library_size": library_size,
             "expected": expected,
+            **({"threshold": threshold} if threshold else {}),
         }
         return self._assemble_translation(parts, obs, info, return_type)
 
@@ -362,8 +378,12 @@ class TranslationMixin:
 
     def _assemble_translation(
         self, parts: dict, obs: pd.DataFrame, info: dict, return_type: str
-    ) -> AnnData | MuData | np.ndarray | dict[str, np.ndarray]:
-        """Output of :meth:`get_translated_modality`: its dense values and count chunks."""
+    ) -> AnnData | MuData | np.ndarray | sparse.csr_matrix | dict[str, Any]:
+        """Output of :meth:`get_translated_modality`: its values (dense, or sparse chunks)."""
+        for chunks in parts.values():
+            for m, value in chunks.items():
+                if isinstance(value, list):
+                    chunks[m] = stack_rows(value, len(self.feature_names_[m]))
         targets = list(parts["mean"])
         if return_type == "numpy":
             result = parts["mean"]
@@ -374,7 +394,7 @@ class TranslationMixin:
             if "variance" in parts:
                 layers["variance"] = parts["variance"][m]
             if "counts" in parts:
-                layers["counts"] = stack_rows(parts["counts"][m], len(self.feature_names_[m]))
+                layers["counts"] = parts["counts"][m]
             out[self._modality_names[m]] = AnnData(
                 X=parts["mean"][m],
                 obs=obs.copy(),
