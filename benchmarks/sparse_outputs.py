@@ -40,7 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="snareseq_mop")
     parser.add_argument("--load-dir", required=True, help="folder of run.py --save-dir")
-    parser.add_argument("--thresholds", type=float, nargs="+", default=[0.01, 0.05, 0.1])
+    parser.add_argument("--thresholds", type=float, nargs="+", default=[0.001, 0.003, 0.01, 0.05])
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -62,14 +62,14 @@ def main() -> None:
         row = {
             "task": task, "output": name, "threshold": settings[name],
             "n_cells": int(values.shape[0]), "seconds": seconds, "peak_mib": peak,
-            "kept_share": (values.nnz if sparse.issparse(values) else values.size) / values.size,
+            "kept_share": (values.nnz if sparse.issparse(values) else values.size)
+            / (values.shape[0] * values.shape[1]),
             "output_mib": nbytes(values) / MIB,
         }  # fmt: skip
         if task == "translation":
             row["auroc_per_peak"] = float(np.nanmean(auroc_per_feature(measured_atac, values)))
             row["auprc_per_peak"] = float(np.nanmean(auprc_per_feature(measured_atac, values)))
         results.record(row)
-        print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
 
 
 if __name__ == "__main__":
