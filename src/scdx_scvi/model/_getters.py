@@ -135,15 +135,13 @@ class AutoencoderGettersMixin:
             else:
                 chunks.append(scipy_csr(values.masked_fill_(values < threshold, 0.0)))
         if threshold is None:
-            values = rows.result()["values"].numpy()
+            values, frame = rows.result()["values"].numpy(), pd.DataFrame
         else:
-            values = stack_rows(chunks, len(columns))
+            values, frame = stack_rows(chunks, len(columns)), pd.DataFrame.sparse.from_spmatrix
         if return_numpy:
             return values
         obs_names = adata.obs_names if indices is None else adata.obs_names[indices]
-        if threshold is None:
-            return pd.DataFrame(values, index=obs_names, columns=names[columns])
-        return pd.DataFrame.sparse.from_spmatrix(values, index=obs_names, columns=names[columns])
+        return frame(values, index=obs_names, columns=names[columns])
 
     def _batch_code(self, transform_batch: str | int | None) -> int | None:
         if transform_batch is None:
