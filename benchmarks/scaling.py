@@ -19,7 +19,9 @@ epoch on the same data, minibatch and process, for the ratio, twice: as MultiVI 
 default, and with freed memory retained as SCDX's autoencoder stage does by default
 (:func:`scdx_scvi.train.retained_freed_memory`; ``retained_freed_memory`` in the rows says
 whether the setting applied). ``--no-retained-memory`` trains SCDX's autoencoder stage with the
-allocator left as it is.
+allocator left as it is. ``--backed`` writes the simulated MuData to a temporary ``.h5mu`` and
+reads it with ``backed="r"``, so that the counts stay on disk (user guide, "Data larger than
+memory"); MultiVI, which needs them in memory, is then not run.
 
 Usage::
 
@@ -32,6 +34,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import gc
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -214,10 +218,15 @@ def main() -> None:
         action="store_true",
         help="train_autoencoder(retain_freed_memory=False): the allocator left as it is",
     )
+    parser.add_argument(
+        "--backed", action="store_true", help="train from a backed .h5mu (counts stay on disk)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    if args.backed and args.peer:
+        parser.error("--peer needs the counts in memory; run it without --backed")
     if args.quick:
         args.n_cells, args.n_genes, args.n_peaks, args.n_types = 500, 200, "2000", 3
         args.n_channels, args.batch_size = 16, 128
@@ -236,6 +245,7 @@ def main() -> None:
         },
     )
 
+    folder = tempfile.TemporaryDirectory()  # the --backed files
     rng = np.random.default_rng(args.seed)
     types = cell_types(args.n_cells, args.n_types, rng)
     rna = simulate_rna(types, args.n_genes, rng)
@@ -246,6 +256,16 @@ def main() -> None:
             )
         )
         mdata = paired_mudata(rna.copy(), atac, types)
+        if args.backed:
+            path = Path(folder.name) / f"scaling_{n_peaks}.h5mu"
+            mdata.write_h5mu(path)
+            sizes = {"atac_nnz": int(atac.nnz), "atac_input_mib": sparse_mib(atac)}
+            del mdata, atac
+            gc.collect()
+            release_memory()
+            mdata = md.read_h5mu(path, backed="r")
+        else:
+            sizes = {"atac_nnz": int(atac.nnz), "atac_input_mib": sparse_mib(atac)}
         SCDX.setup_mudata(
             mdata, labels_key=LABELS_KEY, modalities={"rna_layer": "rna", "atac_layer": "atac"}
         )
@@ -256,8 +276,8 @@ def main() -> None:
         n_parameters = sum(p.numel() for p in model.module.parameters())
         common = {
             "n_cells": args.n_cells, "n_genes": args.n_genes, "n_peaks": n_peaks,
-            "atac_nnz": int(atac.nnz), "atac_density": atac.nnz / (args.n_cells * n_peaks),
-            "atac_input_mib": sparse_mib(atac), "rna_input_mib": sparse_mib(rna),
+            **sizes, "atac_density": sizes["atac_nnz"] / (args.n_cells * n_peaks),
+            "rna_input_mib": sparse_mib(rna), "backed": args.backed,
             "dense_atac_mib": args.n_cells * n_peaks * 4 / MIB,
             "simulate_atac_seconds": seconds, "n_parameters": n_parameters,
             "parameters_mib": sum(
@@ -319,7 +339,12 @@ def main() -> None:
                 "retained_freed_memory": applied,
             })  # fmt: skip
             release_memory()
-        del mdata, atac
+        if args.backed:
+            mdata.file.close()
+        else:
+            del atac
+        del mdata
+    folder.cleanup()
     print(f"wrote {results.path}")
 
 

@@ -160,6 +160,15 @@ def test_scaling_quick(tmp_path):
     assert all(r["peak_mib"] >= 0 and r["seconds"] > 0 for r in rows)
     assert rows[2]["n_generated"] == 500
     assert rows[0]["architecture"] == "small"  # the package default
+    assert not rows[0]["backed"]
+
+
+@pytest.mark.slow
+def test_scaling_quick_backed(tmp_path):
+    rows = results_of(tmp_path, "scaling.py", "--quick", "--backed")
+    assert [r["phase"] for r in rows] == ["autoencoder", "diffusion", "generate"]
+    assert all(r["backed"] and r["seconds"] > 0 for r in rows)
+    assert rows[0]["atac_nnz"] > 0 and rows[2]["n_generated"] == 500
 
 
 @pytest.mark.slow
