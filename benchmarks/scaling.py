@@ -34,7 +34,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import gc
 import tempfile
 import warnings
 from pathlib import Path
@@ -256,16 +255,13 @@ def main() -> None:
             )
         )
         mdata = paired_mudata(rna.copy(), atac, types)
-        if args.backed:
+        sizes = {"atac_nnz": int(atac.nnz), "atac_input_mib": sparse_mib(atac)}
+        if args.backed:  # the counts go to disk and out of memory
             path = Path(folder.name) / f"scaling_{n_peaks}.h5mu"
             mdata.write_h5mu(path)
-            sizes = {"atac_nnz": int(atac.nnz), "atac_input_mib": sparse_mib(atac)}
             del mdata, atac
-            gc.collect()
             release_memory()
             mdata = md.read_h5mu(path, backed="r")
-        else:
-            sizes = {"atac_nnz": int(atac.nnz), "atac_input_mib": sparse_mib(atac)}
         SCDX.setup_mudata(
             mdata, labels_key=LABELS_KEY, modalities={"rna_layer": "rna", "atac_layer": "atac"}
         )
