@@ -21,19 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import measured_together, open_results, read, split
+from scaling import MIB, sparse_mib
 from scipy import sparse
 
 from scdx_scvi import SCDX
 from scdx_scvi.metrics import auprc_per_feature, auroc_per_feature
-
-MIB = 2**20
-
-
-def nbytes(x) -> int:
-    """Bytes of a dense array or of a CSR matrix's three arrays."""
-    if sparse.issparse(x):
-        return x.data.nbytes + x.indices.nbytes + x.indptr.nbytes
-    return np.asarray(x).nbytes
 
 
 def main() -> None:
@@ -64,7 +56,7 @@ def main() -> None:
             "n_cells": int(values.shape[0]), "seconds": seconds, "peak_mib": peak,
             "kept_share": (values.nnz if sparse.issparse(values) else values.size)
             / (values.shape[0] * values.shape[1]),
-            "output_mib": nbytes(values) / MIB,
+            "output_mib": sparse_mib(values) if sparse.issparse(values) else values.nbytes / MIB,
         }  # fmt: skip
         if task == "translation":
             row["auroc_per_peak"] = float(np.nanmean(auroc_per_feature(measured_atac, values)))
