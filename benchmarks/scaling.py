@@ -14,14 +14,16 @@ per second for the two training phases, generated cells per second for generatio
 resident set at the end and its high-water mark during the phase (``high_water_mib``, absolute: the
 data and the model included), the size of the sparse ATAC input and the size a dense float32 ATAC
 matrix would take instead. The model is ``SCDX(mdata)`` with the package defaults unless
-``--architecture``, ``--atac-hidden`` or ``--n-channels`` is given; ``--peer`` adds one MultiVI
-epoch on the same data, minibatch and process, for the ratio, twice: as MultiVI runs by
-default, and with freed memory retained as SCDX's autoencoder stage does by default
-(:func:`scdx_scvi.train.retained_freed_memory`; ``retained_freed_memory`` in the rows says
-whether the setting applied). ``--no-retained-memory`` trains SCDX's autoencoder stage with the
-allocator left as it is. ``--backed`` writes the simulated MuData to a temporary ``.h5mu`` and
-reads it with ``backed="r"``, so that the counts stay on disk (user guide, "Data larger than
-memory"); MultiVI, which needs them in memory, is then not run.
+``--architecture``, ``--atac-hidden`` or ``--n-channels`` is given (beyond 100,000 peaks the
+default ATAC widths are narrowed, :func:`scdx_scvi.module.atlas_widths`; ``atac_hidden`` in the
+rows gives the widths used). SCDX's autoencoder stage trains with the package's policy for freed
+memory, ``"release"``, unless ``--freed-memory`` names another
+(:func:`scdx_scvi.train.freed_memory_policy`; ``freed_memory`` in the rows says which applied).
+``--peer`` adds one MultiVI epoch on the same data, minibatch and process, for the ratio, twice:
+as MultiVI runs by default, and with freed memory retained. ``--backed`` writes the simulated
+MuData to a temporary ``.h5mu`` and reads it with ``backed="r"``, so that the counts stay on
+disk (user guide, "Data larger than memory"); MultiVI, which needs them in memory, is then not
+run.
 
 Usage::
 
@@ -55,7 +57,7 @@ from _common import (
 from scipy import sparse
 
 from scdx_scvi import SCDX
-from scdx_scvi.train import retained_freed_memory
+from scdx_scvi.train import freed_memory_policy
 
 LABELS_KEY = "cell_type"
 MIB = 2**20
@@ -210,12 +212,15 @@ def main() -> None:
     parser.add_argument(
         "--generate-batch-size", type=int, default=None, help="cells per chunk (default: package's)"
     )
-    parser.add_argument("--atac-hidden", default=None, help="ATAC widths, e.g. 256,256 (preset's)")
+    parser.add_argument(
+        "--atac-hidden", default=None, help="ATAC widths, e.g. 256,256 (package default's)"
+    )
     parser.add_argument("--steps", type=int, default=10, help="dpm++2m steps of generation")
     parser.add_argument(
-        "--no-retained-memory",
-        action="store_true",
-        help="train_autoencoder(retain_freed_memory=False): the allocator left as it is",
+        "--freed-memory",
+        choices=["release", "retain", "none"],
+        default="release",
+        help="train_autoencoder(freed_memory=...); none: the allocator left as it is",
     )
     parser.add_argument(
         "--backed", action="store_true", help="train from a backed .h5mu (counts stay on disk)"
@@ -233,7 +238,8 @@ def main() -> None:
         args.steps = 2
     warnings.filterwarnings("ignore")
     scvi.settings.seed = args.seed
-    with retained_freed_memory() as retains_memory:  # whether the autoencoder stage's applies
+    policy = None if args.freed_memory == "none" else args.freed_memory
+    with freed_memory_policy(policy) as applies:  # whether the autoencoder stage's applies
         pass
     results = Results(
         Path(args.out) if args.out else RESULTS / "scaling.json",
@@ -281,12 +287,15 @@ def main() -> None:
             ) / MIB,
             "architecture": model.options["architecture"],
             "n_channels": model.options["n_channels"],
-            "atac_hidden": args.atac_hidden or "preset",
+            "atac_hidden": ",".join(
+                str(layer.fc_layers[0][0].out_features)
+                for layer in model.module.encoders["atac"].hidden
+            ),
         }  # fmt: skip
         phases = {
             "autoencoder": lambda model=model: model.train_autoencoder(
                 max_epochs=1, batch_size=args.batch_size, enable_progress_bar=False,
-                retain_freed_memory=not args.no_retained_memory,
+                freed_memory=policy,
             ),
             "diffusion": lambda model=model: model.train_diffusion(
                 max_steps=args.diffusion_steps, early_stopping=False, enable_progress_bar=False
@@ -306,7 +315,7 @@ def main() -> None:
                 row.update(
                     epochs=1,
                     batch_size=args.batch_size,
-                    retained_freed_memory=retains_memory and not args.no_retained_memory,
+                    freed_memory=policy if applies else None,
                 )
             elif phase == "diffusion":
                 steps = int(model.trainer.global_step)
@@ -324,15 +333,15 @@ def main() -> None:
             results.record(row)
         del model, phases
         release_memory()
-        for retain in (False, True) if args.peer else ():
-            with retained_freed_memory(retain) as applied:
+        for peer_policy in (None, "retain") if args.peer else ():
+            with freed_memory_policy(peer_policy) as applied:
                 n_peer, seconds, peak = measured(lambda m=mdata: peer_epoch(m, args.batch_size))
             results.record({
                 "phase": "autoencoder", "model": "MultiVI", **common, "n_parameters": n_peer,
                 "parameters_mib": n_peer * 4 / MIB, "seconds": seconds,
                 "peak_mib": peak, "cells_per_second": args.n_cells / seconds, "rss_mib": rss_mib(),
                 "high_water_mib": rss_mib("VmHWM"), "epochs": 1, "batch_size": args.batch_size,
-                "retained_freed_memory": applied,
+                "freed_memory": peer_policy if applied else None,
             })  # fmt: skip
             release_memory()
         if args.backed:

@@ -6,8 +6,9 @@ defaults takes one minibatch of ``--batch-size`` cells. Timed, each as the media
 rest after one):
 
 * ``forward_backward``: the module's forward pass, loss and backward pass, with the allocator
-  as it is and (``forward_backward_retained``) with freed memory kept for reuse, as stage 1
-  trains by default (:func:`scdx_scvi.train.retained_freed_memory`);
+  as it is and (``forward_backward_retained``) with freed memory kept for reuse, as
+  ``train_autoencoder(freed_memory="retain")`` trains
+  (:func:`scdx_scvi.train.retained_freed_memory`);
 * ``optimizer_<name>``: one AdamW update of every parameter, for the element-wise loop
   (``foreach=False``), the multi-tensor (``foreach=True``) and the fused implementation (what
   ``scdx_scvi.train.adamw`` picks on a CPU or a GPU);

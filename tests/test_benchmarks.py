@@ -156,11 +156,23 @@ def test_scaling_quick(tmp_path):
         ("autoencoder", "SCDX"), ("diffusion", "SCDX"), ("generate", "SCDX"),
         ("autoencoder", "MultiVI"), ("autoencoder", "MultiVI"),
     ]  # fmt: skip
-    assert [r["retained_freed_memory"] for r in (rows[0], *rows[-2:])] == [GLIBC, False, GLIBC]
+    policies = [r["freed_memory"] for r in (rows[0], *rows[-2:])]
+    assert policies == (["release", None, "retain"] if GLIBC else [None, None, None])
     assert all(r["peak_mib"] >= 0 and r["seconds"] > 0 for r in rows)
     assert rows[2]["n_generated"] == 500
     assert rows[0]["architecture"] == "small"  # the package default
     assert not rows[0]["backed"]
+    assert rows[0]["atac_hidden"] == "512,256"  # 2,000 peaks: the preset's widths
+
+
+@pytest.mark.slow
+def test_freed_memory_quick(tmp_path):
+    rows = results_of(
+        tmp_path, "freed_memory.py", "--dataset", "neurips2021_bmmc_multiome_starter",
+        "--epochs", "1", "--repeats", "1",
+    )  # fmt: skip
+    assert [r["run"] for r in rows] == ["release", "retain", "none", "MultiVI"]
+    assert all(r["seconds"] > 0 and r["peak_mib"] >= 0 and r["epochs"] == 1 for r in rows)
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ import mudata as md
 import numpy as np
 import pytest
 import scvi
+import torch
 from lightning.pytorch import Callback
 from scipy import sparse
 
@@ -67,6 +68,15 @@ def test_bad_model_arguments_are_refused(trained, kwargs, error, match):
     _, mdata = trained
     with pytest.raises(error, match=match):
         SCDX(mdata, architecture="small", **kwargs)
+
+
+def test_a_bad_freed_memory_policy_is_refused_before_training(trained):
+    model, _ = trained
+    state = {k: v.clone() for k, v in model.module.state_dict().items()}
+    with pytest.raises(ValueError, match="`freed_memory` must be one of"):
+        model.train_autoencoder(max_epochs=1, freed_memory=True, **QUIET)
+    assert model.is_trained_
+    torch.testing.assert_close(model.module.state_dict(), state, rtol=0, atol=0, equal_nan=True)
 
 
 def test_diffusion_batch_needs_a_batch_key():

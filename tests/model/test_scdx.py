@@ -7,7 +7,7 @@ import torch
 from scipy import sparse
 
 from scdx_scvi import SCDX
-from scdx_scvi.module import default_max_epochs
+from scdx_scvi.module import ATLAS_PEAKS, atlas_widths, default_max_epochs
 
 COMBINATIONS = [
     ("rna", "atac"),
@@ -187,6 +187,30 @@ def test_presets_follow_the_reference(make_mudata, setup_kwargs):
         SCDX(mdata, configuration="paper")
     with pytest.raises(ValueError, match="generation_depth must be one of"):
         SCDX(mdata, generation_depth="type")
+
+
+def test_atlas_widths_bound_the_peak_sized_layers(monkeypatch, make_mudata, setup_kwargs):
+    assert atlas_widths((512, 256), 25_734) == (512, 256)
+    assert atlas_widths((512, 256), ATLAS_PEAKS) == (512, 256)
+    assert atlas_widths((512, 256), 200_000) == (256, 256)
+    assert atlas_widths((512, 256), 150_000) == (320, 256)
+    assert atlas_widths((1024, 512), 300_000) == (320, 320)
+    assert atlas_widths((512, 256), 10**7) == (64, 64)
+    for n_peaks in (100_001, 150_000, 200_000, 10**6):
+        first = atlas_widths((512, 256), n_peaks)[0]
+        assert first * n_peaks <= 512 * ATLAS_PEAKS or first == 64
+    # the model narrows the ATAC widths of "scdx" beyond the bound (80 synthetic peaks here),
+    # not those of the reference, nor widths given explicitly
+    monkeypatch.setattr("scdx_scvi.module._presets.ATLAS_PEAKS", 40)
+    mods = ("rna", "atac")
+    mdata = make_mudata(mods)
+    SCDX.setup_mudata(mdata, **setup_kwargs(mods))
+    assert _widths(SCDX(mdata).module.encoders["atac"]) == [256, 256]
+    assert _widths(SCDX(mdata).module.decoders["atac"]) == [256, 256]
+    assert _widths(SCDX(mdata).module.encoders["rna"]) == [300, 150]
+    assert _widths(SCDX(mdata, configuration="reference").module.encoders["atac"]) == [1024, 512]
+    given = SCDX(mdata, n_hidden={"atac": (512, 256)})
+    assert _widths(given.module.encoders["atac"]) == [512, 256]
 
 
 def test_reference_configuration_sets_every_reference_value(make_mudata, setup_kwargs):

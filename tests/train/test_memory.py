@@ -1,4 +1,4 @@
-"""``retained_freed_memory``, each scenario in a fresh process.
+"""``freed_memory_policy`` and ``retained_freed_memory``, each scenario in a fresh process.
 
 The allocator's state is process-wide: large blocks that earlier tests freed in the middle of
 the heap serve later allocations without a memory map, so every scenario starts from a new
@@ -21,9 +21,10 @@ _TUNING = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "LD_PRELOAD", "GLIBC_TU
 
 _PRELUDE = """
 import numpy as np
-from scdx_scvi.train import retained_freed_memory
+from scdx_scvi.train import freed_memory_policy, retained_freed_memory
 
 BLOCK = 256 * 2**20  # far above glibc's largest memory-map threshold (32 MB)
+SIZE = 24 * 2**20  # between the "release" policy's threshold (16 MB) and that largest one
 
 
 def resident_mib():
@@ -31,10 +32,10 @@ def resident_mib():
         return int(f.read().split()[1]) * 4096 / 2**20
 
 
-def allocate_and_free():
-    # resident MiB gained by touching, then freeing, a BLOCK-sized buffer
+def allocate_and_free(size=BLOCK):
+    # resident MiB gained by touching, then freeing, a buffer of `size` bytes
     before = resident_mib()
-    block = np.ones(BLOCK // 8)
+    block = np.ones(size // 8)
     del block
     return resident_mib() - before
 """
@@ -88,4 +89,32 @@ def test_a_nested_block_leaves_the_outer_one_in_effect():
                 assert applied
             assert allocate_and_free() > 200  # still kept after the inner block
         assert allocate_and_free() < 64
+    """)
+
+
+@pytest.mark.skipif(not GLIBC, reason="the setting applies under Linux with glibc")
+def test_release_returns_feature_sized_blocks_at_once():
+    # by default glibc's threshold rises to a freed block's size: the next one stays resident
+    _run("""
+        allocate_and_free(SIZE)
+        assert allocate_and_free(SIZE) > 16
+    """)
+    _run("""
+        with freed_memory_policy("release") as applied:
+            assert applied
+            assert allocate_and_free(SIZE) < 8 and allocate_and_free(SIZE) < 8
+            with freed_memory_policy("retain") as nested:  # changes nothing
+                assert nested and allocate_and_free(BLOCK) < 64
+        assert allocate_and_free(BLOCK) < 64
+    """)
+    _run("""
+        with freed_memory_policy(None) as applied:
+            assert not applied
+        try:
+            with freed_memory_policy("keep"):
+                pass
+        except ValueError as error:
+            assert "`policy` must be one of" in str(error)
+        else:
+            raise AssertionError("an unknown policy was accepted")
     """)

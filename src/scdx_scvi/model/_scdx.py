@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -31,12 +31,14 @@ from scdx_scvi.module import (
     PRESETS,
     TRAIN_CONFIGURATIONS,
     SCDXModule,
+    atlas_widths,
     default_max_epochs,
 )
 from scdx_scvi.train import (
+    FreedMemory,
     autoencoder_optimizer,
+    freed_memory_policy,
     release_training_state,
-    retained_freed_memory,
 )
 
 from ._checks import check_bool, check_fraction, check_int, check_is_mudata
@@ -112,9 +114,13 @@ class SCDX(
         ``"small"`` (RNA 300-150-64, ATAC 512-256-64, layer norm, recommended below 5k genes and
         15k peaks), ``"default"`` (RNA 512-300-100, ATAC 1024-512-100, batch norm) or
         ``"large"`` (RNA 1024-512-150, ATAC 2048-1024-200, layer norm, above 50k genes or 200k
-        peaks). Protein: 128-64-16, 256-128-32, 512-256-64.
+        peaks). Protein: 128-64-16, 256-128-32, 512-256-64. With ``"scdx"``, beyond 100,000
+        peaks the ATAC widths are narrowed so that the two peak-sized layers hold no more
+        weights than at 100,000 peaks (:func:`~scdx_scvi.module.atlas_widths`: ``"small"`` at
+        200,000 peaks is ATAC 256-256-64).
     n_hidden
-        Override the preset's hidden widths per modality, e.g. ``{"rna": [256, 128]}``.
+        Override the preset's hidden widths per modality, e.g. ``{"rna": [256, 128]}``; they
+        are used as given (no narrowing at atlas scale).
     n_latent
         Override the preset's latent sizes: one int for every modality, a mapping per modality,
         or ``"shared"``: the preset's largest latent size for every modality, which
@@ -280,6 +286,8 @@ class SCDX(
         mods = tuple(self._modality_names)
         n_features = {m: int(self.summary_stats[MODALITIES[m].summary_stat]) for m in mods}
         hidden = {m: tuple(preset.n_hidden[m]) for m in mods}
+        if configuration == "scdx" and "atac" in mods:
+            hidden["atac"] = atlas_widths(hidden["atac"], n_features["atac"])
         for m, widths in check_mapping_keys(n_hidden or {}, "n_hidden", mods).items():
             if not isinstance(widths, Sequence) or isinstance(widths, str):
                 raise TypeError(f"`n_hidden[{m!r}]` must be a list of widths, got {widths!r}.")
@@ -597,7 +605,7 @@ class SCDX(
         gradient_clip_val: float | None = 1.0,
         accelerator: str = "auto",
         devices: int | list[int] | str = "auto",
-        retain_freed_memory: bool = True,
+        freed_memory: FreedMemory | None = "release",
         plan_kwargs: dict | None = None,
         datasplitter_kwargs: dict | None = None,
         **trainer_kwargs,
@@ -642,12 +650,14 @@ class SCDX(
             Clip the gradient norm at this value (``None`` disables clipping).
         %(param_accelerator)s
         %(param_devices)s
-        retain_freed_memory
-            Under Linux (glibc), keep the host memory freed between minibatches in the process
-            while this stage trains, instead of mapping it anew for every minibatch (see
-            :func:`~scdx_scvi.train.retained_freed_memory`): at 200,000 peaks a minibatch step
-            takes about half the time, for a higher peak memory. ``False`` leaves the allocator
-            as it is.
+        freed_memory
+            Under Linux (glibc), what the allocator does with the host memory freed between
+            minibatches while this stage trains (:func:`~scdx_scvi.train.freed_memory_policy`):
+            ``"release"`` (default) returns every block of 16 MB or more to the system when it
+            is freed, for the lowest peak memory; ``"retain"`` keeps freed memory in the
+            process for the next minibatch, faster at 10^5 peaks (about 1.4-1.6 times) for a
+            higher peak (0.5-0.9 GB more at 200,000 peaks); ``None`` leaves the allocator as it
+            is. User guide, "Time and memory".
         plan_kwargs
             Keyword arguments for :class:`scvi.train.TrainingPlan`; they override the above.
         datasplitter_kwargs
@@ -657,6 +667,11 @@ class SCDX(
             ``max_steps``, ``precision``, ``strategy="ddp"``: see :meth:`train` for
             multi-device training).
         """
+        if freed_memory not in (None, *get_args(FreedMemory)):
+            raise ValueError(
+                f"`freed_memory` must be one of {get_args(FreedMemory)} or None, "
+                f"got {freed_memory!r}."
+            )
         max_epochs = check_int(max_epochs, "max_epochs", optional=True)
         batch_size = check_int(batch_size, "batch_size")
         budget = self.training_budget
@@ -690,7 +705,7 @@ class SCDX(
         trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
         if gradient_clip_val is not None:
             trainer_kwargs.setdefault("gradient_clip_val", gradient_clip_val)
-        with retained_freed_memory(retain_freed_memory):
+        with freed_memory_policy(freed_memory):
             UnsupervisedTrainingMixin.train(
                 self,
                 max_epochs=max_epochs,

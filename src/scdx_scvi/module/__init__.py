@@ -4,15 +4,18 @@ from ._depth import LatentDepth, TrainingDepths
 from ._latent_diffusion import LatentDiffusion
 from ._likelihoods import BernoulliLikelihood, CountLikelihood, CountMixtureLikelihood
 from ._presets import (
+    ATLAS_PEAKS,
     MODEL_CONFIGURATIONS,
     PRESETS,
     TRAIN_CONFIGURATIONS,
     AutoencoderPreset,
+    atlas_widths,
     default_max_epochs,
 )
 from ._scdx_module import SCDXModule
 
 __all__ = [
+    "ATLAS_PEAKS",
     "MODEL_CONFIGURATIONS",
     "PRESETS",
     "TRAIN_CONFIGURATIONS",
@@ -24,5 +27,6 @@ __all__ = [
     "LatentDiffusion",
     "SCDXModule",
     "TrainingDepths",
+    "atlas_widths",
     "default_max_epochs",
 ]

@@ -46,6 +46,26 @@ PRESETS: dict[str, AutoencoderPreset] = {
 }
 
 
+#: Peaks beyond which the ``"scdx"`` configuration narrows the ATAC layers (atlas scale).
+ATLAS_PEAKS = 100_000
+
+
+def atlas_widths(widths: tuple[int, ...], n_peaks: int) -> tuple[int, ...]:
+    """ATAC widths whose peak-sized layers hold no more weights than at :data:`ATLAS_PEAKS`.
+
+    The encoder's first layer and the decoder's last have ``widths[0]`` weights per peak; with
+    their gradients and AdamW's two moments they take most of the training memory. Up to
+    ``ATLAS_PEAKS`` peaks the widths are returned as they are; beyond, every width is capped at
+    ``widths[0] * ATLAS_PEAKS / n_peaks``, rounded down to a multiple of 64 (at least 64), so
+    that those two layers stop growing with the number of peaks: ``(512, 256)`` becomes
+    ``(256, 256)`` at 200,000 peaks.
+    """
+    if n_peaks <= ATLAS_PEAKS:
+        return tuple(widths)
+    cap = max(64, widths[0] * ATLAS_PEAKS // n_peaks // 64 * 64)
+    return tuple(min(int(w), cap) for w in widths)
+
+
 Configuration = Literal["scdx", "reference"]
 
 #: Model options of each configuration of :class:`~scdx_scvi.model.SCDX`; an option passed

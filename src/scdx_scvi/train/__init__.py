@@ -2,14 +2,16 @@
 
 from ._diffusion_plan import LatentDiffusionTrainingPlan
 from ._latent_data import LatentDataModule
-from ._memory import retained_freed_memory
+from ._memory import FreedMemory, freed_memory_policy, retained_freed_memory
 from ._optimizer import adamw, autoencoder_optimizer, release_training_state
 
 __all__ = [
+    "FreedMemory",
     "LatentDataModule",
     "LatentDiffusionTrainingPlan",
     "adamw",
     "autoencoder_optimizer",
+    "freed_memory_policy",
     "release_training_state",
     "retained_freed_memory",
 ]
