@@ -29,7 +29,7 @@ import ctypes
 import os
 import platform
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Literal
 
 FreedMemory = Literal["release", "retain"]
@@ -96,7 +96,7 @@ def freed_memory_policy(policy: FreedMemory | None) -> Iterator[bool]:
             libc.malloc_trim(0)
 
 
-def retained_freed_memory(enabled: bool = True):
+def retained_freed_memory(enabled: bool = True) -> AbstractContextManager[bool]:
     """Keep freed host memory in the process for reuse: ``freed_memory_policy("retain")``.
 
     For any code that allocates and frees large blocks over and over, e.g. a translation into
