@@ -170,20 +170,28 @@ def measured(fn, repeats: int = 1):
     return measured_together({"": fn}, repeats)[""]
 
 
-def measured_together(calls: dict, repeats: int = 1) -> dict:
+def measured_together(calls: dict, repeats: int = 1, warmup: bool = False) -> dict:
     """:func:`measured` for several calls whose costs are compared, taken in turns.
 
     Round after round each call runs once, in order, so that every call meets the same states
     of the machine (a busy spell, the allocator's heap after a large call) rather than one call
     all of them. Returns ``{name: (result, seconds, peak)}`` with the first round's result, the
-    median seconds and the largest peak, as :func:`measured`.
+    median seconds and the largest peak, as :func:`measured`. With ``warmup`` each call first
+    runs once untimed, in the same order, and that run's result is returned: what the first
+    calls of a process pay once (kernels built for new shapes, a query's registration) is not
+    counted as throughput.
     """
+    first = {name: fn() for name, fn in calls.items()} if warmup else {}
     runs = {name: [] for name in calls}
     for _ in range(max(1, int(repeats))):
         for name, fn in calls.items():
             runs[name].append(_measured_once(fn))
     return {
-        name: (r[0][0], statistics.median(x[1] for x in r), max(x[2] for x in r))
+        name: (
+            first[name] if warmup else r[0][0],
+            statistics.median(x[1] for x in r),
+            max(x[2] for x in r),
+        )
         for name, r in runs.items()
     }
 
