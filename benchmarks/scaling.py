@@ -60,6 +60,8 @@ from scdx_scvi import SCDX
 from scdx_scvi.train import freed_memory_policy
 
 LABELS_KEY = "cell_type"
+#: Fields of a row that describe SCDX's model, left out of MultiVI's rows.
+SCDX_FIELDS = ("architecture", "n_channels", "atac_hidden")
 MIB = 2**20
 #: Dense values per chunk of simulated RNA.
 RNA_CHUNK_VALUES = 2**22
@@ -336,8 +338,9 @@ def main() -> None:
         for peer_policy in (None, "retain") if args.peer else ():
             with freed_memory_policy(peer_policy) as applied:
                 n_peer, seconds, peak = measured(lambda m=mdata: peer_epoch(m, args.batch_size))
+            inputs = {k: v for k, v in common.items() if k not in SCDX_FIELDS}
             results.record({
-                "phase": "autoencoder", "model": "MultiVI", **common, "n_parameters": n_peer,
+                "phase": "autoencoder", "model": "MultiVI", **inputs, "n_parameters": n_peer,
                 "parameters_mib": n_peer * 4 / MIB, "seconds": seconds,
                 "peak_mib": peak, "cells_per_second": args.n_cells / seconds, "rss_mib": rss_mib(),
                 "high_water_mib": rss_mib("VmHWM"), "epochs": 1, "batch_size": args.batch_size,

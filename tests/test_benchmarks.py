@@ -163,6 +163,7 @@ def test_scaling_quick(tmp_path):
     assert rows[0]["architecture"] == "small"  # the package default
     assert not rows[0]["backed"]
     assert rows[0]["atac_hidden"] == "512,256"  # 2,000 peaks: the preset's widths
+    assert "atac_hidden" not in rows[-1] and "architecture" not in rows[-1]  # MultiVI's row
 
 
 @pytest.mark.slow
