@@ -61,6 +61,7 @@ def _copy_with(mdata, modality="rna", change=None):
         ({"dropout_rate": -0.1}, ValueError, "dropout_rate"),
         ({"n_channels": 0}, ValueError, "n_channels"),
         ({"use_batch": "yes"}, TypeError, "use_batch"),
+        ({"atlas_widths": 1}, TypeError, "atlas_widths"),
         ({"denoiser_kwargs": 5}, TypeError, "denoiser_kwargs"),
     ],
 )  # fmt: skip

@@ -211,6 +211,7 @@ def test_atlas_widths_bound_the_peak_sized_layers(monkeypatch, make_mudata, setu
     assert _widths(SCDX(mdata, configuration="reference").module.encoders["atac"]) == [1024, 512]
     given = SCDX(mdata, n_hidden={"atac": (512, 256)})
     assert _widths(given.module.encoders["atac"]) == [512, 256]
+    assert _widths(SCDX(mdata, atlas_widths=False).module.encoders["atac"]) == [512, 256]
 
 
 def test_reference_configuration_sets_every_reference_value(make_mudata, setup_kwargs):
@@ -221,6 +222,7 @@ def test_reference_configuration_sets_every_reference_value(make_mudata, setup_k
     model = SCDX(mdata, configuration="reference")
     module, diffusion = model.module, model.module.diffusion
     assert model.options["architecture"] == "default" and model.options["n_channels"] == 128
+    assert model.options["atlas_widths"] is False
     assert model.training_budget == {
         "max_epochs": 300, "early_stopping": False, "max_steps_diffusion": 800_000,
         "diffusion_lr": 1e-4, "diffusion_early_stopping": False, "dispersion_lr": None,

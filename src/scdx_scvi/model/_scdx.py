@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -31,15 +31,16 @@ from scdx_scvi.module import (
     PRESETS,
     TRAIN_CONFIGURATIONS,
     SCDXModule,
-    atlas_widths,
     default_max_epochs,
 )
+from scdx_scvi.module import atlas_widths as narrowed_widths  # the argument's name is taken
 from scdx_scvi.train import (
     FreedMemory,
     autoencoder_optimizer,
     freed_memory_policy,
     release_training_state,
 )
+from scdx_scvi.train._memory import check_policy
 
 from ._checks import check_bool, check_fraction, check_int, check_is_mudata
 from ._diffusion_mixin import LatentDiffusionMixin
@@ -114,10 +115,11 @@ class SCDX(
         ``"small"`` (RNA 300-150-64, ATAC 512-256-64, layer norm, recommended below 5k genes and
         15k peaks), ``"default"`` (RNA 512-300-100, ATAC 1024-512-100, batch norm) or
         ``"large"`` (RNA 1024-512-150, ATAC 2048-1024-200, layer norm, above 50k genes or 200k
-        peaks). Protein: 128-64-16, 256-128-32, 512-256-64. With ``"scdx"``, beyond 100,000
-        peaks the ATAC widths are narrowed so that the two peak-sized layers hold no more
-        weights than at 100,000 peaks (:func:`~scdx_scvi.module.atlas_widths`: ``"small"`` at
-        200,000 peaks is ATAC 256-256-64).
+        peaks). Protein: 128-64-16, 256-128-32, 512-256-64.
+    atlas_widths
+        Beyond 100,000 peaks, narrow the preset's ATAC widths so that the two peak-sized layers
+        hold no more weights than at 100,000 peaks (:func:`~scdx_scvi.module.atlas_widths`:
+        ``"small"`` at 200,000 peaks is ATAC 256-256-64). ``"scdx"``: on; the reference: off.
     n_hidden
         Override the preset's hidden widths per modality, e.g. ``{"rna": [256, 128]}``; they
         are used as given (no narrowing at atlas scale).
@@ -238,6 +240,7 @@ class SCDX(
         registry: dict | None = None,
         configuration: Configuration = "scdx",
         architecture: Architecture | None = None,
+        atlas_widths: bool | None = None,
         n_hidden: Mapping[str, Sequence[int]] | None = None,
         n_latent: int | Mapping[str, int] | Literal["shared"] | None = None,
         norm: Literal["batchnorm", "layernorm"] | None = None,
@@ -286,8 +289,8 @@ class SCDX(
         mods = tuple(self._modality_names)
         n_features = {m: int(self.summary_stats[MODALITIES[m].summary_stat]) for m in mods}
         hidden = {m: tuple(preset.n_hidden[m]) for m in mods}
-        if configuration == "scdx" and "atac" in mods:
-            hidden["atac"] = atlas_widths(hidden["atac"], n_features["atac"])
+        if check_bool(options["atlas_widths"], "atlas_widths") and "atac" in mods:
+            hidden["atac"] = narrowed_widths(hidden["atac"], n_features["atac"])
         for m, widths in check_mapping_keys(n_hidden or {}, "n_hidden", mods).items():
             if not isinstance(widths, Sequence) or isinstance(widths, str):
                 raise TypeError(f"`n_hidden[{m!r}]` must be a list of widths, got {widths!r}.")
@@ -667,11 +670,7 @@ class SCDX(
             ``max_steps``, ``precision``, ``strategy="ddp"``: see :meth:`train` for
             multi-device training).
         """
-        if freed_memory not in (None, *get_args(FreedMemory)):
-            raise ValueError(
-                f"`freed_memory` must be one of {get_args(FreedMemory)} or None, "
-                f"got {freed_memory!r}."
-            )
+        check_policy(freed_memory, "freed_memory")
         max_epochs = check_int(max_epochs, "max_epochs", optional=True)
         batch_size = check_int(batch_size, "batch_size")
         budget = self.training_budget

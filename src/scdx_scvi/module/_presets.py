@@ -79,6 +79,7 @@ Configuration = Literal["scdx", "reference"]
 MODEL_CONFIGURATIONS: dict[str, dict] = {
     "scdx": {
         "architecture": "small",
+        "atlas_widths": True,
         "n_latent": "shared",
         "encoder_input": "counts",
         "reconstruction_weights": "sum",
@@ -100,6 +101,7 @@ MODEL_CONFIGURATIONS: dict[str, dict] = {
     },
     "reference": {
         "architecture": "default",
+        "atlas_widths": False,
         "n_latent": None,
         "encoder_input": "counts",
         "reconstruction_weights": "sum",

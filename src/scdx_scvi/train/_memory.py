@@ -65,6 +65,12 @@ def _glibc() -> ctypes.CDLL | None:
     return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
 
 
+def check_policy(policy: object, name: str = "policy") -> None:
+    """Raise if ``policy`` is neither a :data:`FreedMemory` policy nor None."""
+    if policy is not None and policy not in _POLICIES:
+        raise ValueError(f"`{name}` must be one of {list(_POLICIES)} or None, got {policy!r}.")
+
+
 @contextmanager
 def freed_memory_policy(policy: FreedMemory | None) -> Iterator[bool]:
     """Apply a policy for freed host memory (module docstring); yield whether it applies.
@@ -75,8 +81,7 @@ def freed_memory_policy(policy: FreedMemory | None) -> Iterator[bool]:
     one changes nothing.
     """
     global _depth
-    if policy is not None and policy not in _POLICIES:
-        raise ValueError(f"`policy` must be one of {list(_POLICIES)} or None, got {policy!r}.")
+    check_policy(policy)
     libc = _glibc() if policy is not None else None
     if libc is None:
         yield False
