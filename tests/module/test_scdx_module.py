@@ -322,6 +322,27 @@ def test_decode_normalized_gives_the_decoders_probabilities_and_expected_counts(
     torch.testing.assert_close(values["rna"], torch.softmax(logits["rna"], -1) * 1e4)
 
 
+@pytest.mark.parametrize("expected", ["counts", "log1p"])
+def test_decode_normalized_writes_into_the_given_blocks(expected):
+    module = SCDXModule(
+        n_features={"rna": 6, "atac": 5, "protein": 4},
+        n_hidden={"rna": (8,), "atac": (8,), "protein": (8,)},
+        n_latent={"rna": 3, "atac": 2, "protein": 3},
+        protein_likelihood="nb_mixture",
+    ).eval()
+    z = {"rna": torch.randn(4, 3), "atac": torch.randn(4, 2), "protein": torch.randn(4, 3)}
+    with torch.no_grad():
+        fresh = module.decode_normalized(z, expected=expected)
+        # rows of a larger block, as translation writes its chunks into its output
+        blocks = {m: torch.full((6, v.shape[1]), -1.0) for m, v in fresh.items()}
+        out = {m: block[1:5] for m, block in blocks.items()}
+        values = module.decode_normalized(z, expected=expected, out=out)
+    for m, v in fresh.items():
+        assert values[m].data_ptr() == out[m].data_ptr(), m
+        torch.testing.assert_close(out[m], v)
+        assert (blocks[m][[0, 5]] == -1.0).all(), m  # rows outside are untouched
+
+
 @pytest.mark.parametrize("binary", [False, True])
 def test_normalized_in_place_equals_the_fresh_result(binary):
     from scdx_scvi.module._likelihoods import BernoulliLikelihood, CountLikelihood

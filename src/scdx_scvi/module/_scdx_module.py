@@ -322,10 +322,17 @@ class SCDXModule(BaseModuleClass):
         }
 
     def decode_logits(
-        self, z: Mapping[str, torch.Tensor], batch_index: torch.Tensor | None = None
+        self,
+        z: Mapping[str, torch.Tensor],
+        batch_index: torch.Tensor | None = None,
+        out: Mapping[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Decode each latent in ``z`` into feature logits (every cell)."""
-        logits = self._decode_pairs(z, [(m, m, None) for m in z], batch_index)
+        """Decode each latent in ``z`` into feature logits (every cell).
+
+        ``out`` (outside autograd): ``{modality: (cells, outputs) tensor}`` that the output
+        layer of those modalities writes into, instead of a new block.
+        """
+        logits = self._decode_pairs(z, [(m, m, None) for m in z], batch_index, out)
         return {m: logits[m, m] for m in z}
 
     def _decode_pairs(
@@ -333,6 +340,7 @@ class SCDXModule(BaseModuleClass):
         z: Mapping[str, torch.Tensor],
         pairs: Sequence[tuple[str, str, torch.Tensor | None]],
         batch_index: torch.Tensor | None = None,
+        out: Mapping[str, torch.Tensor] | None = None,
     ) -> dict[tuple[str, str], torch.Tensor]:
         """Logits of target ``b`` decoded from the latent of ``a``, for each ``(a, b, rows)``.
 
@@ -340,16 +348,22 @@ class SCDXModule(BaseModuleClass):
         normalisation sees each source's cells alone, as separate decoder calls would); the
         output layer runs once per target on their stacked activations, which gives one weight
         gradient for the largest layer of the model instead of one per source plus their sum.
-        Cells outside ``rows`` get the output bias as logits (the loss masks them).
+        Cells outside ``rows`` get the output bias as logits (the loss masks them). A target
+        decoded from one source with a tensor in ``out`` is written into that tensor.
         """
         cov = self._covariates(batch_index)
+        out = out or {}
         logits = {}
         for b in dict.fromkeys(target for _, target, _ in pairs):
             sources = [(a, rows) for a, target, rows in pairs if target == b]
             decoder = self.decoders[b]
             hidden = [_on_rows(decoder.last_hidden, rows, z[a], *cov) for a, rows in sources]
-            out = decoder.output(torch.cat(hidden) if len(hidden) > 1 else hidden[0])
-            parts = _SplitRows.apply(out, [h.shape[0] for h in hidden]) if hidden[1:] else [out]
+            if len(hidden) == 1 and b in out:  # the output layer's product, written in place
+                layer = decoder.output
+                out_b = torch.addmm(layer.bias, hidden[0], layer.weight.t(), out=out[b])
+            else:
+                out_b = decoder.output(torch.cat(hidden) if len(hidden) > 1 else hidden[0])
+            parts = _SplitRows.apply(out_b, [h.shape[0] for h in hidden]) if hidden[1:] else [out_b]
             for (a, _), part in zip(sources, parts, strict=True):
                 logits[a, b] = part
         return logits
@@ -579,6 +593,7 @@ class SCDXModule(BaseModuleClass):
         batch_index: torch.Tensor | None = None,
         library_size: float = 1e4,
         expected: ExpectedValue = "counts",
+        out: Mapping[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Decode latents into normalised values.
 
@@ -586,18 +601,26 @@ class SCDXModule(BaseModuleClass):
         (ATAC), one entry per modality of ``z``. ``expected`` says which expectation a count
         modality gives: ``"counts"``, of the counts of a cell measured at ``library_size``
         counts; ``"log1p"``, of their ``log1p``, returned through ``expm1`` (so that ``log1p``
-        of the value is that expectation).
+        of the value is that expectation). ``out``: ``{modality: (cells, features) float32
+        tensor}`` the values of those modalities are written into (e.g. rows of the caller's
+        output array); where the decoder has one output per feature its logits are computed
+        there too, so no block of cells x features is allocated for them.
         """
-        logits = self.decode_logits(z, batch_index)
-        out = {}
+        out = out or {}
+        logits = self.decode_logits(
+            z, batch_index,
+            {m: o for m, o in out.items() if self.likelihoods[m].outputs_per_feature == 1},
+        )  # fmt: skip
+        values = {}
         for m, v in logits.items():
             likelihood = self.likelihoods[m]
             if expected == "log1p" and not likelihood.binary:
                 log1p = likelihood.expected_log1p(v, library_size, library_size)
-                out[m] = torch.expm1(log1p)
-            else:  # the logits are this call's own
-                out[m] = likelihood.normalized(v, library_size, overwrite=True)
-        return out
+                values[m] = torch.expm1(log1p, out=out.get(m))
+                continue
+            v = likelihood.normalized(v, library_size, overwrite=True)  # the call's own logits
+            values[m] = out[m].copy_(v) if m in out and v.data_ptr() != out[m].data_ptr() else v
+        return values
 
     def _decoder_batch(self, batch: int | None, n_cells: int) -> torch.Tensor:
         """Batch index ``(n_cells, 1)`` to decode as: ``batch``, or the first batch without one."""
@@ -646,6 +669,7 @@ class SCDXModule(BaseModuleClass):
         library_size: float = 1e4,
         count_labels: torch.Tensor | None = None,
         expected: ExpectedValue = "counts",
+        out: Mapping[str, torch.Tensor] | None = None,
         **sampling,
     ) -> dict[str, dict[str, torch.Tensor]]:
         """Translate cells: encode the sources, sample the targets' latents given them, decode.
@@ -672,6 +696,9 @@ class SCDXModule(BaseModuleClass):
         count_labels
             Label codes whose library-size priors the counts of the first sample are drawn with
             (global RNG); ``None``: no counts.
+        out
+            With one sample: ``{target: (n_cells, features) float32 tensor}`` the values of
+            those targets are written into (see :meth:`decode_normalized`).
         **sampling
             ``n_steps``, ``generator``, ``progress``, ``spread`` of
             :meth:`LatentDiffusion.sample`.
@@ -686,28 +713,30 @@ class SCDXModule(BaseModuleClass):
         source = self.inference(x, batch_index)[MODULE_KEYS.Z]
         total = dict.fromkeys(targets, 0.0)
         total_sq = dict.fromkeys(targets, 0.0)
-        out = {}
+        result = {}
         for s in range(n_samples):
             latents = self.diffusion.sample(
                 sampler, labels=labels, batch=batch, condition=source, **sampling
             )
             latents = {m: latents[m] for m in targets}
-            values = self.decode_normalized(latents, batch_index, library_size, expected)
+            values = self.decode_normalized(
+                latents, batch_index, library_size, expected, out if n_samples == 1 else None
+            )
             if count_labels is not None and s == 0:
-                out["counts"] = self.sample_counts(latents, count_labels, batch_index)
+                result["counts"] = self.sample_counts(latents, count_labels, batch_index)
             if n_samples == 1:
-                out["mean"] = {m: values[m].float() for m in targets}
-                return out
+                result["mean"] = {m: values[m].float() for m in targets}
+                return result
             for m in targets:  # moments in float64: the variance is a difference of them
                 v = values[m].double()
                 total[m] = total[m] + v
                 total_sq[m] = total_sq[m] + v**2
-        out["mean"], out["variance"] = {}, {}
+        result["mean"], result["variance"] = {}, {}
         for m in targets:
             mean = total[m] / n_samples
-            out["mean"][m] = mean.float()
-            out["variance"][m] = (total_sq[m] / n_samples - mean**2).clamp(min=0.0).float()
-        return out
+            result["mean"][m] = mean.float()
+            result["variance"][m] = (total_sq[m] / n_samples - mean**2).clamp(min=0.0).float()
+        return result
 
     @torch.inference_mode()
     def sample(self, tensors: dict[str, torch.Tensor], n_samples: int = 1) -> dict:
