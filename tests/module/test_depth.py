@@ -134,3 +134,23 @@ def test_bernoulli_at_depth_in_place_gives_the_same_logits():
     in_place = logits.clone()
     assert BernoulliLikelihood.at_depth(in_place, depth, block=32, out=in_place) is in_place
     torch.testing.assert_close(in_place, shifted, atol=0, rtol=0)
+
+
+def test_at_depth_default_block_bounds_its_buffer(monkeypatch):
+    from scdx_scvi.module import _likelihoods
+
+    monkeypatch.setattr(_likelihoods, "DEPTH_BLOCK_VALUES", 600)  # 3 rows of 200 peaks
+    logits = torch.randn(10, 200) - 2.0
+    depth = torch.linspace(5.0, 60.0, 10).reshape(-1, 1)
+    shapes = []
+    empty_like = torch.empty_like
+    monkeypatch.setattr(
+        torch, "empty_like", lambda x, **k: shapes.append(x.shape) or empty_like(x, **k)
+    )
+    shifted = BernoulliLikelihood.at_depth(logits, depth)
+    assert (3, 200) in shapes and max(
+        s[0] for s in shapes if s[-1] == 200 and s != logits.shape
+    ) == 3
+    torch.testing.assert_close(
+        torch.sigmoid(shifted).sum(-1, keepdim=True), depth, atol=0.1, rtol=0.0
+    )

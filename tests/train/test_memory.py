@@ -1,4 +1,5 @@
-"""``freed_memory_policy`` and ``retained_freed_memory``, each scenario in a fresh process.
+"""``freed_memory_policy``, ``retained_freed_memory`` and the trimmed heap of ``stack_rows``,
+each scenario in a fresh process.
 
 The allocator's state is process-wide: large blocks that earlier tests freed in the middle of
 the heap serve later allocations without a memory map, so every scenario starts from a new
@@ -118,3 +119,36 @@ def test_release_returns_feature_sized_blocks_at_once():
         else:
             raise AssertionError("an unknown policy was accepted")
     """)
+
+
+@pytest.mark.skipif(not GLIBC, reason="the heap is trimmed under Linux with glibc")
+def test_stacking_hands_the_blocks_heap_memory_back():
+    _run("""
+        from scipy import sparse
+        from scdx_scvi.data import stack_rows
+
+        allocate_and_free(SIZE)  # glibc's threshold rises: the blocks below come from the heap
+        rng = np.random.default_rng(0)
+        blocks, kept = [], []
+        for _ in range(200):  # about 1 MB each, each followed by a block that stays
+            blocks.append(sparse.random(64, 40_000, density=0.05, format="csr",
+                                        dtype=np.float32, random_state=rng))
+            kept.append(np.ones(25_000))
+        before = resident_mib()
+        stacked = stack_rows(blocks)
+        assert stacked.shape == (12_800, 40_000) and not blocks
+        # the result (195 MiB) took the blocks' place; untrimmed, the freed blocks stayed
+        # resident between the kept ones (+195 MiB)
+        grown = resident_mib() - before
+        assert grown < 60, grown
+    """)
+
+
+def test_the_heap_is_trimmed_only_where_the_allocator_is_glibc_as_it_is(monkeypatch):
+    from scdx_scvi._allocator import trim_heap
+
+    for name in _TUNING:
+        monkeypatch.delenv(name, raising=False)
+    assert trim_heap() is GLIBC
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000000")
+    assert trim_heap() is False

@@ -43,9 +43,9 @@ logger = logging.getLogger(__name__)
 #: Fewest optimiser steps between two validation checks of :meth:`train_diffusion`.
 VALIDATION_EVERY_STEPS = 25
 
-#: Most values of one decoded chunk of :meth:`generate` by default (float32: 256 MiB): the
+#: Most values of one decoded chunk of :meth:`generate` by default (float32: 128 MiB): the
 #: logits, probabilities and draws of a chunk are dense, three to four such blocks at a time.
-_GENERATE_BLOCK_VALUES = 2**26
+_GENERATE_BLOCK_VALUES = 2**25
 
 #: Samplers that draw new cells (not a point estimate, not a translator).
 GENERATION_SAMPLERS = [
@@ -317,9 +317,9 @@ class LatentDiffusionMixin:
         seed
             Seed of all random draws (same seed, same cells); ``None`` draws a fresh seed.
         batch_size
-            Cells per chunk. Default: 1,024, or fewer where a modality has more than 65,536
-            features, so that one decoded chunk holds at most 2^26 values (256 MiB of float32;
-            at 200,000 peaks, 335 cells).
+            Cells per chunk. Default: 1,024, or fewer where a modality has more than 32,768
+            features, so that one decoded chunk holds at most 2^25 values (128 MiB of float32;
+            at 200,000 peaks, 167 cells).
         clip_x0
             Clamp the predicted clean latent to ``[-clip_x0, clip_x0]`` at every step. ``"auto"``
             clamps at 1 with ``latent_scaling="scalar"`` (the reference's ``clip_denoised``; its

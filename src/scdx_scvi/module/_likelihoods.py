@@ -26,6 +26,9 @@ LOG1P_TARGET_SUM = 1e4
 LOG1P_TERMS = 16
 #: Values per block of :meth:`CountLikelihood.expected_log1p` (its temporaries: 16 MiB each).
 LOG1P_BLOCK = 2**22
+#: Most values of the buffer of :meth:`BernoulliLikelihood.at_depth` (64 MiB): 256 rows, fewer
+#: beyond 65,536 peaks.
+DEPTH_BLOCK_VALUES = 2**24
 
 
 class CountLikelihood(nn.Module):
@@ -314,7 +317,7 @@ class BernoulliLikelihood(nn.Module):
     def at_depth(
         logits: torch.Tensor,
         depth: torch.Tensor,
-        block: int = 256,
+        block: int | None = None,
         tolerance: float = 0.1,
         out: torch.Tensor | None = None,
     ) -> torch.Tensor:
@@ -325,10 +328,14 @@ class BernoulliLikelihood(nn.Module):
         is kept and only the cell's number of open peaks changes. ``depth`` ``(cells, 1)`` is
         clamped to ``[1, peaks - 1]`` and met within ``tolerance`` peaks (a Bernoulli draw
         of ``d`` expected open peaks varies by about ``sqrt(d)``). Rows are processed ``block``
-        at a time, so the temporaries stay small at hundreds of thousands of peaks. ``out``
+        at a time (default: 256, fewer beyond 65,536 peaks, so that the block's buffer holds at
+        most :data:`DEPTH_BLOCK_VALUES`), so the temporaries stay small at hundreds of thousands of
+        peaks. ``out``
         (e.g. ``logits`` itself, to shift them in place) receives the shifted logits.
         """
         out = torch.empty_like(logits) if out is None else out
+        if block is None:
+            block = min(256, max(1, DEPTH_BLOCK_VALUES // max(logits.shape[-1], 1)))
         target = depth.reshape(-1, 1).to(logits.dtype).clamp(1.0, logits.shape[-1] - 1.0)
         buffer = torch.empty_like(logits[:block])  # reused: no allocation per iteration
         for start in range(0, logits.shape[0], block):

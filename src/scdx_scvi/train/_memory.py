@@ -25,12 +25,11 @@ stays off for the process, as after any ``mallopt``) and the free memory is hand
 
 from __future__ import annotations
 
-import ctypes
-import os
-import platform
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Literal
+
+from scdx_scvi._allocator import glibc
 
 FreedMemory = Literal["release", "retain"]
 
@@ -46,23 +45,6 @@ _POLICIES: dict[str, tuple[tuple[int, int], ...]] = {
     "retain": ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _LARGEST)),
 }
 _depth = 0  # nested blocks (a user's around a training call): the outermost one restores
-
-#: Environment variables through which a user tunes the allocator; any of them: left alone.
-_USER_SETTINGS = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_",
-                  "MALLOC_TOP_PAD_", "GLIBC_TUNABLES", "LD_PRELOAD")  # fmt: skip
-
-
-def _glibc() -> ctypes.CDLL | None:
-    """glibc, when it is the allocator and the user has not tuned or replaced it; else None."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return None
-    if any(os.environ.get(name) for name in _USER_SETTINGS):
-        return None
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return None
-    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
 
 
 def check_policy(policy: object, name: str = "policy") -> None:
@@ -82,7 +64,7 @@ def freed_memory_policy(policy: FreedMemory | None) -> Iterator[bool]:
     """
     global _depth
     check_policy(policy)
-    libc = _glibc() if policy is not None else None
+    libc = glibc() if policy is not None else None
     if libc is None:
         yield False
         return
