@@ -329,9 +329,9 @@ class BernoulliLikelihood(nn.Module):
         clamped to ``[1, peaks - 1]`` and met within ``tolerance`` peaks (a Bernoulli draw
         of ``d`` expected open peaks varies by about ``sqrt(d)``). Rows are processed ``block``
         at a time (default: 256, fewer beyond 65,536 peaks, so that the block's buffer holds at
-        most :data:`DEPTH_BLOCK_VALUES`), so the temporaries stay small at hundreds of thousands of
-        peaks. ``out``
-        (e.g. ``logits`` itself, to shift them in place) receives the shifted logits.
+        most :data:`DEPTH_BLOCK_VALUES`), so the temporaries stay small at hundreds of thousands
+        of peaks. ``out`` (e.g. ``logits`` itself, to shift them in place) receives the shifted
+        logits.
         """
         out = torch.empty_like(logits) if out is None else out
         if block is None:
