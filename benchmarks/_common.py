@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import json
 import os
@@ -20,6 +19,7 @@ import scvi
 import torch
 
 from scdx_scvi import SCDX
+from scdx_scvi._allocator import trim_heap
 from scdx_scvi._constants import MODALITY_ALIASES
 from scdx_scvi.metrics import held_out_mask, label_composition
 from scdx_scvi.metrics._tasks import HEADLINE, translation_scores
@@ -132,12 +132,6 @@ def reset_high_water() -> bool:
     return True
 
 
-try:
-    _LIBC = ctypes.CDLL("libc.so.6")
-except OSError:  # not glibc
-    _LIBC = None
-
-
 def release_memory() -> None:
     """Collect garbage and hand freed heap memory back to the system (glibc ``malloc_trim``).
 
@@ -146,8 +140,7 @@ def release_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
-        _LIBC.malloc_trim(0)
+    trim_heap()
 
 
 def peak_memory_method() -> str:
