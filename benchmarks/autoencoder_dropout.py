@@ -13,8 +13,9 @@ cells by:
   sets of reconstruction draws against the held-out cells: the held-out cells' own draws (how
   the encoder and decoder generalise) and the draws of as many training cells (what decoding
   the training cells' latents gives, the ceiling of a diffusion that reproduces them), with
-  real training cells beside them (the real-vs-real floor), and the median library size of
-  each set over the held-out cells'.
+  real training cells beside them (the real-vs-real floor), the spread of each set along the
+  main axes of variation over the held-out cells' (``scdx_scvi.metrics.spread_ratio``; below
+  1: blurred) and the median library size of each set over the held-out cells'.
 
 Usage::
 
@@ -23,6 +24,8 @@ Usage::
         --protein-likelihood nb nb_mixture --out benchmarks/results/protein_likelihood_eccite.json
     python benchmarks/autoencoder_dropout.py --dataset eccite_citefuse --dropout-rate 0 \
         --protein-likelihood nb_mixture --encoder-input counts log1p
+    python benchmarks/autoencoder_dropout.py --dataset eccite_citefuse --dropout-rate 0 \
+        --early-stopping on off --out benchmarks/results/stage1_options/spread_eccite_citefuse.json
 """
 
 from __future__ import annotations
@@ -109,6 +112,7 @@ def main() -> None:
             "reconstruction": {m: headline(observed[m], predicted[m], m) for m in model.modalities},
             "floor": {},
             "draw_auc": {},
+            "draw_spread": {},
             "draw_library_ratio": {},
         }
         latents = {
@@ -142,6 +146,7 @@ def main() -> None:
                 observed[m], sets, m, seeds=seeds, paired=("held-out draws",)
             )
             row["draw_auc"][m] = {name: s["classifier_auc"] for name, s in scores.items()}
+            row["draw_spread"][m] = {name: s["spread_ratio"] for name, s in scores.items()}
             row["draw_library_ratio"][m] = {
                 name: s["diagnostics"]["library_size_median_ratio"] for name, s in scores.items()
             }

@@ -17,6 +17,7 @@ from scdx_scvi.metrics import (
     mmd_rbf,
     pca_projection,
     per_group,
+    spread_ratio,
 )
 
 
@@ -192,6 +193,7 @@ def test_generation_scores():
         "classifier_auc",
         "classifier_auc_std",
         "mixing",
+        "spread_ratio",
         "n_real",
         "n_generated",
         "n_comps",
@@ -204,6 +206,10 @@ def test_generation_scores():
     assert worse["energy_distance"] > scores["energy_distance"]
     assert worse["classifier_auc"] > scores["classifier_auc"]
     assert worse["mixing"] < scores["mixing"]
+    assert 0.8 < scores["spread_ratio"] < 1.25
+    blurred = np.repeat(real.toarray().mean(axis=0, keepdims=True), 150, axis=0)
+    blurred = rng.poisson(blurred).astype(float)  # cell-to-cell variation of the means lost
+    assert generation_scores(real, blurred, **kwargs)["spread_ratio"] < scores["spread_ratio"]
     sub = generation_scores(real, same, max_cells=50, **kwargs)
     assert sub["n_real"] == 50 and sub["n_generated"] == 50
 
@@ -243,3 +249,18 @@ def test_paired_draws_stay_in_one_fold():
         classifier_auc(real, draws[:150], paired=True)
     with pytest.raises(ValueError, match="as many cells"):
         generation_scores(real, draws[:150], "protein", paired=True)
+
+
+def test_spread_ratio():
+    rng = np.random.default_rng(5)
+    real = rng.normal(size=(400, 8)) * np.array([4.0, 3.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    assert spread_ratio(real, real.copy()) == pytest.approx(1.0)
+    assert spread_ratio(real, real * 0.5) == pytest.approx(0.25)
+    assert spread_ratio(real, real * 2.0, n_axes=2) == pytest.approx(4.0)
+    # only the leading axes count: noise on the last axis leaves the ratio of the first two
+    noisy = real.copy()
+    noisy[:, -1] *= 10
+    assert spread_ratio(real, noisy, n_axes=2) == pytest.approx(1.0)
+    assert np.isnan(spread_ratio(np.zeros((10, 3)), real[:10, :3]))
+    with pytest.raises(ValueError, match="n_axes"):
+        spread_ratio(real, real, n_axes=0)

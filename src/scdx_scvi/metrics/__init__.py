@@ -12,6 +12,7 @@ from ._generation import (
     mmd_rbf,
     pca_projection,
     per_group,
+    spread_ratio,
 )
 from ._reconstruction import log_cp10k, reconstruction_scores
 from ._tasks import (
@@ -82,6 +83,7 @@ __all__ = [
     "spearman_overall",
     "spearman_per_cell",
     "spearman_per_feature",
+    "spread_ratio",
     "translation_controls",
     "translation_directions",
     "translation_score_set",

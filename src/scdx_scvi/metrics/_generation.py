@@ -29,6 +29,9 @@ from ._embedding import joint_embedding
 from ._reconstruction import log_cp10k
 from ._translation import _as_matrix
 
+#: Leading components of the joint embedding whose spread :func:`generation_scores` compares.
+SPREAD_AXES = 5
+
 #: Default bandwidth multipliers of :func:`mmd_rbf`.
 DEFAULT_MMD_SCALES: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
 
@@ -491,6 +494,39 @@ def per_group(
     return frame
 
 
+def spread_ratio(real: Any, generated: Any, n_axes: int = 5) -> float:
+    """Spread of ``generated`` along the first ``n_axes`` axes of an embedding, over ``real``'s.
+
+    The sum over the first ``n_axes`` columns (the main axes of variation of a joint embedding,
+    such as :func:`joint_embedding`) of the variance of the generated cells, divided by the same
+    sum for the real cells. 1 is ideal; below 1 the generated cells are blurred (they vary less
+    than real cells along the axes that separate cell states, e.g. a decoder that averages
+    cells), above 1 they vary more.
+
+    Parameters
+    ----------
+    real, generated
+        Cells x dimensions samples in one embedding whose columns are ordered by variance.
+    n_axes
+        Leading columns compared (all if fewer).
+
+    Returns
+    -------
+    The ratio of summed variances; ``nan`` if the real cells do not vary along those axes.
+    """
+    real, generated = _check_unpaired(real, generated)
+    if n_axes < 1:
+        raise ValueError(f"n_axes must be at least 1, got {n_axes}.")
+    real, generated = (
+        np.asarray(x[:, :n_axes].toarray() if sparse.issparse(x) else x[:, :n_axes], np.float64)
+        for x in (real, generated)
+    )
+    spread = real.var(axis=0).sum()
+    if spread == 0:
+        return float("nan")
+    return float(generated.var(axis=0).sum() / spread)
+
+
 def generation_scores(
     real: Any,
     generated: Any,
@@ -509,11 +545,12 @@ def generation_scores(
     the same size ``n = min(n_real, n_generated, max_cells)``; both are embedded together by
     :func:`~scdx_scvi.metrics.joint_embedding` (a PCA of ``log1p`` counts per 10,000 for RNA and
     protein, LSI for ATAC, fitted on the pooled ``2 n`` cells); and :func:`mmd_rbf` (default
-    scales and mean bandwidth), :func:`energy_distance`, :func:`mixing_score` and the
-    cross-validated :func:`classifier_auc` (one fold assignment from the seed) are computed on
-    that embedding. Each metric is the mean over seeds. Because neither set defines the space or
-    outnumbers the other, two samples of one distribution score AUC 0.5 and MMD about 0 whichever
-    is called "real": score two real samples the same way to read the floor of a data set.
+    scales and mean bandwidth), :func:`energy_distance`, :func:`mixing_score`, the
+    cross-validated :func:`classifier_auc` (one fold assignment from the seed) and
+    :func:`spread_ratio` (the first five components) are computed on that embedding. Each
+    metric is the mean over seeds. Because neither set defines the space or outnumbers the
+    other, two samples of one distribution score AUC 0.5 and MMD about 0 whichever is called
+    "real": score two real samples the same way to read the floor of a data set.
 
     Parameters
     ----------
@@ -542,7 +579,8 @@ def generation_scores(
     Returns
     -------
     ``mmd_rbf``, ``energy_distance``, ``classifier_auc``, ``classifier_auc_std`` (over seeds),
-    ``mixing``, ``n_real`` and ``n_generated`` (the equal sizes scored) and ``n_comps``.
+    ``mixing``, ``spread_ratio``, ``n_real`` and ``n_generated`` (the equal sizes scored) and
+    ``n_comps``.
     """
     real, generated = _check_unpaired(real, generated)
     if not seeds:
@@ -569,6 +607,7 @@ def generation_scores(
                 "energy_distance": energy_distance(x, y),
                 "classifier_auc": auc["auc"],
                 "mixing": mixing_score(x, y, k=min(k, 2 * n - 1)),
+                "spread_ratio": spread_ratio(x, y, SPREAD_AXES),
                 "n_comps": x.shape[1],
             }
         )
@@ -579,6 +618,7 @@ def generation_scores(
         "classifier_auc": float(frame["classifier_auc"].mean()),
         "classifier_auc_std": float(frame["classifier_auc"].std(ddof=0)),
         "mixing": float(frame["mixing"].mean()),
+        "spread_ratio": float(frame["spread_ratio"].mean()),
         "n_real": int(n),
         "n_generated": int(n),
         "n_comps": int(frame["n_comps"].iloc[0]),
