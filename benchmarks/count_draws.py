@@ -18,13 +18,17 @@ training cells: what the decoder and its likelihood give for cells the model has
   drawn from the per-label log-normal (``generation_depth="latent_atac"``) / taken from one
   training cell of the label (``"training_cells"``), whatever the model's ``generation_depth``.
 
-Accessibility is drawn as the package draws it in every variant. With two count modalities
-(CITE-seq) each set also records the Spearman correlation of the cells' log library sizes in the
-two (``library_correlation``), of the held-out and the floor's training cells in the first row.
+Each set also records its spread along the main axes of variation over the held-out cells'
+(``spread_ratio``; below 1: blurred). Accessibility is drawn as the package draws it in every
+variant. With two count modalities (CITE-seq) each set also records the Spearman correlation
+of the cells' log library sizes in the two (``library_correlation``), of the held-out and the
+floor's training cells in the first row.
 
 Usage::
 
     python benchmarks/count_draws.py --dataset eccite_citefuse --load-dir <models folder>
+    python benchmarks/count_draws.py --dataset eccite_citefuse --variants likelihood \
+        --out benchmarks/results/stage1_options/spread_generated_eccite_citefuse.json
 """
 
 from __future__ import annotations
@@ -179,6 +183,8 @@ def main() -> None:
         floors[m] = {
             "real_vs_real_auc": scores[REFERENCE_NAME]["classifier_auc"],
             "reconstruction_draws_auc": scores[RECONSTRUCTION]["classifier_auc"],
+            "real_vs_real_spread": scores[REFERENCE_NAME]["spread_ratio"],
+            "reconstruction_draws_spread": scores[RECONSTRUCTION]["spread_ratio"],
             "reconstruction_draws_diagnostics": scores[RECONSTRUCTION].get("diagnostics"),
         }
     correlations = {
@@ -206,7 +212,7 @@ def main() -> None:
                 )  # fmt: skip
                 row[m] = {
                     key: scores["generated"].get(key)
-                    for key in ("classifier_auc", "mmd_rbf", "diagnostics")
+                    for key in ("classifier_auc", "mmd_rbf", "spread_ratio", "diagnostics")
                 }
             results.record(row)
 
