@@ -29,7 +29,7 @@ from ._embedding import joint_embedding
 from ._reconstruction import log_cp10k
 from ._translation import _as_matrix
 
-#: Leading components of the joint embedding whose spread :func:`generation_scores` compares.
+#: Leading components of an embedding whose spread :func:`spread_ratio` compares by default.
 SPREAD_AXES = 5
 
 #: Default bandwidth multipliers of :func:`mmd_rbf`.
@@ -494,7 +494,7 @@ def per_group(
     return frame
 
 
-def spread_ratio(real: Any, generated: Any, n_axes: int = 5) -> float:
+def spread_ratio(real: Any, generated: Any, n_axes: int = SPREAD_AXES) -> float:
     """Spread of ``generated`` along the first ``n_axes`` axes of an embedding, over ``real``'s.
 
     The sum over the first ``n_axes`` columns (the main axes of variation of a joint embedding,
@@ -607,7 +607,7 @@ def generation_scores(
                 "energy_distance": energy_distance(x, y),
                 "classifier_auc": auc["auc"],
                 "mixing": mixing_score(x, y, k=min(k, 2 * n - 1)),
-                "spread_ratio": spread_ratio(x, y, SPREAD_AXES),
+                "spread_ratio": spread_ratio(x, y),
                 "n_comps": x.shape[1],
             }
         )
