@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="eccite_citefuse")
     parser.add_argument("--dropout-rate", type=float, nargs="+", default=[0.0, 0.1])
     parser.add_argument(
-        "--protein-likelihood", nargs="+", default=["nb"], choices=["nb", "nb_mixture"]
+        "--protein-likelihood", nargs="+", default=["nb_mixture"], choices=["nb", "nb_mixture"]
     )
     parser.add_argument(
         "--encoder-input", nargs="+", default=["counts"], choices=["counts", "log1p"]

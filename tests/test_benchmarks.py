@@ -257,6 +257,69 @@ def test_autoencoder_dropout_quick(tmp_path):
             assert all(0.0 <= v <= 1.0 for v in row["draw_auc"][m].values())
 
 
+def _rna_likelihood_module():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import rna_likelihood
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return rna_likelihood
+
+
+def test_rna_likelihood_variants_reduce_to_the_negative_binomial():
+    """With no extra zeros / no per-cell offset, both variants score as the package's NB."""
+    import torch
+
+    from scdx_scvi.module import CountLikelihood
+
+    variants = _rna_likelihood_module()
+    torch.manual_seed(0)
+    mean_logits, library = torch.randn(4, 6), torch.full((4, 1), 50.0)
+    counts = torch.poisson(torch.full((4, 6), 8.0))
+    package = CountLikelihood(6)
+    expected = package.distribution(mean_logits, library).log_prob(counts)
+    for cls, second in (
+        (variants.ZeroInflatedCountLikelihood, torch.full((4, 6), -30.0)),
+        (variants.GeneCellCountLikelihood, torch.zeros(4, 6)),
+    ):
+        lik = cls(6)
+        lik.log_theta.data.copy_(package.log_theta.data)
+        logits = torch.cat([mean_logits, second], dim=-1)
+        torch.testing.assert_close(lik.distribution(logits, library).log_prob(counts), expected)
+        torch.testing.assert_close(
+            lik.normalized(logits, 1e4), package.normalized(mean_logits, 1e4)
+        )
+        torch.testing.assert_close(
+            lik.expected_log1p(logits, library, 1e4),
+            package.expected_log1p(mean_logits, library, 1e4),
+            atol=1e-4,
+            rtol=1e-4,
+        )
+    # extra zeros lower the expected log1p value by the probability of a zero
+    zinb = variants.ZeroInflatedCountLikelihood(6)
+    half = torch.cat([mean_logits, torch.zeros(4, 6)], dim=-1)
+    nb = CountLikelihood(6)
+    nb.log_theta.data.copy_(zinb.log_theta.data)
+    torch.testing.assert_close(
+        zinb.expected_log1p(half, library, 1e4), 0.5 * nb.expected_log1p(mean_logits, library, 1e4)
+    )
+
+
+@pytest.mark.slow
+def test_rna_likelihood_quick(tmp_path):
+    out = tmp_path / "results.json"
+    run_script(
+        "rna_likelihood.py", "--variant", "gene-cell", "--script", "autoencoder_dropout", "--",
+        "--dataset", "scvi_pbmc_cite_tests", "--dropout-rate", "0", "--max-epochs", "2",
+        "--generation-seeds", "1", "--out", str(out),
+    )  # fmt: skip
+    payload = json.loads(out.read_text())
+    assert payload["rna_likelihood"] == "gene-cell"
+    assert payload["command"].startswith("python benchmarks/rna_likelihood.py --variant gene-cell")
+    (row,) = payload["results"]
+    assert all(0.0 <= v <= 1.0 for v in row["draw_auc"]["rna"].values())
+
+
 def test_measured_repeats_give_the_median_time_and_the_first_result():
     """``measured(fn, repeats)`` runs ``fn`` that often; one slow run does not set the time."""
     import time
