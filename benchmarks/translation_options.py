@@ -46,6 +46,8 @@ CONFIGS = {
     "latent agreement": {"latent_agreement": 1.0},
     # half the weights per peak: less memory and time, for a lower RNA -> ATAC AUROC
     "narrow ATAC": {"n_hidden": {"atac": (256, 256)}},
+    # dropout in the denoiser's residual blocks (DDPM's regulariser on small data)
+    "denoiser dropout": {"denoiser_kwargs": {"dropout": 0.1}},
 }
 
 

@@ -127,6 +127,19 @@ def test_mean_sampler_is_one_deterministic_evaluation(trained):
         model.get_translated_modality(query, "rna", "atac", n_samples=2)
 
 
+def test_denoiser_dropout_trains_and_is_off_at_translation():
+    model, mdata = train_tiny(("rna", "atac"), denoiser_kwargs={"dropout": 0.1})
+    rates = {
+        m.p for m in model.module.diffusion.denoiser.modules() if isinstance(m, torch.nn.Dropout)
+    }
+    assert rates == {0.1}
+    query = _only(mdata, "rna")
+    first = model.get_translated_modality(query, "rna", "atac", seed=0)
+    again = model.get_translated_modality(query, "rna", "atac", seed=1)
+    np.testing.assert_array_equal(first.X, again.X)  # no dropout in the EMA denoiser's pass
+    assert not model.module.diffusion.training
+
+
 def test_features_are_matched_by_name(trained, caplog):
     model, mdata = trained
     query = _only(mdata, "rna")
