@@ -48,6 +48,10 @@ CONFIGS = {
     "narrow ATAC": {"n_hidden": {"atac": (256, 256)}},
     # dropout in the denoiser's residual blocks (DDPM's regulariser on small data)
     "denoiser dropout": {"denoiser_kwargs": {"dropout": 0.1}},
+    # each modality's autoencoder stops when its own validation loss does ("train": train())
+    "per-modality early stopping": {
+        "train": {"autoencoder_kwargs": {"early_stopping": "per_modality"}}
+    },
 }
 
 
@@ -96,15 +100,24 @@ def main() -> None:
             continue
         scvi.settings.seed = args.seed
         SCDX.setup_mudata(train, **setup)
-        model = SCDX(train, **CONFIGS[config])
+        options = dict(CONFIGS[config])
+        train_options = options.pop("train", {})
+        model = SCDX(train, **options)
         _, seconds, peak = measured(
-            lambda m=model: m.train(
+            lambda m=model, kw=train_options: m.train(
                 max_epochs=args.ae_epochs,
                 max_steps_diffusion=args.diffusion_steps,
                 enable_progress_bar=False,
                 accelerator="cpu",
+                **kw,
             )
         )
+        history = model.history
+        best_epochs = {
+            m: int(history[key].iloc[:, 0].astype(float).idxmin())
+            for m in model.module.modalities
+            if (key := f"reconstruction_loss_{m}_validation") in history
+        }
         for source, target in directions:
             truth = query[name_of[target]].X
             source_query = query[name_of[source]]
@@ -129,6 +142,7 @@ def main() -> None:
                         "n_parameters": sum(p.numel() for p in model.module.parameters()),
                         "translate_seconds": time.perf_counter() - start,
                         "epochs_trained": model.epochs_trained,
+                        "best_validation_epoch": best_epochs,
                     }
                 results.record(row)
 

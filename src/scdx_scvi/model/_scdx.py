@@ -37,6 +37,7 @@ from scdx_scvi.module import atlas_widths as narrowed_widths  # the argument's n
 from scdx_scvi.train import (
     FreedMemory,
     autoencoder_optimizer,
+    early_stopping_callbacks,
     freed_memory_policy,
     release_training_state,
 )
@@ -603,7 +604,7 @@ class SCDX(
         batch_size: int = 256,
         train_size: float = 0.9,
         validation_size: float | None = None,
-        early_stopping: bool | None = None,
+        early_stopping: bool | Literal["per_modality"] | None = None,
         early_stopping_patience: int = 20,
         gradient_clip_val: float | None = 1.0,
         accelerator: str = "auto",
@@ -645,10 +646,11 @@ class SCDX(
         validation_size
             Share of cells for validation (default ``1 - train_size``).
         early_stopping
-            Stop when ``reconstruction_loss_validation`` stops improving (default: the
-            configuration's; on for ``"scdx"``, off for the reference). Off under DDP.
+            Stop when ``reconstruction_loss_validation`` stops improving; ``"per_modality"``:
+            freeze each modality as its own does (:class:`~scdx_scvi.train.ModalityEarlyStopping`).
+            Default: the configuration's (on for ``"scdx"``). Off under DDP.
         early_stopping_patience
-            Epochs without improvement before stopping.
+            Epochs without improvement before stopping (or freezing a modality).
         gradient_clip_val
             Clip the gradient norm at this value (``None`` disables clipping).
         %(param_accelerator)s
@@ -702,6 +704,9 @@ class SCDX(
         trainer_kwargs.setdefault("early_stopping_monitor", "reconstruction_loss_validation")
         trainer_kwargs.setdefault("early_stopping_patience", early_stopping_patience)
         trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+        early_stopping = early_stopping_callbacks(
+            early_stopping, self.module.modalities, early_stopping_patience, trainer_kwargs
+        )
         if gradient_clip_val is not None:
             trainer_kwargs.setdefault("gradient_clip_val", gradient_clip_val)
         with freed_memory_policy(freed_memory):

@@ -3,14 +3,17 @@
 from ._diffusion_plan import LatentDiffusionTrainingPlan
 from ._latent_data import LatentDataModule
 from ._memory import FreedMemory, freed_memory_policy, retained_freed_memory
+from ._modality_stopping import ModalityEarlyStopping, early_stopping_callbacks
 from ._optimizer import adamw, autoencoder_optimizer, release_training_state
 
 __all__ = [
     "FreedMemory",
     "LatentDataModule",
     "LatentDiffusionTrainingPlan",
+    "ModalityEarlyStopping",
     "adamw",
     "autoencoder_optimizer",
+    "early_stopping_callbacks",
     "freed_memory_policy",
     "release_training_state",
     "retained_freed_memory",
