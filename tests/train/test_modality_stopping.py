@@ -7,7 +7,8 @@ import torch
 from helpers import QUIET, TINY
 
 from scdx_scvi import SCDX
-from scdx_scvi.train import ModalityEarlyStopping, early_stopping_callbacks
+from scdx_scvi.train import ModalityEarlyStopping
+from scdx_scvi.train._modality_stopping import early_stopping_callbacks
 
 MODS = ("rna", "protein")
 

@@ -37,11 +37,11 @@ from scdx_scvi.module import atlas_widths as narrowed_widths  # the argument's n
 from scdx_scvi.train import (
     FreedMemory,
     autoencoder_optimizer,
-    early_stopping_callbacks,
     freed_memory_policy,
     release_training_state,
 )
 from scdx_scvi.train._memory import check_policy
+from scdx_scvi.train._modality_stopping import early_stopping_callbacks
 
 from ._checks import check_bool, check_fraction, check_int, check_is_mudata
 from ._diffusion_mixin import LatentDiffusionMixin
@@ -622,8 +622,7 @@ class SCDX(
         the reference runs 300 epochs; ``"scdx"`` runs about 200,000 cell passes (25 to 300
         epochs, see :func:`~scdx_scvi.module.default_max_epochs`) and stops early when the
         validation reconstruction loss has not improved for ``early_stopping_patience`` epochs.
-        Validation runs every epoch, so ``model.history`` holds
-        ``reconstruction_loss_<modality>_{train,validation}``.
+        ``model.history`` holds ``reconstruction_loss_<modality>_{train,validation}``.
 
         Parameters
         ----------

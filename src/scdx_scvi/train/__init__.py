@@ -3,7 +3,7 @@
 from ._diffusion_plan import LatentDiffusionTrainingPlan
 from ._latent_data import LatentDataModule
 from ._memory import FreedMemory, freed_memory_policy, retained_freed_memory
-from ._modality_stopping import ModalityEarlyStopping, early_stopping_callbacks
+from ._modality_stopping import ModalityEarlyStopping
 from ._optimizer import adamw, autoencoder_optimizer, release_training_state
 
 __all__ = [
@@ -13,7 +13,6 @@ __all__ = [
     "ModalityEarlyStopping",
     "adamw",
     "autoencoder_optimizer",
-    "early_stopping_callbacks",
     "freed_memory_policy",
     "release_training_state",
     "retained_freed_memory",
