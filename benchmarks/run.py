@@ -115,7 +115,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n-channels", type=int, default=None, help="U-Net base width" + default)
     parser.add_argument("--ae-epochs", type=int, default=None, help="maximum epochs" + default)
     parser.add_argument(
-        "--ae-early-stopping", default=None, choices=["on", "off"],
+        "--ae-early-stopping", default=None, choices=["on", "off", "per_modality"],
         help="stage-1 early stopping" + default,
     )  # fmt: skip
     parser.add_argument("--diffusion-steps", type=int, default=None, help="maximum steps" + default)
@@ -170,7 +170,7 @@ def train_scdx(train: md.MuData, args, labels_key: str | None) -> tuple[SCDX, di
     options = {key: value for key, value in options.items() if value is not None}
     model = SCDX(data, configuration=args.configuration, **options)
     # model.train() in its two stages, each timed: the configuration's budget unless given
-    stopping = {"on": True, "off": False, None: None}[args.ae_early_stopping]
+    stopping = {"on": True, "off": False}.get(args.ae_early_stopping, args.ae_early_stopping)
     _, ae_seconds, ae_peak = measured(
         lambda: model.train_autoencoder(
             max_epochs=args.ae_epochs, early_stopping=stopping, enable_progress_bar=False
