@@ -58,7 +58,7 @@ class ModalityEarlyStopping(pl.Callback):
                 continue
             value = trainer.callback_metrics.get(f"reconstruction_loss_{m}_validation")
             if value is None or not torch.isfinite(value):
-                continue  # no validation cell has this modality: it trains to the end
+                continue  # not logged (no validation cells): not watched
             self.watched.add(m)
             if float(value) < self.best[m]:
                 self.best[m], self.wait[m] = float(value), 0
